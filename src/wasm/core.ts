@@ -1,0 +1,443 @@
+/**
+ * The one typed wrapper around the WebAssembly core: all pointer arithmetic over the module's
+ * fixed regions happens here. Everything is synchronous (pure computation).
+ *
+ * Buffer ownership: the module owns its memory; `window()` lends a view of the input window.
+ * Every other method copies its input into the window in window-sized chunks (or uses it in place
+ * if it already lies in the window) and copies results into the caller's `out` buffer. Arguments
+ * other than `window()` views must not be views of the module's memory.
+ */
+import { compileCore, instantiateCore, type CoreBuild } from './load.js';
+import { BLOCK_SIZE, DIGEST_SIZE, readLayout, type CoreExports, type CoreLayout } from './layout.js';
+
+export { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
+export type { CoreBuild } from './load.js';
+
+/** A streaming SHA-256 whose state lives in JS, so any number may exist at once. */
+export interface Sha256 {
+  /**
+   * Absorbs `data` (any length, any byteOffset). Returns this.
+   * @throws TypeError if data is not a Uint8Array; Error after digest() until reset().
+   */
+  update(data: Uint8Array): this;
+  /**
+   * Finishes the hash and writes the 32-byte digest to out[offset, offset + 32).
+   * @throws TypeError/RangeError if out is not a Uint8Array with 32 bytes at offset; Error if
+   *   already finished (call reset() to start over).
+   */
+  digestInto(out: Uint8Array, offset?: number): void;
+  /** Finishes the hash and returns the 32-byte digest in a new array. @throws Error if already finished. */
+  digest(): Uint8Array;
+  /** Starts over with the empty message (also after digest()). Returns this. */
+  reset(): this;
+}
+
+const cores = new Map<CoreBuild, WasmCore>();
+
+/** Access to a core's SHA-256 state slot, handed to each CoreSha256. */
+interface Sha256Slot {
+  /** State of the empty message (read-only; copy it). */
+  readonly initialState: Uint8Array;
+  /** Absorbs data into `state` (saved back into it). */
+  update(owner: object, state: Uint8Array, data: Uint8Array): void;
+  /** Finishes `state` and writes the digest to out[offset, offset + 32). */
+  final(owner: object, state: Uint8Array, out: Uint8Array, offset: number): void;
+  /** Forgets that the slot holds `owner`'s state (after `owner` changed its state itself). */
+  release(owner: object): void;
+}
+
+// Enough work for V8 to tier the hot functions up from Liftoff to TurboFan before real use; the
+// window's content does not matter.
+const WARMUP_ROUNDS = 8;
+const WARMUP_BYTES = 256 * 1024 + 4097;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return typeof value;
+}
+
+function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
+}
+
+/** Returns `value` (default 0) after checking it is a non-negative safe integer. */
+function checkOffset(value: unknown, name: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+/** Number of BLOCK_SIZE pieces in `length` bytes (the last may be short). */
+function pieces(length: number): number {
+  return Math.ceil(length / BLOCK_SIZE);
+}
+
+/** The WebAssembly core: per-block SHA-256, streaming SHA-256, zero-block flags, digest compare. */
+export class WasmCore {
+  /** Which compiled variant this instance runs. */
+  readonly build: CoreBuild;
+  /** Bytes of the input window (a multiple of BLOCK_SIZE). */
+  readonly windowSize: number;
+
+  readonly #core: CoreExports;
+  readonly #layout: CoreLayout;
+  /** View of all module memory; valid for the instance's life because memory never grows. */
+  readonly #memory: Uint8Array;
+  readonly #window: Uint8Array;
+  readonly #initialState: Uint8Array;
+  /** The hasher whose state is currently in the module's state slot (saves copying it back in). */
+  #slotOwner: object | null = null;
+  /** What CoreSha256 may do with the state slot; closures so the slot stays private to this class. */
+  readonly #slot: Sha256Slot;
+
+  private constructor(build: CoreBuild) {
+    const instance = instantiateCore(compileCore(build));
+    const { core, layout } = readLayout(instance.exports);
+    this.build = build;
+    this.#core = core;
+    this.#layout = layout;
+    this.windowSize = layout.windowSize;
+    this.#memory = new Uint8Array(core.memory.buffer);
+    this.#window = this.#memory.subarray(layout.windowOffset, layout.windowOffset + layout.windowSize);
+    core.sha256Init(layout.stateOffset);
+    this.#initialState = this.#memory.slice(layout.stateOffset, layout.stateOffset + layout.stateSize);
+    this.#slot = {
+      initialState: this.#initialState,
+      update: (owner, state, data) => {
+        this.#loadState(owner, state);
+        const { stateOffset } = this.#layout;
+        this.#forEachChunk(data, (ptr, length) => {
+          this.#core.sha256Update(stateOffset, ptr, length);
+          return true;
+        });
+        state.set(this.#memory.subarray(stateOffset, stateOffset + state.length));
+      },
+      final: (owner, state, out, offset) => {
+        this.#loadState(owner, state);
+        const { stateOffset, digestOffset } = this.#layout;
+        this.#core.sha256Final(stateOffset, digestOffset);
+        this.#slotOwner = null; // the slot now holds a finished state
+        out.set(this.#memory.subarray(digestOffset, digestOffset + DIGEST_SIZE), offset);
+      },
+      release: (owner) => {
+        if (this.#slotOwner === owner) this.#slotOwner = null;
+      },
+    };
+    this.#warmUp();
+  }
+
+  /**
+   * The core of `build` (default 'release') for this thread: compiled, instantiated, ABI-checked
+   * and warmed up on first use, then cached.
+   * @throws TypeError for an unknown build; Error if build/<build>.wasm is missing or of another ABI.
+   */
+  static load(build: CoreBuild = 'release'): WasmCore {
+    let core = cores.get(build);
+    if (core === undefined) {
+      compileCore(build); // validates `build` before it becomes a cache key
+      core = new WasmCore(build);
+      cores.set(build, core);
+    }
+    return core;
+  }
+
+  #warmUp(): void {
+    const { windowOffset, digestOffset, flagsOffset, stateOffset } = this.#layout;
+    const core = this.#core;
+    for (let i = 0; i < WARMUP_ROUNDS; i++) {
+      core.hashBlocks(windowOffset, WARMUP_BYTES, digestOffset);
+      core.sha256Init(stateOffset);
+      core.sha256Update(stateOffset, windowOffset + 1, 64 * 1024);
+      core.sha256Final(stateOffset, digestOffset);
+      core.zeroBlockFlags(windowOffset, WARMUP_BYTES, flagsOffset);
+      core.firstDigestMismatch(windowOffset, windowOffset, 1024);
+    }
+  }
+
+  /**
+   * View of the input window (`windowSize` bytes). Reading data straight into it and then calling
+   * hashWindowBlocksInto (or passing a subarray of it to any method) avoids a copy. The view stays
+   * valid because the module never grows its memory; its content is overwritten by every method
+   * that copies input through the window.
+   */
+  window(): Uint8Array {
+    return this.#window;
+  }
+
+  /**
+   * Per-block SHA-256 of window[0, length): one 32-byte digest per 4096-byte piece (the last may
+   * be short) into out[outOffset...]. Returns the number of digests, ceil(length / 4096).
+   * @throws TypeError/RangeError if length is not an integer in [0, windowSize], or out is not a
+   *   Uint8Array with room for the digests at outOffset.
+   */
+  hashWindowBlocksInto(length: number, out: Uint8Array, outOffset?: number): number {
+    const len = checkOffset(length, 'length');
+    if (len > this.windowSize) throw new RangeError(`length must be at most windowSize (${this.windowSize}), got ${len}`);
+    checkBytes(out, 'out');
+    const offset = this.#checkRoom(out, checkOffset(outOffset, 'outOffset'), pieces(len) * DIGEST_SIZE);
+    return this.#hashBlocksAt(this.#layout.windowOffset, len, out, offset);
+  }
+
+  /**
+   * Per-block SHA-256 of `data` (any Uint8Array, including a Buffer with a byteOffset): one
+   * 32-byte digest per 4096-byte piece (the last may be short) into out[outOffset...], which needs
+   * ceil(data.length / 4096) * 32 bytes. Data is copied through the window in window-sized chunks
+   * (used in place if it is a view of the window). Returns the number of digests.
+   * @throws TypeError if data or out is not a Uint8Array; RangeError if out is too small.
+   */
+  blockDigestsInto(data: Uint8Array, out: Uint8Array, outOffset?: number): number {
+    checkBytes(data, 'data');
+    checkBytes(out, 'out');
+    let offset = this.#checkRoom(out, checkOffset(outOffset, 'outOffset'), pieces(data.length) * DIGEST_SIZE);
+    let count = 0;
+    this.#forEachChunk(data, (ptr, length) => {
+      const n = this.#hashBlocksAt(ptr, length, out, offset);
+      offset += n * DIGEST_SIZE;
+      count += n;
+      return true;
+    });
+    return count;
+  }
+
+  /**
+   * One byte per 4096-byte piece of `data` (the last may be short) into out[0...]: 1 if the piece
+   * is all zero bytes, else 0. Returns the number of zero pieces.
+   * @throws TypeError if data or out is not a Uint8Array; RangeError if out is shorter than
+   *   ceil(data.length / 4096).
+   */
+  zeroBlockFlagsInto(data: Uint8Array, out: Uint8Array): number {
+    checkBytes(data, 'data');
+    checkBytes(out, 'out');
+    this.#checkRoom(out, 0, pieces(data.length));
+    const { flagsOffset } = this.#layout;
+    let offset = 0;
+    let zeros = 0;
+    this.#forEachChunk(data, (ptr, length) => {
+      zeros += this.#core.zeroBlockFlags(ptr, length, flagsOffset);
+      const n = pieces(length);
+      out.set(this.#memory.subarray(flagsOffset, flagsOffset + n), offset);
+      offset += n;
+      return true;
+    });
+    return zeros;
+  }
+
+  /**
+   * True if every byte of `data` is zero (also for empty data). Stops at the first chunk that is not.
+   * @throws TypeError if data is not a Uint8Array.
+   */
+  isZero(data: Uint8Array): boolean {
+    checkBytes(data, 'data');
+    const { flagsOffset } = this.#layout;
+    let zero = true;
+    this.#forEachChunk(data, (ptr, length) => {
+      zero = this.#core.zeroBlockFlags(ptr, length, flagsOffset) === pieces(length);
+      return zero;
+    });
+    return zero;
+  }
+
+  /**
+   * Index of the first 32-byte digest that differs between the digest lists `a` and `b`, or -1
+   * if they are equal.
+   * @throws TypeError if a or b is not a Uint8Array; RangeError if their lengths differ or are not
+   *   a multiple of 32.
+   */
+  firstDigestMismatch(a: Uint8Array, b: Uint8Array): number {
+    checkBytes(a, 'a');
+    checkBytes(b, 'b');
+    if (a.length !== b.length) throw new RangeError(`a and b must have the same length, got ${a.length} and ${b.length}`);
+    if (a.length % DIGEST_SIZE !== 0) throw new RangeError(`a.length must be a multiple of ${DIGEST_SIZE}, got ${a.length}`);
+    // Each list gets half the window per round.
+    const { windowOffset } = this.#layout;
+    const half = Math.floor(this.windowSize / 2 / DIGEST_SIZE) * DIGEST_SIZE;
+    for (let pos = 0; pos < a.length; pos += half) {
+      const end = Math.min(pos + half, a.length);
+      this.#memory.set(a.subarray(pos, end), windowOffset);
+      this.#memory.set(b.subarray(pos, end), windowOffset + half);
+      const index = this.#core.firstDigestMismatch(windowOffset, windowOffset + half, (end - pos) / DIGEST_SIZE);
+      if (index >= 0) return pos / DIGEST_SIZE + index;
+    }
+    return -1;
+  }
+
+  /** A new streaming SHA-256 over this core (state kept in JS; any number may exist at once). */
+  sha256(): Sha256 {
+    return new CoreSha256(this.#slot);
+  }
+
+  /** Loads `state` into the module's state slot unless it is already there. */
+  #loadState(owner: object, state: Uint8Array): void {
+    if (this.#slotOwner !== owner) {
+      this.#memory.set(state, this.#layout.stateOffset);
+      this.#slotOwner = owner;
+    }
+  }
+
+  /** Checks out[offset, offset + needed) exists and returns offset. */
+  #checkRoom(out: Uint8Array, offset: number, needed: number): number {
+    if (offset + needed > out.length) {
+      throw new RangeError(`out is too small: needs ${needed} bytes at offset ${offset}, has ${Math.max(0, out.length - offset)}`);
+    }
+    return offset;
+  }
+
+  /** Hashes [ptr, ptr + length) of module memory per block and copies the digests to out[offset...]. */
+  #hashBlocksAt(ptr: number, length: number, out: Uint8Array, offset: number): number {
+    const { digestOffset } = this.#layout;
+    const n = this.#core.hashBlocks(ptr, length, digestOffset);
+    out.set(this.#memory.subarray(digestOffset, digestOffset + n * DIGEST_SIZE), offset);
+    return n;
+  }
+
+  /**
+   * Calls visit(ptr, length) for consecutive window-sized chunks of `data` placed in the window
+   * (in place, without a copy, if data already lies inside the window). Chunks are multiples of
+   * BLOCK_SIZE except the last. Stops when visit returns false.
+   */
+  #forEachChunk(data: Uint8Array, visit: (ptr: number, length: number) => boolean): void {
+    const { windowOffset } = this.#layout;
+    if (data.buffer === this.#memory.buffer && data.byteOffset >= windowOffset
+      && data.byteOffset + data.length <= windowOffset + this.windowSize) {
+      if (data.length > 0) visit(data.byteOffset, data.length);
+      return;
+    }
+    for (let pos = 0; pos < data.length; pos += this.windowSize) {
+      const end = Math.min(pos + this.windowSize, data.length);
+      this.#memory.set(data.subarray(pos, end), windowOffset);
+      if (!visit(windowOffset, end - pos)) return;
+    }
+  }
+}
+
+/** Streaming SHA-256 keeping its 104-byte state in JS between calls. */
+class CoreSha256 implements Sha256 {
+  readonly #slot: Sha256Slot;
+  readonly #state: Uint8Array;
+  #finished = false;
+
+  constructor(slot: Sha256Slot) {
+    this.#slot = slot;
+    this.#state = slot.initialState.slice();
+  }
+
+  update(data: Uint8Array): this {
+    checkBytes(data, 'data');
+    if (this.#finished) throw new Error('Sha256.update() after digest(); call reset() first');
+    if (data.length > 0) this.#slot.update(this, this.#state, data);
+    return this;
+  }
+
+  digestInto(out: Uint8Array, offset?: number): void {
+    checkBytes(out, 'out');
+    const at = checkOffset(offset, 'offset');
+    if (at + DIGEST_SIZE > out.length) {
+      throw new RangeError(`out needs ${DIGEST_SIZE} bytes at offset ${at}, has ${Math.max(0, out.length - at)}`);
+    }
+    if (this.#finished) throw new Error('Sha256.digest() called twice; call reset() first');
+    this.#finished = true;
+    this.#slot.final(this, this.#state, out, at);
+  }
+
+  digest(): Uint8Array {
+    const out = new Uint8Array(DIGEST_SIZE);
+    this.digestInto(out);
+    return out;
+  }
+
+  reset(): this {
+    this.#slot.release(this);
+    this.#state.set(this.#slot.initialState);
+    this.#finished = false;
+    return this;
+  }
+}
+
+/**
+ * The "block-list hash" of the payload format: SHA-256 over the concatenated SHA-256 digests of
+ * each 4096-byte piece of the data (the last piece may be short; empty data gives the SHA-256 of
+ * nothing). Streaming: feed the data with update() in pieces that are multiples of 4096 bytes,
+ * except the last call before digest(); or feed already computed per-block digests with
+ * updateDigests(). Both kinds of call may be mixed in order.
+ */
+export class BlockListHasher {
+  readonly #core: WasmCore;
+  readonly #outer: Sha256;
+  /** Per-block digests of one window-sized chunk, reused across calls. */
+  #digests: Uint8Array | null = null;
+  #blocks = 0;
+  /** Set once a short piece was absorbed: nothing may follow it. */
+  #sawShortPiece = false;
+  #finished = false;
+
+  /** @throws TypeError if core is not a WasmCore. */
+  constructor(core: WasmCore) {
+    if (!(core instanceof WasmCore)) throw new TypeError(`core must be a WasmCore, got ${describe(core)}`);
+    this.#core = core;
+    this.#outer = core.sha256();
+  }
+
+  /** Number of 4096-byte pieces (blocks) absorbed so far, the short last one included. */
+  get blocks(): number {
+    return this.#blocks;
+  }
+
+  /**
+   * Absorbs data (any byteOffset): its per-block digests join the list. Returns this.
+   * @throws TypeError if data is not a Uint8Array; RangeError if an earlier call ended in a short
+   *   piece (its length was not a multiple of 4096); Error after digest().
+   */
+  update(data: Uint8Array): this {
+    checkBytes(data, 'data');
+    this.#checkOpen('update');
+    const chunk = this.#core.windowSize;
+    const digests = (this.#digests ??= new Uint8Array((chunk / BLOCK_SIZE) * DIGEST_SIZE));
+    for (let pos = 0; pos < data.length; pos += chunk) {
+      const n = this.#core.blockDigestsInto(data.subarray(pos, Math.min(pos + chunk, data.length)), digests);
+      this.#outer.update(digests.subarray(0, n * DIGEST_SIZE));
+      this.#blocks += n;
+    }
+    if (data.length % BLOCK_SIZE !== 0) this.#sawShortPiece = true;
+    return this;
+  }
+
+  /**
+   * Absorbs already computed per-block digests (32 bytes each, in block order). Returns this.
+   * @throws TypeError if digests is not a Uint8Array; RangeError if its length is not a multiple
+   *   of 32 or an earlier update() ended in a short piece; Error after digest().
+   */
+  updateDigests(digests: Uint8Array): this {
+    checkBytes(digests, 'digests');
+    if (digests.length % DIGEST_SIZE !== 0) {
+      throw new RangeError(`digests.length must be a multiple of ${DIGEST_SIZE}, got ${digests.length}`);
+    }
+    this.#checkOpen('updateDigests');
+    this.#outer.update(digests);
+    this.#blocks += digests.length / DIGEST_SIZE;
+    return this;
+  }
+
+  /** Finishes and returns the 32-byte block-list hash. @throws Error if called twice. */
+  digest(): Uint8Array {
+    if (this.#finished) throw new Error('BlockListHasher.digest() called twice');
+    this.#finished = true;
+    return this.#outer.digest();
+  }
+
+  #checkOpen(method: string): void {
+    if (this.#finished) throw new Error(`BlockListHasher.${method}() after digest()`);
+    if (this.#sawShortPiece) {
+      throw new RangeError(`BlockListHasher.${method}(): an earlier update() ended in a piece shorter than ${BLOCK_SIZE} bytes; only the last piece may be short`);
+    }
+  }
+}
+
+/**
+ * Block-list hash of `data` in one call (see BlockListHasher). Returns a new 32-byte array.
+ * @throws TypeError if core is not a WasmCore or data not a Uint8Array.
+ */
+export function blockListHash(core: WasmCore, data: Uint8Array): Uint8Array {
+  return new BlockListHasher(core).update(data).digest();
+}
