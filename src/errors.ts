@@ -1,0 +1,58 @@
+/**
+ * Errors with a stable string code per failure and the process exit code of its class.
+ *
+ * The library throws these (and TypeError/RangeError for bad arguments); only the CLI prints them
+ * and turns them into exit codes. The table is the one in README.md, "Exit codes".
+ */
+
+/** Exit code per failure class; documented in README.md and stable across releases. */
+export const EXIT = {
+  OK: 0,
+  INTERNAL: 1,
+  USAGE: 2,
+  BAD_SIGNATURE: 3,
+  CORRUPT: 4,
+  TRUNCATED: 5,
+  IO: 6,
+  TARGET_TOO_SMALL: 7,
+} as const;
+
+/** Stable error codes, each mapped to the exit code of its class. */
+export const ERROR_CODES = {
+  USAGE: EXIT.USAGE,
+  BAD_KEY_FILE: EXIT.USAGE,
+  /** The payload is signed, but by no key the caller trusts. */
+  UNTRUSTED_KEY: EXIT.BAD_SIGNATURE,
+  /** A signature by a trusted key does not verify: the header or manifest changed. */
+  BAD_SIGNATURE: EXIT.BAD_SIGNATURE,
+  /** Malformed structure: bad magic, unknown version, a length or offset out of bounds. */
+  CORRUPT_PAYLOAD: EXIT.CORRUPT,
+  /** An operation's data or output does not match its signed hash. */
+  HASH_MISMATCH: EXIT.CORRUPT,
+  /** The payload ended before every byte the manifest announced arrived. */
+  TRUNCATED_PAYLOAD: EXIT.TRUNCATED,
+  IO: EXIT.IO,
+  TARGET_TOO_SMALL: EXIT.TARGET_TOO_SMALL,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** A failure caused by data (payload, key, device), not by a bug. `code` is stable; `message` is one line. */
+export class FastPatchError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FastPatchError';
+    this.code = code;
+  }
+  /** The process exit code for this error's class. */
+  get exitCode(): number {
+    return ERROR_CODES[this.code];
+  }
+}
+
+/** Wraps a Node I/O error (ENOENT, EACCES, EIO...) as FastPatchError('IO') naming what was being done. */
+export function ioError(what: string, cause: unknown): FastPatchError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new FastPatchError('IO', `${what}: ${detail}`, { cause });
+}

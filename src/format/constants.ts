@@ -1,0 +1,68 @@
+/**
+ * Constants of payload format v1 (docs/FORMAT.md). Shared by the generator and the applier, which
+ * import nothing else from each other.
+ */
+
+/** First 8 bytes of every payload: "FPAY" then CR LF SUB LF, so text-mode transfers show up as corruption. */
+export const MAGIC = Uint8Array.of(0x46, 0x50, 0x41, 0x59, 0x0d, 0x0a, 0x1a, 0x0a);
+export const FORMAT_VERSION = 1;
+export const HEADER_SIZE = 32;
+/** The only block size of v1: the WASM core hashes 4 KiB blocks, as dm-verity does. */
+export const BLOCK_SIZE = 4096;
+export const DIGEST_SIZE = 32;
+
+/** Operation types. Numbers are stable; 3.. are reserved for source-reading (delta) operations. */
+export const OpType = {
+  /** Data blob written as is. */
+  REPLACE: 0,
+  /** Data blob is a raw deflate stream (RFC 1951) of the output. */
+  REPLACE_DEFLATE: 1,
+  /** Output is all zero bytes; no data blob. */
+  ZERO: 2,
+  /** Reserved: copy source extents to destination extents. */
+  SOURCE_COPY: 3,
+  /** Reserved: source extents patched by a diff blob. */
+  SOURCE_DIFF: 4,
+} as const;
+export type OpTypeCode = (typeof OpType)[keyof typeof OpType];
+
+export const OP_NAMES: Record<number, string> = {
+  0: 'REPLACE',
+  1: 'REPLACE_DEFLATE',
+  2: 'ZERO',
+  3: 'SOURCE_COPY',
+  4: 'SOURCE_DIFF',
+};
+
+/** Operation types this version applies; the others are refused as unsupported. */
+export const SUPPORTED_OPS: ReadonlySet<number> = new Set([OpType.REPLACE, OpType.REPLACE_DEFLATE, OpType.ZERO]);
+
+/**
+ * Hard limits. Every length and count read from a payload is checked against these before
+ * anything is allocated, so no input makes the applier hold more than
+ * MAX_MANIFEST_SIZE + pipeline depth × (MAX_BLOB_SIZE + MAX_OP_OUTPUT) bytes.
+ */
+export const LIMITS = {
+  MAX_MANIFEST_SIZE: 16 * 1024 * 1024,
+  MAX_SIGNATURES: 16,
+  /** One operation's data blob. */
+  MAX_BLOB_SIZE: 16 * 1024 * 1024,
+  /** Bytes one data-carrying operation writes (ZERO operations are not held in memory and have no cap). */
+  MAX_OP_OUTPUT: 16 * 1024 * 1024,
+  MAX_EXTENTS_PER_OP: 0xffff,
+  /** Operations per manifest: 2^18 operations of 2 MiB cover 512 GiB. */
+  MAX_OPS: 1 << 18,
+  /** Extents of all operations together. */
+  MAX_EXTENTS: 1 << 20,
+  MAX_VERSION_LENGTH: 64,
+  /** Image sizes stay exact in JS numbers. */
+  MAX_IMAGE_SIZE: Number.MAX_SAFE_INTEGER - BLOCK_SIZE,
+} as const;
+
+/** Signature block: u16 count, u16 reserved, then count × (8-byte key id, 64-byte ed25519 signature). */
+export const KEY_ID_SIZE = 8;
+export const SIGNATURE_SIZE = 64;
+export const SIGNATURE_ENTRY_SIZE = KEY_ID_SIZE + SIGNATURE_SIZE;
+
+/** Prefix of the signed message: domain separation from any other use of the same key. */
+export const SIGNING_CONTEXT = 'FastPatch payload v1 signature\0';

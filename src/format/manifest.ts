@@ -1,0 +1,272 @@
+import { FastPatchError } from '../errors.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType, SUPPORTED_OPS } from './constants.js';
+
+/** A run of whole blocks: [startBlock, startBlock + blockCount). */
+export interface Extent {
+  startBlock: number;
+  blockCount: number;
+}
+
+/** One operation of the manifest (docs/FORMAT.md, "Operation"). Hashes are views into the manifest bytes. */
+export interface Operation {
+  type: number;
+  /** Offset of this operation's data blob from the start of the data section. */
+  dataOffset: number;
+  dataLength: number;
+  /** Block-list hash of the data blob; absent when dataLength is 0. */
+  dataHash: Uint8Array | undefined;
+  /** Block-list hash of the bytes the operation writes, in extent order. */
+  outputHash: Uint8Array;
+  /** Block-list hash of what the operation reads from the source (reserved for delta operations). */
+  sourceHash: Uint8Array | undefined;
+  srcExtents: Extent[];
+  dstExtents: Extent[];
+}
+
+export interface Manifest {
+  blockSize: number;
+  /** Bytes of the image the payload produces. */
+  targetSize: number;
+  /** Block-list hash of the whole target image. */
+  targetHash: Uint8Array;
+  /** 0 with an all-zero hash for full payloads. */
+  sourceSize: number;
+  sourceHash: Uint8Array;
+  /** Release version of the image, e.g. "1.2.0" (for downgrade checks). */
+  version: string;
+  operations: Operation[];
+}
+
+const FIXED_SIZE = 4 + 4 + 8 + 32 + 8 + 32;
+const OP_FIXED_SIZE = 1 + 1 + 2 + 2 + 2 + 8 + 4;
+const EXTENT_SIZE = 12;
+const FLAG_HAS_SOURCE = 1;
+/** Release versions: printable and shell-safe, so error messages can quote them. */
+const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z.+~_-]*$/;
+
+/** Bytes one operation takes in the manifest. */
+export function operationSize(op: Operation): number {
+  return (
+    OP_FIXED_SIZE +
+    (op.dataLength > 0 ? DIGEST_SIZE : 0) +
+    DIGEST_SIZE +
+    (op.srcExtents.length > 0 ? DIGEST_SIZE : 0) +
+    EXTENT_SIZE * (op.srcExtents.length + op.dstExtents.length)
+  );
+}
+
+/** Serializes a manifest. Throws RangeError for values the format cannot hold. */
+export function encodeManifest(m: Manifest): Uint8Array {
+  const versionBytes = new TextEncoder().encode(m.version);
+  if (!VERSION_RE.test(m.version) || versionBytes.length > LIMITS.MAX_VERSION_LENGTH) {
+    throw new RangeError(`version "${m.version}" must be 1..${LIMITS.MAX_VERSION_LENGTH} characters of [0-9A-Za-z.+~_-]`);
+  }
+  let size = FIXED_SIZE + 1 + versionBytes.length + 4;
+  for (const op of m.operations) size += operationSize(op);
+  if (size > LIMITS.MAX_MANIFEST_SIZE) throw new RangeError(`manifest of ${size} bytes exceeds ${LIMITS.MAX_MANIFEST_SIZE}`);
+  const out = new Uint8Array(size);
+  const v = new DataView(out.buffer);
+  let p = 0;
+  const u8 = (x: number) => void v.setUint8(p++, x);
+  const u16 = (x: number) => { v.setUint16(p, x, true); p += 2; };
+  const u32 = (x: number) => { v.setUint32(p, x, true); p += 4; };
+  const u64 = (x: number) => { v.setBigUint64(p, BigInt(x), true); p += 8; };
+  const bytes = (b: Uint8Array, n: number) => {
+    if (b.length !== n) throw new RangeError(`expected ${n} bytes, got ${b.length}`);
+    out.set(b, p);
+    p += n;
+  };
+  u32(m.blockSize);
+  u32(m.sourceSize > 0 ? FLAG_HAS_SOURCE : 0);
+  u64(m.targetSize);
+  bytes(m.targetHash, DIGEST_SIZE);
+  u64(m.sourceSize);
+  bytes(m.sourceHash, DIGEST_SIZE);
+  u8(versionBytes.length);
+  bytes(versionBytes, versionBytes.length);
+  u32(m.operations.length);
+  for (const op of m.operations) {
+    u8(op.type);
+    u8(0);
+    u16(op.srcExtents.length);
+    u16(op.dstExtents.length);
+    u16(0);
+    u64(op.dataOffset);
+    u32(op.dataLength);
+    if (op.dataLength > 0) bytes(op.dataHash ?? new Uint8Array(0), DIGEST_SIZE);
+    bytes(op.outputHash, DIGEST_SIZE);
+    if (op.srcExtents.length > 0) bytes(op.sourceHash ?? new Uint8Array(0), DIGEST_SIZE);
+    for (const e of [...op.srcExtents, ...op.dstExtents]) {
+      u64(e.startBlock);
+      u32(e.blockCount);
+    }
+  }
+  return out;
+}
+
+/** Reads fields of a manifest with every read bounds-checked against its length. */
+class Reader {
+  private pos = 0;
+  private readonly view: DataView;
+  constructor(private readonly source: Uint8Array) {
+    this.view = new DataView(source.buffer, source.byteOffset, source.byteLength);
+  }
+  get remaining(): number {
+    return this.source.length - this.pos;
+  }
+  private take(n: number, what: string): number {
+    if (n > this.remaining) throw corrupt(`manifest ends inside ${what} (offset ${this.pos}, needs ${n} bytes)`);
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+  u8(what: string): number { return this.view.getUint8(this.take(1, what)); }
+  u16(what: string): number { return this.view.getUint16(this.take(2, what), true); }
+  u32(what: string): number { return this.view.getUint32(this.take(4, what), true); }
+  u64(what: string): number {
+    const x = this.view.getBigUint64(this.take(8, what), true);
+    if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${what} ${x} out of range`);
+    return Number(x);
+  }
+  bytes(n: number, what: string): Uint8Array {
+    const at = this.take(n, what);
+    return this.source.subarray(at, at + n);
+  }
+}
+
+function corrupt(message: string): FastPatchError {
+  return new FastPatchError('CORRUPT_PAYLOAD', message);
+}
+
+/**
+ * Parses manifest bytes (already length-checked against LIMITS by the header) into a Manifest whose
+ * hashes are views into `bytes`. Structural checks only; call validateManifest before acting on it.
+ * Throws FastPatchError('CORRUPT_PAYLOAD').
+ */
+export function decodeManifest(bytes: Uint8Array): Manifest {
+  const r = new Reader(bytes);
+  const blockSize = r.u32('block size');
+  const flags = r.u32('flags');
+  if ((flags & ~FLAG_HAS_SOURCE) !== 0) throw corrupt(`unknown manifest flags 0x${flags.toString(16)}`);
+  const targetSize = r.u64('target size');
+  const targetHash = r.bytes(DIGEST_SIZE, 'target hash');
+  const sourceSize = r.u64('source size');
+  const sourceHash = r.bytes(DIGEST_SIZE, 'source hash');
+  if ((flags & FLAG_HAS_SOURCE) !== 0 !== sourceSize > 0) throw corrupt('source flag and source size disagree');
+  const versionLength = r.u8('version length');
+  if (versionLength === 0 || versionLength > LIMITS.MAX_VERSION_LENGTH) throw corrupt(`version length ${versionLength} out of range`);
+  const version = new TextDecoder('utf-8', { fatal: false }).decode(r.bytes(versionLength, 'version'));
+  if (!VERSION_RE.test(version)) throw corrupt('release version has characters outside [0-9A-Za-z.+~_-]');
+  const opCount = r.u32('operation count');
+  // Each operation takes at least OP_FIXED_SIZE + a digest + one extent, so a count the remaining
+  // bytes cannot hold is refused before any array is sized by it.
+  if (opCount > LIMITS.MAX_OPS || opCount * (OP_FIXED_SIZE + DIGEST_SIZE + EXTENT_SIZE) > r.remaining) {
+    throw corrupt(`operation count ${opCount} does not fit the manifest`);
+  }
+  const operations: Operation[] = [];
+  let extents = 0;
+  for (let i = 0; i < opCount; i++) {
+    const op = readOperation(r, i);
+    extents += op.srcExtents.length + op.dstExtents.length;
+    if (extents > LIMITS.MAX_EXTENTS) throw corrupt(`more than ${LIMITS.MAX_EXTENTS} extents in all`);
+    operations.push(op);
+  }
+  if (r.remaining !== 0) throw corrupt(`${r.remaining} unexpected bytes after the last operation`);
+  return { blockSize, targetSize, targetHash, sourceSize, sourceHash, version, operations };
+}
+
+function readOperation(r: Reader, index: number): Operation {
+  const what = `operation ${index}`;
+  const type = r.u8(`${what} type`);
+  const flags = r.u8(`${what} flags`);
+  const srcCount = r.u16(`${what} source extent count`);
+  const dstCount = r.u16(`${what} destination extent count`);
+  const reserved = r.u16(`${what} reserved field`);
+  if (flags !== 0 || reserved !== 0) throw corrupt(`${what}: reserved fields are not zero`);
+  const dataOffset = r.u64(`${what} data offset`);
+  const dataLength = r.u32(`${what} data length`);
+  const dataHash = dataLength > 0 ? r.bytes(DIGEST_SIZE, `${what} data hash`) : undefined;
+  const outputHash = r.bytes(DIGEST_SIZE, `${what} output hash`);
+  const sourceHash = srcCount > 0 ? r.bytes(DIGEST_SIZE, `${what} source hash`) : undefined;
+  if ((srcCount + dstCount) * EXTENT_SIZE > r.remaining) throw corrupt(`${what}: extent count does not fit the manifest`);
+  const readExtents = (n: number, kind: string): Extent[] => {
+    const list: Extent[] = [];
+    for (let i = 0; i < n; i++) {
+      list.push({ startBlock: r.u64(`${what} ${kind} extent start`), blockCount: r.u32(`${what} ${kind} extent length`) });
+    }
+    return list;
+  };
+  const srcExtents = readExtents(srcCount, 'source');
+  const dstExtents = readExtents(dstCount, 'destination');
+  return { type, dataOffset, dataLength, dataHash, outputHash, sourceHash, srcExtents, dstExtents };
+}
+
+/** Number of bytes `extents` cover in an image of `imageSize` bytes (the last block may be short). */
+export function extentBytes(extents: readonly Extent[], imageSize: number): number {
+  let total = 0;
+  for (const e of extents) {
+    const start = e.startBlock * BLOCK_SIZE;
+    total += Math.min(start + e.blockCount * BLOCK_SIZE, imageSize) - start;
+  }
+  return total;
+}
+
+/**
+ * Semantic checks that must hold before any operation runs: supported types, extents inside the
+ * target and not overlapping, data blobs laid out back to back in operation order and summing to
+ * the header's data size, per-operation limits. Throws FastPatchError('CORRUPT_PAYLOAD') naming
+ * the first offending operation.
+ */
+export function validateManifest(m: Manifest, dataSize: number): void {
+  if (m.blockSize !== BLOCK_SIZE) throw corrupt(`block size ${m.blockSize} is not supported (v1 uses ${BLOCK_SIZE})`);
+  if (m.targetSize > LIMITS.MAX_IMAGE_SIZE) throw corrupt(`target size ${m.targetSize} out of range`);
+  if (m.sourceSize > 0) throw corrupt('delta payloads (with a source image) are not supported by this version');
+  const targetBlocks = Math.ceil(m.targetSize / BLOCK_SIZE);
+  let extentCount = 0;
+  for (const op of m.operations) extentCount += op.dstExtents.length;
+  // Destination ranges as parallel typed arrays: bounded by LIMITS.MAX_EXTENTS, a few MiB at most.
+  const starts = new Float64Array(extentCount);
+  const ends = new Float64Array(extentCount);
+  const owners = new Uint32Array(extentCount);
+  let n = 0;
+  let nextData = 0;
+  m.operations.forEach((op, i) => {
+    const what = `operation ${i} (${OP_NAMES[op.type] ?? `type ${op.type}`})`;
+    if (!SUPPORTED_OPS.has(op.type)) throw corrupt(`${what}: unsupported operation type`);
+    if (op.srcExtents.length > 0) throw corrupt(`${what}: has source extents`);
+    if (op.dstExtents.length === 0) throw corrupt(`${what}: no destination extents`);
+    for (const e of op.dstExtents) {
+      if (e.blockCount === 0 || e.startBlock + e.blockCount > targetBlocks) {
+        throw corrupt(`${what}: extent ${e.startBlock}+${e.blockCount} lies outside the ${targetBlocks}-block target`);
+      }
+      starts[n] = e.startBlock;
+      ends[n] = e.startBlock + e.blockCount;
+      owners[n++] = i;
+    }
+    if (op.dataOffset !== nextData) throw corrupt(`${what}: data offset ${op.dataOffset}, expected ${nextData}`);
+    nextData += op.dataLength;
+    if (op.dataLength > LIMITS.MAX_BLOB_SIZE) throw corrupt(`${what}: data length ${op.dataLength} exceeds ${LIMITS.MAX_BLOB_SIZE}`);
+    const output = extentBytes(op.dstExtents, m.targetSize);
+    if (op.type !== OpType.ZERO && output > LIMITS.MAX_OP_OUTPUT) {
+      throw corrupt(`${what}: writes ${output} bytes, more than ${LIMITS.MAX_OP_OUTPUT}`);
+    }
+    if (op.type === OpType.ZERO && op.dataLength !== 0) throw corrupt(`${what}: carries data`);
+    if (op.type === OpType.REPLACE && op.dataLength !== output) throw corrupt(`${what}: data length ${op.dataLength} != output ${output}`);
+    if (op.type === OpType.REPLACE_DEFLATE && op.dataLength === 0) throw corrupt(`${what}: empty deflate stream`);
+  });
+  if (nextData !== dataSize) throw corrupt(`operations use ${nextData} data bytes, header announces ${dataSize}`);
+  const order = new Uint32Array(extentCount).map((_, i) => i).sort((a, b) => starts[a]! - starts[b]!);
+  let covered = 0;
+  for (let k = 0; k < order.length; k++) {
+    const cur = order[k]!;
+    const prev = order[k - 1];
+    if (prev !== undefined && starts[cur]! < ends[prev]!) {
+      throw corrupt(`operations ${owners[prev]} and ${owners[cur]} write the same block ${starts[cur]}`);
+    }
+    covered += ends[cur]! - starts[cur]!;
+  }
+  // A full payload rewrites every block: a gap would leave old bytes in the new image.
+  if (m.sourceSize === 0 && covered !== targetBlocks) {
+    throw corrupt(`operations cover ${covered} of the ${targetBlocks} target blocks`);
+  }
+}

@@ -1,0 +1,69 @@
+import * as ed from '@noble/ed25519';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { FastPatchError } from '../errors.js';
+import { SIGNING_CONTEXT } from '../format/constants.js';
+import type { SignatureEntry } from '../format/signatures.js';
+import { hex, type PrivateKey, type PublicKey } from './keys.js';
+
+const context = new TextEncoder().encode(SIGNING_CONTEXT);
+
+/**
+ * The message every signature covers: the signing context, then SHA-256 of the header and the
+ * manifest. The manifest holds the hash of every data blob and of every byte written, so this
+ * one signature covers everything a device acts on.
+ */
+export function signedMessage(header: Uint8Array, manifest: Uint8Array): Uint8Array {
+  const digest = sha256.create().update(header).update(manifest).digest();
+  const msg = new Uint8Array(context.length + digest.length);
+  msg.set(context, 0);
+  msg.set(digest, context.length);
+  return msg;
+}
+
+/** One signature entry per key, in the order given (RFC 8032 ed25519, deterministic). */
+export function signPayload(header: Uint8Array, manifest: Uint8Array, keys: readonly PrivateKey[]): SignatureEntry[] {
+  const msg = signedMessage(header, manifest);
+  return keys.map((k) => ({ keyId: k.keyId, signature: ed.sign(msg, k.seed) }));
+}
+
+/** Which trusted key vouched for a payload. */
+export interface VerifiedSignature {
+  keyId: string;
+  /** Index of the entry in the payload's signature block. */
+  index: number;
+}
+
+/**
+ * Accepts the payload if at least one entry was made by a trusted key and verifies; an entry by a
+ * trusted key that does not verify is refused outright (the signed bytes were changed).
+ * Throws FastPatchError('UNTRUSTED_KEY' | 'BAD_SIGNATURE').
+ */
+export function verifyPayload(
+  header: Uint8Array,
+  manifest: Uint8Array,
+  entries: readonly SignatureEntry[],
+  trusted: readonly (PublicKey | PrivateKey)[],
+): VerifiedSignature {
+  if (trusted.length === 0) throw new TypeError('trusted: at least one public key is needed');
+  const msg = signedMessage(header, manifest);
+  let verified: VerifiedSignature | undefined;
+  for (let index = 0; index < entries.length; index++) {
+    const entry = entries[index]!;
+    const id = hex(entry.keyId);
+    const key = trusted.find((k) => hex(k.keyId) === id);
+    if (!key) continue;
+    let ok = false;
+    try {
+      ok = ed.verify(entry.signature, msg, key.publicKey);
+    } catch {
+      ok = false; // malformed signature bytes (e.g. a non-canonical point)
+    }
+    if (!ok) throw new FastPatchError('BAD_SIGNATURE', `signature ${index} by key ${id} does not verify: the payload header or manifest was modified`);
+    verified ??= { keyId: id, index };
+  }
+  if (!verified) {
+    const ids = entries.map((e) => hex(e.keyId)).join(', ');
+    throw new FastPatchError('UNTRUSTED_KEY', `payload is signed by key ${ids}, none of which is trusted here`);
+  }
+  return verified;
+}
