@@ -1,0 +1,279 @@
+import { promisify } from 'node:util';
+import { inflateRaw } from 'node:zlib';
+import { FastPatchError } from '../errors.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType } from '../format/constants.js';
+import { extentBytes, type Operation } from '../format/manifest.js';
+import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
+import { verifyPayload } from '../sign/signer.js';
+import { openTarget, writeFully, type OpenImage } from '../io/device.js';
+import { hashOpenImage } from '../io/hash-image.js';
+import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { PayloadReader, type PayloadHead } from './reader.js';
+import { feedZeroDigests, ZERO_CHUNK } from './zero.js';
+
+const inflateRawAsync = promisify(inflateRaw);
+
+/**
+ * Operations decoded ahead of the one being written. Inflate runs on libuv's thread pool, so with
+ * a few in flight the second core decodes while this thread hashes and writes. Memory held is at
+ * most (PIPELINE_DEPTH + 1) × (LIMITS.MAX_BLOB_SIZE + LIMITS.MAX_OP_OUTPUT) plus the manifest.
+ */
+export const PIPELINE_DEPTH = 3;
+
+export interface ApplyOptions {
+  /** Keys whose signature is accepted; at least one. */
+  trustedKeys: readonly (PublicKey | PrivateKey)[];
+  /** File or block device to write; a missing path is created. Omit to verify without writing. */
+  target?: string;
+  /** WASM build to hash with (tests run both). */
+  build?: CoreBuild;
+  onProgress?: (progress: ApplyProgress) => void;
+}
+
+export interface ApplyProgress {
+  payloadBytes: number;
+  opsDone: number;
+  opsTotal: number;
+  /** Bytes of the image produced and verified so far (written, unless verifying only). */
+  imageBytesDone: number;
+  bytesWritten: number;
+  targetSize: number;
+}
+
+export interface ApplyResult {
+  version: string;
+  targetSize: number;
+  /** Hex block-list hash of the image, as signed. */
+  targetHash: string;
+  /** Id of the trusted key whose signature was accepted. */
+  keyId: string;
+  operations: number;
+  payloadBytes: number;
+  bytesWritten: number;
+  /** How the finished image was checked against the signed hash: from the verified writes in block order, or by reading the target back. */
+  imageCheck: 'streamed' | 'read-back';
+  seconds: number;
+}
+
+const noop = () => {};
+
+/**
+ * Streaming applier: feed it the payload's bytes in any chunking with push(), then call finish().
+ *
+ * Order of trust: nothing is opened for writing until the header, manifest and signature block are
+ * complete, structurally valid and signed by a trusted key; the target's size is checked before
+ * the first write; each operation's data is checked against its signed hash before it is decoded,
+ * and its output against the signed output hash before it is written; finish() fsyncs and checks
+ * the whole image against the signed image hash. Always call close() (applyPayload does).
+ */
+export class PayloadApplier {
+  private readonly reader: PayloadReader;
+  private readonly core: WasmCore;
+  private head: PayloadHead | undefined;
+  private keyId = '';
+  private target: OpenImage | undefined;
+  /** A target created by this applier starts all zero, so ZERO operations need not write. */
+  private targetIsFresh = false;
+  private readonly inflight: Promise<void>[] = [];
+  private tail: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private root: BlockListHasher;
+  private cursor = 0;
+  private inOrder = true;
+  private readonly digests = new Uint8Array((LIMITS.MAX_OP_OUTPUT / BLOCK_SIZE) * DIGEST_SIZE);
+  private readonly started = performance.now();
+  private opsDone = 0;
+  private imageBytesDone = 0;
+  private bytesWritten = 0;
+
+  constructor(private readonly options: ApplyOptions) {
+    if (options.trustedKeys.length === 0) throw new TypeError('trustedKeys: at least one public key is needed');
+    this.core = WasmCore.load(options.build);
+    this.reader = new PayloadReader((header, manifest, signatures) => {
+      this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;
+    });
+    this.root = new BlockListHasher(this.core);
+  }
+
+  /** Feeds the next bytes of the payload. Resolves when the pipeline has room for more. */
+  async push(chunk: Uint8Array): Promise<void> {
+    this.throwIfFailed();
+    for (const event of this.reader.push(chunk)) {
+      if (event.kind === 'head') await this.accept(event.head);
+      else await this.startOperation(event.index, event.blob);
+    }
+  }
+
+  /** Declares the end of the payload; waits for every write, fsyncs and checks the image. */
+  async finish(): Promise<ApplyResult> {
+    while (this.inflight.length > 0) await this.inflight.shift();
+    this.throwIfFailed();
+    this.reader.end();
+    const head = this.head!;
+    const m = head.manifest;
+    if (this.target) {
+      try {
+        await this.target.handle.sync();
+      } catch (err) {
+        throw new FastPatchError('IO', `fsync ${this.target.path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const totalBlocks = Math.ceil(m.targetSize / BLOCK_SIZE);
+    const streamed = this.inOrder && this.cursor === totalBlocks;
+    const imageHash = streamed ? this.root.digest() : await this.readBackHash();
+    if (!equal(imageHash, m.targetHash)) {
+      throw new FastPatchError('HASH_MISMATCH', `finished image does not match the signed image hash (${hex(imageHash)} != ${hex(m.targetHash)})`);
+    }
+    return {
+      version: m.version,
+      targetSize: m.targetSize,
+      targetHash: hex(m.targetHash),
+      keyId: this.keyId,
+      operations: m.operations.length,
+      payloadBytes: this.reader.offset,
+      bytesWritten: this.bytesWritten,
+      imageCheck: streamed ? 'streamed' : 'read-back',
+      seconds: (performance.now() - this.started) / 1000,
+    };
+  }
+
+  /** Closes the target. Safe to call more than once. */
+  async close(): Promise<void> {
+    const target = this.target;
+    this.target = undefined;
+    await Promise.allSettled(this.inflight);
+    await target?.handle.close();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async accept(head: PayloadHead): Promise<void> {
+    this.head = head; // signature already verified by the reader's authenticator
+    const size = head.manifest.targetSize;
+    if (this.options.target === undefined) return;
+    const target = await openTarget(this.options.target, size);
+    this.target = target;
+    this.targetIsFresh = target.created;
+    if (target.size < size) {
+      throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
+    }
+  }
+
+  private async startOperation(index: number, blob: Uint8Array): Promise<void> {
+    const op = this.head!.manifest.operations[index]!;
+    if (op.dataHash && !equal(blockListHash(this.core, blob), op.dataHash)) {
+      throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): data does not match its signed hash`);
+    }
+    const decoded = this.decode(index, op, blob);
+    decoded.catch(noop); // awaited in order below; this only marks the rejection as handled
+    const step = this.tail.then(() => this.completeOperation(index, op, decoded));
+    step.catch((err) => (this.failure ??= err));
+    this.tail = step.catch(noop);
+    this.inflight.push(step);
+    if (this.inflight.length > PIPELINE_DEPTH) await this.inflight.shift();
+  }
+
+  private async decode(index: number, op: Operation, blob: Uint8Array): Promise<Uint8Array | undefined> {
+    if (op.type === OpType.ZERO) return undefined;
+    if (op.type === OpType.REPLACE) return blob;
+    const expected = extentBytes(op.dstExtents, this.head!.manifest.targetSize);
+    try {
+      return await inflateRawAsync(blob, { maxOutputLength: Math.max(expected, 1) });
+    } catch (err) {
+      throw new FastPatchError('CORRUPT_PAYLOAD', `operation ${index}: deflate stream does not decode to ${expected} bytes (${(err as Error).message})`, { cause: err });
+    }
+  }
+
+  /** Runs strictly in operation order: checks the output, extends the image hash, writes. */
+  private async completeOperation(index: number, op: Operation, decoded: Promise<Uint8Array | undefined>): Promise<void> {
+    if (this.failure !== undefined) return;
+    const m = this.head!.manifest;
+    const output = await decoded;
+    const length = extentBytes(op.dstExtents, m.targetSize);
+    const what = `operation ${index} (${OP_NAMES[op.type]})`;
+    if (output && output.length !== length) {
+      throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${length}`);
+    }
+    const opHash = this.core.sha256();
+    const take = (digests: Uint8Array) => {
+      opHash.update(digests);
+      if (this.inOrder) this.root.updateDigests(digests);
+    };
+    this.advanceCursor(op);
+    if (output) {
+      const n = this.core.blockDigestsInto(output, this.digests);
+      take(this.digests.subarray(0, n * DIGEST_SIZE));
+    } else {
+      feedZeroDigests(this.core, length, take);
+    }
+    if (!equal(opHash.digest(), op.outputHash)) {
+      this.failure = new FastPatchError('HASH_MISMATCH', `${what}: output does not match its signed hash`);
+      throw this.failure;
+    }
+    if (this.target) await this.writeExtents(op, output, length);
+    this.opsDone++;
+    this.imageBytesDone += length;
+    this.options.onProgress?.({
+      imageBytesDone: this.imageBytesDone,
+      payloadBytes: this.reader.offset,
+      opsDone: this.opsDone,
+      opsTotal: m.operations.length,
+      bytesWritten: this.bytesWritten,
+      targetSize: m.targetSize,
+    });
+  }
+
+  /** Tracks whether the operations so far wrote blocks 0.. in order, so the image hash can be streamed. */
+  private advanceCursor(op: Operation): void {
+    for (const e of op.dstExtents) {
+      if (e.startBlock !== this.cursor) this.inOrder = false;
+      this.cursor = e.startBlock + e.blockCount;
+    }
+  }
+
+  private async writeExtents(op: Operation, output: Uint8Array | undefined, length: number): Promise<void> {
+    const target = this.target!;
+    const size = this.head!.manifest.targetSize;
+    let from = 0;
+    for (const e of op.dstExtents) {
+      const start = e.startBlock * BLOCK_SIZE;
+      const bytes = Math.min(start + e.blockCount * BLOCK_SIZE, size) - start;
+      if (output) {
+        await writeFully(target, output.subarray(from, from + bytes), start);
+      } else if (!this.targetIsFresh) {
+        for (let done = 0; done < bytes; done += ZERO_CHUNK.length) {
+          await writeFully(target, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, bytes - done)), start + done);
+        }
+      }
+      from += bytes;
+      this.bytesWritten += bytes;
+    }
+    if (from !== length) throw new Error('unreachable: extent lengths disagree');
+  }
+
+  /** Hashes the target's first targetSize bytes, for payloads whose writes were not in block order. */
+  private async readBackHash(): Promise<Uint8Array> {
+    if (!this.target) throw new FastPatchError('CORRUPT_PAYLOAD', 'operations do not write the image in block order, so it can only be checked on a target');
+    return hashOpenImage(this.core, this.target, this.head!.manifest.targetSize);
+  }
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/**
+ * Applies (or with no target, verifies) a payload from an async stream of chunks.
+ * Throws FastPatchError; the target is closed whatever happens.
+ */
+export async function applyPayload(chunks: AsyncIterable<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
+  const applier = new PayloadApplier(options);
+  try {
+    for await (const chunk of chunks) await applier.push(chunk);
+    return await applier.finish();
+  } finally {
+    await applier.close();
+  }
+}

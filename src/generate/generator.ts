@@ -1,0 +1,281 @@
+import { promises as fsp } from 'node:fs';
+import { promisify } from 'node:util';
+import { deflateRaw } from 'node:zlib';
+import { FastPatchError, ioError } from '../errors.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType } from '../format/constants.js';
+import type { Manifest, Operation } from '../format/manifest.js';
+import { openImageForRead, readFully } from '../io/device.js';
+import { hex, type PrivateKey } from '../sign/keys.js';
+import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { writePayload, type PayloadLayout } from './writer.js';
+
+const deflateRawAsync = promisify(deflateRaw);
+
+/** Uncompressed bytes per data operation: deflate's 32 KiB window makes larger chunks gain little, smaller ones cost manifest space. */
+export const DATA_CHUNK = 2 * 1024 * 1024;
+/** Zero runs at least this long (in blocks) become ZERO operations; shorter ones compress to nothing inside data. */
+export const MIN_ZERO_RUN = 16;
+/** Deflate level; see bench/RESULTS.md for the measurement behind it. */
+export const DEFAULT_LEVEL = 6;
+/** Chunks being compressed at once: zlib runs on libuv's thread pool, so this keeps both cores busy. */
+const COMPRESS_DEPTH = 4;
+/** Largest block count one extent holds (u32 in the format). */
+const MAX_EXTENT_BLOCKS = 0xffffffff;
+const ZERO_BATCH = 1024;
+
+export interface GenerateOptions {
+  /** Image to package: a regular file or a block device. */
+  target: string;
+  /** Signing keys; the payload carries one signature per key. */
+  keys: readonly PrivateKey[];
+  /** Release version of the image, e.g. "1.2.0". */
+  version: string;
+  /** Where to write the payload (atomically). */
+  out: string;
+  /** Deflate level 1..9. */
+  level?: number;
+  build?: CoreBuild;
+  onProgress?: (progress: { bytesRead: number; targetSize: number }) => void;
+}
+
+export interface OperationStats {
+  count: number;
+  /** Bytes of the image these operations write. */
+  outputBytes: number;
+  /** Bytes of data they carry in the payload. */
+  dataBytes: number;
+}
+
+export interface GenerateResult {
+  version: string;
+  targetSize: number;
+  targetHash: string;
+  payload: PayloadLayout;
+  operations: Record<string, OperationStats>;
+  keyIds: string[];
+  seconds: number;
+}
+
+/** A data operation being assembled: consecutive blocks of the image. */
+interface PendingData {
+  startBlock: number;
+  bytes: Uint8Array;
+  length: number;
+  digests: Uint8Array;
+  blocks: number;
+}
+
+/** A finished operation with its data blob, waiting to be written in order. */
+interface Built {
+  op: Operation;
+  blob: Uint8Array | undefined;
+  outputBytes: number;
+}
+
+/**
+ * Reads an image in windows, finds zero runs and hashes every block in WASM, compresses the rest in
+ * DATA_CHUNK pieces on the thread pool, and writes a signed full payload. Memory stays at a few
+ * windows and chunks whatever the image size. Throws FastPatchError('IO') and RangeError.
+ */
+export async function generateFullPayload(options: GenerateOptions): Promise<GenerateResult> {
+  const started = performance.now();
+  const level = options.level ?? DEFAULT_LEVEL;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new RangeError(`level: 1..9, got ${level}`);
+  if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
+  const core = WasmCore.load(options.build);
+  const image = await openImageForRead(options.target);
+  const dataPath = `${options.out}.data-${process.pid}.tmp`;
+  let data: fsp.FileHandle | undefined;
+  try {
+    if (image.size > LIMITS.MAX_IMAGE_SIZE) throw new RangeError(`target: ${image.size} bytes is more than the format holds`);
+    data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
+    const state = new PlanState(core, level, data);
+    // Our own buffer, not the WASM window: compressed chunks are hashed through the window while
+    // this one is still being split into operations.
+    const window = new Uint8Array(core.windowSize);
+    const windowBlocks = core.windowSize / BLOCK_SIZE;
+    const flags = new Uint8Array(windowBlocks);
+    const digests = new Uint8Array(windowBlocks * DIGEST_SIZE);
+    const root = new BlockListHasher(core);
+    for (let pos = 0; pos < image.size; pos += core.windowSize) {
+      const n = Math.min(core.windowSize, image.size - pos);
+      await readFully(image, window, n, pos);
+      const blocks = core.blockDigestsInto(window.subarray(0, n), digests);
+      core.zeroBlockFlagsInto(window.subarray(0, n), flags);
+      root.updateDigests(digests.subarray(0, blocks * DIGEST_SIZE));
+      for (let b = 0; b < blocks; b++) {
+        const length = Math.min(BLOCK_SIZE, n - b * BLOCK_SIZE);
+        await state.addBlock(pos / BLOCK_SIZE + b, flags[b] === 1, window.subarray(b * BLOCK_SIZE, b * BLOCK_SIZE + length), digests.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE));
+      }
+      options.onProgress?.({ bytesRead: pos + n, targetSize: image.size });
+    }
+    const { operations, dataSize, stats } = await state.finish();
+    const manifest: Manifest = {
+      blockSize: BLOCK_SIZE,
+      targetSize: image.size,
+      targetHash: root.digest(),
+      sourceSize: 0,
+      sourceHash: new Uint8Array(DIGEST_SIZE),
+      version: options.version,
+      operations,
+    };
+    await data.close();
+    data = undefined;
+    const payload = await writePayload(options.out, manifest, dataPath, dataSize, options.keys);
+    return {
+      version: options.version,
+      targetSize: image.size,
+      targetHash: hex(manifest.targetHash),
+      payload,
+      operations: stats,
+      keyIds: options.keys.map((k) => hex(k.keyId)),
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await data?.close();
+    await fsp.rm(dataPath, { force: true });
+    await image.handle.close();
+  }
+}
+
+/**
+ * Turns the stream of classified blocks into operations: long zero runs become ZERO, everything
+ * else is cut into DATA_CHUNK pieces compressed concurrently and appended to the data file in order.
+ */
+class PlanState {
+  private readonly operations: Operation[] = [];
+  private readonly stats: Record<string, OperationStats> = {};
+  private readonly queue: Promise<Built>[] = [];
+  private pending: PendingData | undefined;
+  private zeroStart = -1;
+  private zeroBlocks = 0;
+  private dataSize = 0;
+  private readonly zeroDigest: Uint8Array;
+  /** The zero block's digest repeated ZERO_BATCH times, for hashing long zero runs. */
+  private readonly zeroBatch: Uint8Array;
+  /** Reused chunk buffers: fresh memory costs ~13 µs per page to first touch on this machine. */
+  private readonly pool: Uint8Array[] = [];
+
+  constructor(private readonly core: WasmCore, private readonly level: number, private readonly data: fsp.FileHandle) {
+    this.zeroDigest = new Uint8Array(DIGEST_SIZE);
+    core.blockDigestsInto(new Uint8Array(BLOCK_SIZE), this.zeroDigest);
+    this.zeroBatch = new Uint8Array(ZERO_BATCH * DIGEST_SIZE);
+    for (let i = 0; i < ZERO_BATCH; i++) this.zeroBatch.set(this.zeroDigest, i * DIGEST_SIZE);
+  }
+
+  async addBlock(block: number, isZero: boolean, bytes: Uint8Array, digest: Uint8Array): Promise<void> {
+    if (isZero && bytes.length === BLOCK_SIZE) {
+      if (this.zeroBlocks === 0) this.zeroStart = block;
+      this.zeroBlocks++;
+      return;
+    }
+    await this.settleZeroRun();
+    await this.appendData(block, bytes, digest);
+  }
+
+  async finish(): Promise<{ operations: Operation[]; dataSize: number; stats: Record<string, OperationStats> }> {
+    await this.settleZeroRun();
+    await this.flushData();
+    while (this.queue.length > 0) await this.writeOldest();
+    return { operations: this.operations, dataSize: this.dataSize, stats: this.stats };
+  }
+
+  /** A pending zero run either becomes ZERO operations or, if short, joins the data as zero blocks. */
+  private async settleZeroRun(): Promise<void> {
+    if (this.zeroBlocks === 0) return;
+    const start = this.zeroStart;
+    const count = this.zeroBlocks;
+    this.zeroBlocks = 0;
+    if (count < MIN_ZERO_RUN && this.pending) {
+      const zeros = new Uint8Array(BLOCK_SIZE);
+      for (let i = 0; i < count; i++) await this.appendData(start + i, zeros, this.zeroDigest);
+      return;
+    }
+    await this.flushData();
+    for (let done = 0; done < count; done += MAX_EXTENT_BLOCKS) {
+      const blocks = Math.min(MAX_EXTENT_BLOCKS, count - done);
+      const hasher = new BlockListHasher(this.core);
+      for (let i = 0; i < blocks; i += ZERO_BATCH) {
+        hasher.updateDigests(this.zeroBatch.subarray(0, Math.min(ZERO_BATCH, blocks - i) * DIGEST_SIZE));
+      }
+      this.enqueue(Promise.resolve({
+        op: zeroOp(start + done, blocks, hasher.digest()),
+        blob: undefined,
+        outputBytes: blocks * BLOCK_SIZE,
+      }));
+    }
+  }
+
+  private async appendData(block: number, bytes: Uint8Array, digest: Uint8Array): Promise<void> {
+    if (this.pending && this.pending.length + bytes.length > DATA_CHUNK) await this.flushData();
+    if (!this.pending) {
+      this.pending = {
+        startBlock: block,
+        bytes: this.pool.pop() ?? new Uint8Array(DATA_CHUNK),
+        length: 0,
+        digests: new Uint8Array((DATA_CHUNK / BLOCK_SIZE) * DIGEST_SIZE),
+        blocks: 0,
+      };
+    }
+    const p = this.pending;
+    p.bytes.set(bytes, p.length);
+    p.length += bytes.length;
+    p.digests.set(digest, p.blocks * DIGEST_SIZE);
+    p.blocks++;
+  }
+
+  private async flushData(): Promise<void> {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    const raw = p.bytes.subarray(0, p.length);
+    const outputHash = this.core.sha256().update(p.digests.subarray(0, p.blocks * DIGEST_SIZE)).digest();
+    const built = deflateRawAsync(raw, { level: this.level }).then((compressed): Built => {
+      const extents = [{ startBlock: p.startBlock, blockCount: p.blocks }];
+      // Incompressible chunks travel raw: their data hash is the output hash, and inflate is skipped.
+      if (compressed.length >= p.length) {
+        const blob = Uint8Array.from(raw);
+        this.pool.push(p.bytes);
+        return { op: dataOp(OpType.REPLACE, extents, p.length, outputHash, outputHash), blob, outputBytes: p.length };
+      }
+      this.pool.push(p.bytes);
+      return { op: dataOp(OpType.REPLACE_DEFLATE, extents, compressed.length, blockListHash(this.core, compressed), outputHash), blob: compressed, outputBytes: p.length };
+    });
+    this.enqueue(built);
+    if (this.queue.length >= COMPRESS_DEPTH) await this.writeOldest();
+  }
+
+  private enqueue(built: Promise<Built>): void {
+    built.catch(() => {}); // awaited in order by writeOldest
+    this.queue.push(built);
+  }
+
+  /** Appends the oldest operation's blob to the data file and records the operation. */
+  private async writeOldest(): Promise<void> {
+    const { op, blob, outputBytes } = await this.queue.shift()!;
+    op.dataOffset = this.dataSize;
+    if (blob) {
+      try {
+        await this.data.write(blob, 0, blob.length, this.dataSize);
+      } catch (err) {
+        throw ioError('write payload data', err);
+      }
+      this.dataSize += blob.length;
+    }
+    this.operations.push(op);
+    const name = OP_NAMES[op.type]!;
+    const s = (this.stats[name] ??= { count: 0, outputBytes: 0, dataBytes: 0 });
+    s.count++;
+    s.outputBytes += outputBytes;
+    s.dataBytes += op.dataLength;
+    if (this.operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `image needs more than ${LIMITS.MAX_OPS} operations`);
+  }
+}
+
+function zeroOp(startBlock: number, blockCount: number, outputHash: Uint8Array): Operation {
+  return { type: OpType.ZERO, dataOffset: 0, dataLength: 0, dataHash: undefined, outputHash, sourceHash: undefined, srcExtents: [], dstExtents: [{ startBlock, blockCount }] };
+}
+
+function dataOp(type: number, dstExtents: Operation['dstExtents'], dataLength: number, dataHash: Uint8Array, outputHash: Uint8Array): Operation {
+  return { type, dataOffset: 0, dataLength, dataHash, outputHash, sourceHash: undefined, srcExtents: [], dstExtents };
+}

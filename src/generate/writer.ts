@@ -1,0 +1,53 @@
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { ioError } from '../errors.js';
+import { FORMAT_VERSION } from '../format/constants.js';
+import { encodeHeader } from '../format/header.js';
+import { encodeManifest, type Manifest } from '../format/manifest.js';
+import { encodeSignatures, signaturesSize } from '../format/signatures.js';
+import type { PrivateKey } from '../sign/keys.js';
+import { signPayload } from '../sign/signer.js';
+
+/** Sizes of the parts of a written payload. */
+export interface PayloadLayout {
+  headerSize: number;
+  manifestSize: number;
+  signaturesSize: number;
+  dataSize: number;
+  totalSize: number;
+}
+
+/**
+ * Writes header, manifest and signature block, then the data section copied from `dataPath`, to
+ * `outPath` atomically (a temporary file renamed into place after fsync). Throws FastPatchError('IO').
+ */
+export async function writePayload(outPath: string, manifest: Manifest, dataPath: string, dataSize: number, keys: readonly PrivateKey[]): Promise<PayloadLayout> {
+  const manifestBytes = encodeManifest(manifest);
+  const sigSize = signaturesSize(keys.length);
+  const header = encodeHeader({ version: FORMAT_VERSION, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize });
+  const signatures = encodeSignatures(signPayload(header, manifestBytes, keys));
+  const tmp = `${outPath}.tmp-${process.pid}`;
+  try {
+    const out = await fsp.open(tmp, 'w', 0o644);
+    try {
+      await out.write(header);
+      await out.write(manifestBytes);
+      await out.write(signatures);
+    } finally {
+      await out.close();
+    }
+    await pipeline(createReadStream(dataPath, { highWaterMark: 4 << 20 }), createWriteStream(tmp, { flags: 'a' }));
+    const done = await fsp.open(tmp, 'r+');
+    try {
+      await done.sync();
+    } finally {
+      await done.close();
+    }
+    await fsp.rename(tmp, outPath);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw ioError(`write payload ${outPath}`, err);
+  }
+  const totalSize = header.length + manifestBytes.length + sigSize + dataSize;
+  return { headerSize: header.length, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize, totalSize };
+}

@@ -1,0 +1,112 @@
+import { constants, promises as fsp, type Stats } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { FastPatchError, ioError } from '../errors.js';
+
+/** An open image: a regular file or a block device, with its size in bytes. */
+export interface OpenImage {
+  handle: fsp.FileHandle;
+  path: string;
+  size: number;
+  isBlockDevice: boolean;
+  /** True when openTarget created the file: it reads as zeros everywhere. */
+  created: boolean;
+}
+
+// Linux dev_t layout (glibc's gnu_dev_major/minor).
+function majorMinor(rdev: number): string {
+  const dev = BigInt(rdev);
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/**
+ * Size in bytes of what `stats` describes. stat() reports 0 for block devices, so their size is
+ * read from sysfs (/sys/dev/block/MAJ:MIN/size counts 512-byte units whatever the sector size).
+ */
+export async function imageSize(stats: Stats, path: string): Promise<number> {
+  if (stats.isFile()) return stats.size;
+  if (!stats.isBlockDevice()) throw new FastPatchError('IO', `${path} is neither a regular file nor a block device`);
+  const sysfs = `/sys/dev/block/${majorMinor(stats.rdev)}/size`;
+  try {
+    const sectors = Number((await readFile(sysfs, 'utf8')).trim());
+    if (!Number.isSafeInteger(sectors)) throw new Error(`unreadable size in ${sysfs}`);
+    return sectors * 512;
+  } catch (err) {
+    throw ioError(`size of block device ${path}`, err);
+  }
+}
+
+/** Opens an image read-only. Throws FastPatchError('IO'). */
+export async function openImageForRead(path: string): Promise<OpenImage> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(path, constants.O_RDONLY);
+  } catch (err) {
+    throw ioError(`open ${path}`, err);
+  }
+  try {
+    const stats = await handle.stat();
+    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created: false };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens a target for writing without truncating it: an existing file or block device keeps its
+ * bytes until an operation overwrites them. A missing path is created as an empty regular file of
+ * `createSize` bytes. Throws FastPatchError('IO').
+ */
+export async function openTarget(path: string, createSize: number): Promise<OpenImage> {
+  let handle: fsp.FileHandle;
+  let created = false;
+  try {
+    handle = await fsp.open(path, constants.O_RDWR);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`open target ${path}`, err);
+    try {
+      handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+      created = true;
+    } catch (err2) {
+      throw ioError(`create target ${path}`, err2);
+    }
+  }
+  try {
+    if (created) await handle.truncate(createSize);
+    const stats = await handle.stat();
+    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created };
+  } catch (err) {
+    await handle.close();
+    throw err instanceof FastPatchError ? err : ioError(`target ${path}`, err);
+  }
+}
+
+/** Reads exactly `length` bytes at `position` into `buffer` (short reads retried). Throws FastPatchError('IO'). */
+export async function readFully(image: OpenImage, buffer: Uint8Array, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      ({ bytesRead: n } = await image.handle.read(buffer, done, length - done, position + done));
+    } catch (err) {
+      throw ioError(`read ${image.path} at ${position + done}`, err);
+    }
+    if (n === 0) throw new FastPatchError('IO', `${image.path} ended at ${position + done}, expected ${position + length} bytes`);
+    done += n;
+  }
+}
+
+/** Writes all of `data` at `position`. Throws FastPatchError('IO'). */
+export async function writeFully(image: OpenImage, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    try {
+      const { bytesWritten } = await image.handle.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    } catch (err) {
+      throw ioError(`write ${image.path} at ${position + done}`, err);
+    }
+  }
+}
