@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+/**
+ * The fastpatch command: a commander program that parses arguments, lazy-loads one module per
+ * command from ./commands, and turns errors into one line on stderr and the exit code of their
+ * class (README.md, "Exit codes"). The only place that prints or exits.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, FastPatchError } from './errors.js';
+
+const program = new Command('fastpatch')
+  .description('Signed OS image payloads: generate, inspect, verify and apply them onto block devices.')
+  .option('--verbose', 'print stack traces with errors')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+program
+  .command('keygen')
+  .description('create an ed25519 signing key (OUT) and its public key (OUT.pub)')
+  .requiredOption('--out <path>', 'private key file to write; the public key goes to <path>.pub')
+  .option('--force', 'overwrite existing key files')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts) => (await import('./commands/keygen.js')).run(opts));
+
+program
+  .command('generate')
+  .description('package an image (file or block device) as a signed full payload')
+  .requiredOption('--target <image>', 'the new image')
+  .requiredOption('--key <file>', 'private key to sign with (repeat for several keys)', collect)
+  .requiredOption('--version <version>', 'release version of the image, e.g. 1.2.0')
+  .requiredOption('-o, --out <payload>', 'payload file to write')
+  .addOption(new Option('--level <n>', 'deflate level 1-9').default(6).argParser((v) => parseInteger(v, '--level')))
+  .option('--json', 'print the result as JSON')
+  .action(async (opts) => (await import('./commands/generate.js')).run(opts));
+
+program
+  .command('inspect')
+  .description("describe a payload from its header and manifest (reads no data); '-' reads stdin")
+  .argument('<payload>', 'payload file or -')
+  .option('--pubkey <file>', 'also verify the signature against this public key (repeatable)', collect)
+  .option('--json', 'print the result as JSON')
+  .action(async (payload, opts) => (await import('./commands/inspect.js')).run(payload, opts));
+
+program
+  .command('verify')
+  .description("check a payload's signature and every operation's data and output, writing nothing")
+  .argument('<payload>', "payload file, or '-' for standard input")
+  .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--json', 'print the result as JSON')
+  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined }));
+
+program
+  .command('apply')
+  .description('verify a payload and write its image onto a file or block device')
+  .argument('<payload>', "payload file, or '-' for standard input")
+  .requiredOption('--target <path>', 'file or block device to write (a missing file is created)')
+  .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--json', 'print the result as JSON')
+  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, opts));
+
+program
+  .command('hash')
+  .description('print the block-list hash of an image, as a manifest records it')
+  .argument('<image>', 'image file or block device')
+  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes').argParser((v) => parseInteger(v, '--size')))
+  .option('--json', 'print the result as JSON')
+  .action(async (image, opts) => (await import('./commands/hash.js')).run(image, opts));
+
+program
+  .command('demo')
+  .description('build sample images, generate a signed payload, apply and check it, in a temporary folder')
+  .option('--keep', 'keep the temporary folder')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts) => (await import('./commands/demo.js')).run(opts));
+
+function parseInteger(value: string, name: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new FastPatchError('USAGE', `${name} expects a whole number, got "${value}"`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    process.exitCode = report(err);
+  }
+}
+
+/** Prints one line for an error (with the stack under --verbose) and returns its exit code. */
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander already printed its message (or the help text).
+    return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  const verbose = process.argv.includes('--verbose');
+  const message = err instanceof Error ? err.message : String(err);
+  let code: number = EXIT.INTERNAL;
+  if (err instanceof FastPatchError) code = err.exitCode;
+  else if (err instanceof TypeError || err instanceof RangeError) code = EXIT.USAGE;
+  const tag = err instanceof FastPatchError ? err.code : code === EXIT.USAGE ? 'USAGE' : 'INTERNAL';
+  process.stderr.write(`fastpatch: ${tag}: ${message.split('\n')[0]}\n`);
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return code;
+}
+
+await main();

@@ -1,0 +1,20 @@
+import { applyPayload } from '../apply/applier.js';
+import { readPayloadChunks } from '../io/input.js';
+import { loadTrustedKeys } from './keys.js';
+import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
+
+/** `apply` and, with no target, `verify`. */
+export async function run(payload: string, opts: { target?: string; pubkey: string[]; json?: boolean }): Promise<void> {
+  const trustedKeys = await loadTrustedKeys(opts.pubkey);
+  const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
+  const result = await applyPayload(readPayloadChunks(payload), {
+    trustedKeys,
+    ...(opts.target !== undefined ? { target: opts.target } : {}),
+    onProgress: (p) => progress.update(p.imageBytesDone, p.targetSize),
+  });
+  progress.done();
+  if (opts.json) return printJson({ ...result, target: opts.target ?? null });
+  const verb = opts.target ? `applied to ${opts.target}` : 'verified';
+  print(`${verb}: release ${result.version}, ${formatBytes(result.targetSize)} image, ${result.operations} operations, ${formatBytes(result.payloadBytes)} payload in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
+  print(`signature by ${result.keyId}; every operation's data and output checked; image hash ${result.targetHash} (${result.imageCheck})`);
+}

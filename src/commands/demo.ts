@@ -1,0 +1,13 @@
+import { runDemo } from '../demo/run.js';
+import { FastPatchError } from '../errors.js';
+import { print, printJson } from './output.js';
+
+export async function run(opts: { keep?: boolean; json?: boolean }): Promise<void> {
+  const result = await runDemo({ keep: opts.keep === true, log: opts.json ? undefined : print });
+  if (opts.json) printJson(result);
+  else if (opts.keep) print(`kept ${result.dir}`);
+  if (!result.identical || !result.tamperedTargetUnchanged || result.tamperRefused === 'not refused') {
+    throw new FastPatchError('HASH_MISMATCH', 'demo failed: see the lines above');
+  }
+  if (!opts.json) print('demo passed');
+}

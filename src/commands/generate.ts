@@ -1,0 +1,24 @@
+import { generateFullPayload } from '../generate/generator.js';
+import { loadSigningKeys } from './keys.js';
+import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
+
+export async function run(opts: { target: string; key: string[]; version: string; out: string; level: number; json?: boolean }): Promise<void> {
+  const keys = await loadSigningKeys(opts.key);
+  const progress = progressLine(`generate ${opts.out}`);
+  const result = await generateFullPayload({
+    target: opts.target,
+    keys,
+    version: opts.version,
+    out: opts.out,
+    level: opts.level,
+    onProgress: (p) => progress.update(p.bytesRead, p.targetSize),
+  });
+  progress.done();
+  if (opts.json) return printJson(result);
+  const pct = result.targetSize > 0 ? ((result.payload.totalSize / result.targetSize) * 100).toFixed(1) : '0';
+  print(`wrote ${opts.out}: version ${result.version}, ${formatBytes(result.payload.totalSize)} (${pct}% of the ${formatBytes(result.targetSize)} image) in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
+  for (const [name, s] of Object.entries(result.operations)) {
+    print(`  ${name.padEnd(16)} ${String(s.count).padStart(7)} ops  ${formatBytes(s.outputBytes).padStart(10)} of image  ${formatBytes(s.dataBytes).padStart(10)} of data`);
+  }
+  print(`  manifest ${formatBytes(result.payload.manifestSize)}, signed by ${result.keyIds.join(', ')}`);
+}

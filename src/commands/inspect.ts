@@ -1,0 +1,20 @@
+import { inspectPayload } from '../apply/inspect.js';
+import { readPayloadChunks } from '../io/input.js';
+import { loadTrustedKeys } from './keys.js';
+import { formatBytes, print, printJson } from './output.js';
+
+export async function run(payload: string, opts: { pubkey?: string[]; json?: boolean }): Promise<void> {
+  const keys = await loadTrustedKeys(opts.pubkey ?? []);
+  const info = await inspectPayload(readPayloadChunks(payload), keys);
+  if (opts.json) return printJson(info);
+  print(`payload format v${info.formatVersion}, release ${info.version}, ${info.source ? 'delta' : 'full'}`);
+  print(`target: ${formatBytes(info.targetSize)} (${info.targetSize} bytes), ${info.blockSize}-byte blocks, hash ${info.targetHash}`);
+  if (info.source) print(`source: ${info.source.size} bytes, hash ${info.source.hash}`);
+  print(`signed by: ${info.signatures.map((s) => s.keyId).join(', ')}${info.verifiedBy ? ` (verified: ${info.verifiedBy})` : ''}`);
+  const z = info.sizes;
+  print(`size: ${formatBytes(z.total)} = header ${z.header} + manifest ${z.manifest} + signatures ${z.signatures} + data ${z.data}`);
+  print(`operations: ${info.operations.total}`);
+  for (const [name, s] of Object.entries(info.operations.byType)) {
+    print(`  ${name.padEnd(16)} ${String(s.count).padStart(7)} ops  ${formatBytes(s.outputBytes).padStart(10)} of image  ${formatBytes(s.dataBytes).padStart(10)} of data`);
+  }
+}

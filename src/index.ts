@@ -1,0 +1,21 @@
+/** FastPatch library API. The CLI (src/cli.ts) is a thin layer over exactly these exports. */
+export { FastPatchError, ERROR_CODES, EXIT, type ErrorCode } from './errors.js';
+export * as format from './format/index.js';
+export {
+  generateKey,
+  parseKey,
+  formatPrivateKey,
+  formatPublicKey,
+  publicKeyOf,
+  keyIdOf,
+  type PrivateKey,
+  type PublicKey,
+} from './sign/keys.js';
+export { loadKeyFile, writeKeyPair } from './sign/files.js';
+export { generateFullPayload, type GenerateOptions, type GenerateResult } from './generate/generator.js';
+export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
+export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
+export { PayloadReader } from './apply/reader.js';
+export { readPayloadChunks } from './io/input.js';
+export { hashImage } from './io/hash-image.js';
+export { WasmCore, BlockListHasher, blockListHash, type CoreBuild } from './wasm/core.js';
