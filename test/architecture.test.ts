@@ -1,0 +1,61 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+// The dependency direction of STYLE.md: cli -> commands -> generate | apply | gpt ->
+// format | sign | wasm | io -> errors. Checked on import lines so it stays true.
+const root = join(import.meta.dirname, '..');
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+function importsOf(path: string): string[] {
+  const text = readFileSync(path, 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1]!);
+}
+
+/** Top-level area of a file under src/ ("format", "apply", "cli.ts"...). */
+const area = (path: string) => relative(join(root, 'src'), path).split('/')[0]!;
+
+const forbidden: Record<string, string[]> = {
+  format: ['apply', 'generate', 'io', 'wasm', 'sign', 'commands', 'cli.ts', 'demo'],
+  errors: ['*'],
+  sign: ['apply', 'generate', 'io', 'wasm', 'commands', 'cli.ts', 'demo'],
+  wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo'],
+  io: ['apply', 'generate', 'commands', 'cli.ts', 'demo'],
+  apply: ['generate', 'commands', 'cli.ts', 'demo'],
+  generate: ['apply', 'commands', 'cli.ts', 'demo'],
+};
+
+describe('module boundaries', () => {
+  const sources = files(join(root, 'src'));
+
+  it.each(Object.keys(forbidden))('%s imports only what it may', (from) => {
+    for (const file of sources.filter((f) => area(f) === from || area(f) === `${from}.ts`)) {
+      for (const spec of importsOf(file)) {
+        if (!spec.startsWith('.')) continue;
+        const target = area(join(file, '..', spec));
+        const banned = forbidden[from]!;
+        const ok = !(banned.includes('*') ? target !== from && target !== `${from}.ts` : banned.includes(target));
+        expect(ok, `${relative(root, file)} imports ${spec}`).toBe(true);
+      }
+    }
+  });
+
+  it('assembly/ never imports from src/', () => {
+    for (const file of files(join(root, 'assembly'))) {
+      for (const spec of importsOf(file)) expect(spec.includes('/src/'), `${file}: ${spec}`).toBe(false);
+    }
+  });
+
+  it('only cli.ts and commands/ print or exit', () => {
+    for (const file of sources.filter((f) => !['cli.ts', 'commands'].includes(area(f)))) {
+      const text = readFileSync(file, 'utf8');
+      expect(/process\.(exit|stdout\.write|stderr\.write)|console\.(log|error)/.test(text), relative(root, file)).toBe(false);
+    }
+  });
+});
