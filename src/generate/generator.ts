@@ -230,7 +230,7 @@ class PlanState {
     this.pending = undefined;
     const raw = p.bytes.subarray(0, p.length);
     const outputHash = this.core.sha256().update(p.digests.subarray(0, p.blocks * DIGEST_SIZE)).digest();
-    const built = deflateRawAsync(raw, { level: this.level }).then((compressed): Built => {
+    const built = deflateRawAsync(raw, { level: this.level, chunkSize: DATA_CHUNK }).then((compressed): Built => {
       const extents = [{ startBlock: p.startBlock, blockCount: p.blocks }];
       // Incompressible chunks travel raw: their data hash is the output hash, and inflate is skipped.
       if (compressed.length >= p.length) {
