@@ -44,14 +44,16 @@ export const STATE_USED: usize = 104;
  *   [0, 1024)      W[0..63] as v128 (lane k = block k) for the multi-buffer path
  *   [1024, 2048)   W[i] + K[i] as v128, what the rounds consume
  *   [2048, 2176)   H[0..7] as v128, the four lanes' chaining values
- *   [2176, 2304)   internal scalar state slot (hashBlocks' leftover and short pieces)
+ *   [2176, 2304)   working variables a..h as v128 between the two halves of a compression
+ *   [2304, 2432)   internal scalar state slot (hashBlocks' leftover and short pieces)
  */
 export const SCHEDULE_OFFSET: usize = 0x11000;
 export const SCHEDULE_SIZE: usize = 0x1000;
 export const SCHED_W: usize = SCHEDULE_OFFSET;
 export const SCHED_KW: usize = SCHEDULE_OFFSET + 1024;
 export const SCHED_LANE_H: usize = SCHEDULE_OFFSET + 2048;
-export const SCHED_STATE: usize = SCHEDULE_OFFSET + 2176;
+export const SCHED_LANE_WORK: usize = SCHEDULE_OFFSET + 2176;
+export const SCHED_STATE: usize = SCHEDULE_OFFSET + 2304;
 
 /** Input window: JS writes data here (or reads files straight into it). */
 export const WINDOW_OFFSET: usize = 0x20000;

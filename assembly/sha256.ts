@@ -106,6 +106,7 @@ function compressBlockPadding(h: usize): void {
 }
 
 /** Writes H[0..7] at `h` to `out` as the 32-byte big-endian digest. */
+// @ts-ignore: decorator
 @inline function storeDigest(h: usize, out: usize): void {
   for (let i: usize = 0; i < 32; i += 4) store<u32>(out + i, bswap<u32>(load<u32>(h + i)));
 }

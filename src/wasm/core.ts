@@ -3,7 +3,7 @@
  * fixed regions happens here. Everything is synchronous (pure computation).
  *
  * Buffer ownership: the module owns its memory; `window()` lends a view of the input window.
- * Every other method copies its input into the window in window-sized chunks (or uses it in place
+ * Every other method copies its input into the window in chunks (or uses it in place
  * if it already lies in the window) and copies results into the caller's `out` buffer. Arguments
  * other than `window()` views must not be views of the module's memory.
  */
@@ -50,6 +50,10 @@ interface Sha256Slot {
 // window's content does not matter.
 const WARMUP_ROUNDS = 8;
 const WARMUP_BYTES = 256 * 1024 + 4097;
+// Input copied through the window moves in pieces of this size (a multiple of BLOCK_SIZE): small
+// enough that the copy is still in the L2 cache when the kernel reads it (4% faster per-block
+// hashing than 4 MiB pieces), large enough that per-call overhead does not matter.
+const COPY_CHUNK = 256 * 1024;
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -183,8 +187,8 @@ export class WasmCore {
   /**
    * Per-block SHA-256 of `data` (any Uint8Array, including a Buffer with a byteOffset): one
    * 32-byte digest per 4096-byte piece (the last may be short) into out[outOffset...], which needs
-   * ceil(data.length / 4096) * 32 bytes. Data is copied through the window in window-sized chunks
-   * (used in place if it is a view of the window). Returns the number of digests.
+   * ceil(data.length / 4096) * 32 bytes. Data is copied through the window in chunks (used in
+   * place if it is a view of the window). Returns the number of digests.
    * @throws TypeError if data or out is not a Uint8Array; RangeError if out is too small.
    */
   blockDigestsInto(data: Uint8Array, out: Uint8Array, outOffset?: number): number {
@@ -293,9 +297,9 @@ export class WasmCore {
   }
 
   /**
-   * Calls visit(ptr, length) for consecutive window-sized chunks of `data` placed in the window
-   * (in place, without a copy, if data already lies inside the window). Chunks are multiples of
-   * BLOCK_SIZE except the last. Stops when visit returns false.
+   * Calls visit(ptr, length) for consecutive chunks of `data` copied to the start of the window
+   * (or once, in place and without a copy, if data already lies inside the window). Chunks are
+   * multiples of BLOCK_SIZE except the last. Stops when visit returns false.
    */
   #forEachChunk(data: Uint8Array, visit: (ptr: number, length: number) => boolean): void {
     const { windowOffset } = this.#layout;
@@ -304,8 +308,9 @@ export class WasmCore {
       if (data.length > 0) visit(data.byteOffset, data.length);
       return;
     }
-    for (let pos = 0; pos < data.length; pos += this.windowSize) {
-      const end = Math.min(pos + this.windowSize, data.length);
+    const chunk = Math.min(COPY_CHUNK, this.windowSize);
+    for (let pos = 0; pos < data.length; pos += chunk) {
+      const end = Math.min(pos + chunk, data.length);
       this.#memory.set(data.subarray(pos, end), windowOffset);
       if (!visit(windowOffset, end - pos)) return;
     }

@@ -84,6 +84,16 @@ describe.each(BUILDS)('Sha256 (%s build)', (build) => {
     expect(hex(ha.digest())).toBe(hex(sha256Ref(a)));
   });
 
+  it('keeps a stream intact across per-block hashing, zero checks and other hashers', () => {
+    const data = seededBytes(50_000, 11);
+    const h = core.sha256().update(data.subarray(0, 20_000));
+    core.blockDigestsInto(seededBytes(5 * 4096 + 1, 12), new Uint8Array(6 * 32));
+    core.isZero(new Uint8Array(100_000));
+    core.sha256().update(seededBytes(777, 13)).digest();
+    h.update(data.subarray(20_000));
+    expect(hex(h.digest())).toBe(hex(sha256Ref(data)));
+  });
+
   it('hashes data that already lies in the window, in place', () => {
     const data = seededBytes(100_000, 4);
     const win = core.window();
