@@ -10,7 +10,8 @@ import { EXIT, FastPatchError } from './errors.js';
 const program = new Command('fastpatch')
   .description('Signed OS image payloads: generate, inspect, verify and apply them onto block devices.')
   .option('--verbose', 'print stack traces with errors')
-  .showHelpAfterError('(run with --help for usage)')
+  // Argument errors follow the same one-line form as every other error (README, "Exit codes").
+  .configureOutput({ outputError: (text, write) => write(`fastpatch: USAGE: ${text.replace(/^error: /, '').split('\n')[0]} (see --help)\n`) })
   .exitOverride();
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];

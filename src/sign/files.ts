@@ -21,17 +21,31 @@ export async function loadPrivateKeyFile(path: string): Promise<PrivateKey> {
 }
 
 /**
- * Writes `path` (private, mode 0600) and `path.pub` (public). Refuses to overwrite unless `force`.
- * Throws FastPatchError('IO').
+ * Writes `path` (private, mode 0600) and `path.pub` (public). Refuses, before writing either, if
+ * one of them exists, unless `force`; each file is written to a temporary name and renamed, so a
+ * replaced private key never keeps the old file's permissions. Throws FastPatchError('IO').
  */
 export async function writeKeyPair(path: string, key: PrivateKey, force = false): Promise<{ privatePath: string; publicPath: string }> {
-  const flag = force ? 'w' : 'wx';
   const publicPath = `${path}.pub`;
+  if (!force) {
+    for (const p of [path, publicPath]) {
+      const exists = await fsp.access(p).then(() => true, () => false);
+      if (exists) throw new FastPatchError('IO', `refusing to overwrite ${p} (EEXIST); use --force to replace the key pair`);
+    }
+  }
+  await writeAtomically(path, formatPrivateKey(key), 0o600);
+  await writeAtomically(publicPath, formatPublicKey(key), 0o644);
+  return { privatePath: path, publicPath };
+}
+
+async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    await fsp.writeFile(path, formatPrivateKey(key), { mode: 0o600, flag });
-    await fsp.writeFile(publicPath, formatPublicKey(key), { mode: 0o644, flag });
+    await fsp.writeFile(tmp, text, { mode, flag: 'wx' });
+    await fsp.chmod(tmp, mode); // the umask may have narrowed or widened nothing, but be exact
+    await fsp.rename(tmp, path);
   } catch (err) {
+    await fsp.rm(tmp, { force: true });
     throw ioError(`write key ${path}`, err);
   }
-  return { privatePath: path, publicPath };
 }
