@@ -1,24 +1,22 @@
-import { promisify } from 'node:util';
-import { inflateRaw } from 'node:zlib';
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType } from '../format/constants.js';
+import { BLOCK_SIZE, OP_NAMES } from '../format/constants.js';
 import { extentBytes, type Operation } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { openTarget, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
-import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
+import type { Decoded } from './decode.js';
+import { DecodePool } from './decode-pool.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 import { feedZeroDigests, ZERO_CHUNK } from './zero.js';
 
-const inflateRawAsync = promisify(inflateRaw);
-
 /**
- * Operations decoded ahead of the one being written. Inflate runs on libuv's thread pool, so with
- * a few in flight the second core decodes while this thread hashes and writes. Memory held is at
- * most (PIPELINE_DEPTH + 1) × (LIMITS.MAX_BLOB_SIZE + LIMITS.MAX_OP_OUTPUT) plus the manifest.
+ * Operations in flight: being checked, inflated and hashed by the decode workers (one per core),
+ * or written. Memory held is at most (PIPELINE_DEPTH + 1) × (MAX_BLOB_SIZE + MAX_OP_OUTPUT)
+ * (format/constants.ts LIMITS) plus the manifest.
  */
-export const PIPELINE_DEPTH = 3;
+export const PIPELINE_DEPTH = 4;
 
 export interface ApplyOptions {
   /** Keys whose signature is accepted; at least one. */
@@ -80,7 +78,7 @@ export class PayloadApplier {
   private root: BlockListHasher;
   private cursor = 0;
   private inOrder = true;
-  private readonly digests = new Uint8Array((LIMITS.MAX_OP_OUTPUT / BLOCK_SIZE) * DIGEST_SIZE);
+  private readonly pool: DecodePool;
   private readonly started = performance.now();
   private opsDone = 0;
   private imageBytesDone = 0;
@@ -89,6 +87,7 @@ export class PayloadApplier {
   constructor(private readonly options: ApplyOptions) {
     if (options.trustedKeys.length === 0) throw new TypeError('trustedKeys: at least one public key is needed');
     this.core = WasmCore.load(options.build);
+    this.pool = new DecodePool(options.build ?? 'release');
     this.reader = new PayloadReader((header, manifest, signatures) => {
       this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;
     });
@@ -137,11 +136,15 @@ export class PayloadApplier {
     };
   }
 
-  /** Closes the target. Safe to call more than once. */
+  /**
+   * Lets operations already in flight finish (each was verified; an operation after a failure
+   * writes nothing), then stops the decode workers and closes the target. Safe to call twice.
+   */
   async close(): Promise<void> {
+    await Promise.allSettled(this.inflight);
+    await this.pool.close();
     const target = this.target;
     this.target = undefined;
-    await Promise.allSettled(this.inflight);
     await target?.handle.close();
   }
 
@@ -162,11 +165,12 @@ export class PayloadApplier {
   }
 
   private async startOperation(index: number, blob: Uint8Array): Promise<void> {
-    const op = this.head!.manifest.operations[index]!;
-    if (op.dataHash && !equal(blockListHash(this.core, blob), op.dataHash)) {
-      throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): data does not match its signed hash`);
-    }
-    const decoded = this.decode(index, op, blob);
+    const m = this.head!.manifest;
+    const op = m.operations[index]!;
+    // Data hash, inflate and output digests run in a worker; the blob moves there by transfer.
+    const decoded = op.dataHash
+      ? this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash, outputLength: extentBytes(op.dstExtents, m.targetSize) })
+      : Promise.resolve(undefined);
     decoded.catch(noop); // awaited in order below; this only marks the rejection as handled
     const step = this.tail.then(() => this.completeOperation(index, op, decoded));
     step.catch((err) => (this.failure ??= err));
@@ -175,47 +179,24 @@ export class PayloadApplier {
     if (this.inflight.length > PIPELINE_DEPTH) await this.inflight.shift();
   }
 
-  private async decode(index: number, op: Operation, blob: Uint8Array): Promise<Uint8Array | undefined> {
-    if (op.type === OpType.ZERO) return undefined;
-    if (op.type === OpType.REPLACE) return blob;
-    const expected = extentBytes(op.dstExtents, this.head!.manifest.targetSize);
-    try {
-      // One output chunk of the exact size: the default 16 KiB chunks cost a main-thread callback
-      // and a copy each, which was a fifth of apply's time.
-      const size = Math.max(expected, 64);
-      return await inflateRawAsync(blob, { maxOutputLength: size, chunkSize: size });
-    } catch (err) {
-      throw new FastPatchError('CORRUPT_PAYLOAD', `operation ${index}: deflate stream does not decode to ${expected} bytes (${(err as Error).message})`, { cause: err });
-    }
-  }
-
-  /** Runs strictly in operation order: checks the output, extends the image hash, writes. */
-  private async completeOperation(index: number, op: Operation, decoded: Promise<Uint8Array | undefined>): Promise<void> {
+  /** Runs strictly in operation order: checks the output hash, extends the image hash, writes. */
+  private async completeOperation(index: number, op: Operation, decoded: Promise<Decoded | undefined>): Promise<void> {
     if (this.failure !== undefined) return;
     const m = this.head!.manifest;
-    const output = await decoded;
+    const result = await decoded;
     const length = extentBytes(op.dstExtents, m.targetSize);
-    const what = `operation ${index} (${OP_NAMES[op.type]})`;
-    if (output && output.length !== length) {
-      throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${length}`);
-    }
     const opHash = this.core.sha256();
     const take = (digests: Uint8Array) => {
       opHash.update(digests);
       if (this.inOrder) this.root.updateDigests(digests);
     };
     this.advanceCursor(op);
-    if (output) {
-      const n = this.core.blockDigestsInto(output, this.digests);
-      take(this.digests.subarray(0, n * DIGEST_SIZE));
-    } else {
-      feedZeroDigests(this.core, length, take);
-    }
+    if (result) take(result.digests);
+    else feedZeroDigests(this.core, length, take);
     if (!equal(opHash.digest(), op.outputHash)) {
-      this.failure = new FastPatchError('HASH_MISMATCH', `${what}: output does not match its signed hash`);
-      throw this.failure;
+      throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
-    if (this.target) await this.writeExtents(op, output, length);
+    if (this.target) await this.writeExtents(op, result?.output, length);
     this.opsDone++;
     this.imageBytesDone += length;
     this.options.onProgress?.({

@@ -1,0 +1,72 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { CoreBuild } from '../wasm/core.js';
+import { fromFailure, type Decoded, type DecodeFailure, type DecodeJob } from './decode.js';
+
+interface Pending {
+  resolve: (d: Decoded) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * Worker threads that check, inflate and hash operations (decodeOperation) in parallel, one WASM
+ * core each. Jobs go to the least busy worker; results come back by transfer. Workers start on the
+ * first job, so payloads that fail before their data never pay for them.
+ */
+export class DecodePool {
+  private workers: { worker: Worker; busy: number }[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private closed = false;
+
+  constructor(private readonly build: CoreBuild, private readonly size = Math.max(1, Math.min(availableParallelism(), 4))) {}
+
+  /** Decodes one job; the job's blob is transferred to the worker and unusable afterwards. */
+  decode(job: DecodeJob): Promise<Decoded> {
+    if (this.closed) return Promise.reject(new Error('decode pool is closed'));
+    if (this.workers.length === 0) this.start();
+    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    slot.busy++;
+    return new Promise<Decoded>((resolve, reject) => {
+      this.pending.set(id, {
+        resolve: (d) => { slot.busy--; resolve(d); },
+        reject: (e) => { slot.busy--; reject(e); },
+      });
+      const blob = job.blob.byteOffset === 0 && job.blob.byteLength === job.blob.buffer.byteLength ? job.blob : Uint8Array.from(job.blob);
+      slot.worker.postMessage({ id, job: { ...job, blob } }, [blob.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Stops the workers; jobs still pending are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = this.workers;
+    this.workers = [];
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+    this.failAll(new Error('decode pool closed'));
+  }
+
+  private start(): void {
+    for (let i = 0; i < this.size; i++) {
+      const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: { build: this.build } });
+      worker.on('message', (m: { id: number; output?: Uint8Array; digests?: Uint8Array; failure?: DecodeFailure }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.failure) p.reject(fromFailure(m.failure));
+        else p.resolve({ output: m.output!, digests: m.digests! });
+      });
+      worker.on('error', (err) => this.failAll(err));
+      worker.on('exit', (code) => {
+        if (!this.closed) this.failAll(new Error(`decode worker exited with code ${code}`));
+      });
+      this.workers.push({ worker, busy: 0 });
+    }
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
