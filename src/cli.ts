@@ -82,6 +82,11 @@ function parseInteger(value: string, name: string): number {
 }
 
 async function main(): Promise<void> {
+  // A reader that stops early (`fastpatch inspect p | head -1`) is not an error worth a trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
+    throw err;
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
