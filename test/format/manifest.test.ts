@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { format, FastPatchError } from '../../dist/src/index.js';
+import { format } from '../../dist/src/index.js';
+import { codeOf } from '../helpers/errors.js';
 
 const { encodeManifest, decodeManifest, validateManifest, encodeHeader, decodeHeader, OpType, LIMITS, HEADER_SIZE } = format;
 type Manifest = format.Manifest;
@@ -22,16 +23,6 @@ function op(type: number, startBlock: number, blockCount: number, dataOffset: nu
 
 function manifest(ops: Operation[], targetSize = 10 * 4096): Manifest {
   return { blockSize: 4096, targetSize, targetHash: h(3), sourceSize: 0, sourceHash: h(0), version: '1.2.0', operations: ops };
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof FastPatchError) return err.code;
-    throw err;
-  }
-  return 'no error';
 }
 
 describe('manifest encoding', () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import * as ed from '@noble/ed25519';
-import { FastPatchError, format, formatPrivateKey, formatPublicKey, generateKey, parseKey, publicKeyOf } from '../../dist/src/index.js';
+import { format, formatPrivateKey, formatPublicKey, generateKey, parseKey, publicKeyOf } from '../../dist/src/index.js';
 import { privateKeyFromSeed } from '../../dist/src/sign/keys.js';
 import { signPayload, verifyPayload } from '../../dist/src/sign/signer.js';
+import { codeOf } from '../helpers/errors.js';
 
 const fromHex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 
@@ -21,16 +22,6 @@ const rfc = [
     sig: '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
   },
 ];
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof FastPatchError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 describe('keys', () => {
   it.each(rfc)('derives the RFC 8032 public key and signature for seed $seed', ({ seed, pub, msg, sig }) => {
