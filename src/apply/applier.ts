@@ -197,6 +197,7 @@ export class PayloadApplier {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
     if (this.target) await this.writeExtents(op, result?.output, length);
+    if (result) this.reader.recycle(result.blob);
     this.opsDone++;
     this.imageBytesDone += length;
     this.options.onProgress?.({

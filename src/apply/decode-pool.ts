@@ -21,7 +21,10 @@ export class DecodePool {
 
   constructor(private readonly build: CoreBuild, private readonly size = Math.max(1, Math.min(availableParallelism(), 4))) {}
 
-  /** Decodes one job; the job's blob is transferred to the worker and unusable afterwards. */
+  /**
+   * Decodes one job. The whole buffer under the job's blob moves to the worker by transfer (the
+   * reader's blobs own theirs) and comes back as the result's blob.
+   */
   decode(job: DecodeJob): Promise<Decoded> {
     if (this.closed) return Promise.reject(new Error('decode pool is closed'));
     if (this.workers.length === 0) this.start();
@@ -33,8 +36,7 @@ export class DecodePool {
         resolve: (d) => { slot.busy--; resolve(d); },
         reject: (e) => { slot.busy--; reject(e); },
       });
-      const blob = job.blob.byteOffset === 0 && job.blob.byteLength === job.blob.buffer.byteLength ? job.blob : Uint8Array.from(job.blob);
-      slot.worker.postMessage({ id, job: { ...job, blob } }, [blob.buffer as ArrayBuffer]);
+      slot.worker.postMessage({ id, job }, [job.blob.buffer as ArrayBuffer]);
     });
   }
 
@@ -50,12 +52,12 @@ export class DecodePool {
   private start(): void {
     for (let i = 0; i < this.size; i++) {
       const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: { build: this.build } });
-      worker.on('message', (m: { id: number; output?: Uint8Array; digests?: Uint8Array; failure?: DecodeFailure }) => {
+      worker.on('message', (m: { id: number; decoded?: Decoded; failure?: DecodeFailure }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
         if (m.failure) p.reject(fromFailure(m.failure));
-        else p.resolve({ output: m.output!, digests: m.digests! });
+        else p.resolve(m.decoded!);
       });
       worker.on('error', (err) => this.failAll(err));
       worker.on('exit', (code) => {

@@ -11,10 +11,10 @@ const core = WasmCore.load((workerData as { build: CoreBuild }).build);
 
 parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
   try {
-    const { output, digests } = decodeOperation(core, message.job);
-    // inflateRawSync may hand back a view of a pooled or larger buffer; transfer only what we own.
-    const owned = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength ? output : Uint8Array.from(output);
-    parentPort!.postMessage({ id: message.id, output: owned, digests }, [owned.buffer as ArrayBuffer, digests.buffer as ArrayBuffer]);
+    const { output, digests, blob } = decodeOperation(core, message.job);
+    // A REPLACE output is a view of its blob: each buffer goes once in the transfer list.
+    const transfer = new Set([output.buffer, digests.buffer, blob.buffer] as ArrayBuffer[]);
+    parentPort!.postMessage({ id: message.id, decoded: { output, digests, blob } }, [...transfer]);
   } catch (err) {
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
   }

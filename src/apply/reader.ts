@@ -26,10 +26,14 @@ export type ReaderEvent =
  */
 export type Authenticator = (headerBytes: Uint8Array, manifestBytes: Uint8Array, signatures: SignatureEntry[]) => void;
 
+/** Cap on recycled blob buffers kept; more than the applier ever has out at once (PIPELINE_DEPTH + 2). */
+const BLOB_POOL_SIZE = 8;
+
 /**
  * Incremental payload parser: bytes in, in any chunking; out come the head (header, manifest and
- * signature block) and then each operation's data blob, in order. It never holds more than the
- * head plus one blob, and each allocation is sized by a length the header or manifest bounded first.
+ * signature block) and then each operation's data blob, in order. It holds the head, the blob being
+ * filled and at most BLOB_POOL_SIZE recycled blob buffers, and each allocation is sized by a length
+ * the header or manifest bounded first.
  *
  * Trust: once the signature block is complete, `authenticate` (when given) sees the raw signed
  * bytes; only if it returns is the manifest decoded and validated, so a changed manifest byte is
@@ -47,6 +51,12 @@ export class PayloadReader {
   private manifestBytes: Uint8Array | undefined;
   private manifest: Manifest | undefined;
   private opIndex = 0;
+  /**
+   * Blob buffers handed back by recycle(). Each fresh one gets the largest blob length seen so far
+   * (a manifest length), so that buffers fit later blobs and no blob's pages are mapped afresh.
+   */
+  private readonly blobPool: ArrayBuffer[] = [];
+  private blobCapacity = 0;
   /** Bytes consumed so far. */
   offset = 0;
 
@@ -80,8 +90,26 @@ export class PayloadReader {
     }
   }
 
+  /**
+   * Hands back the buffer of a data blob this reader emitted, once the caller is done with it (and
+   * with anything sharing its memory), so later blobs are read into it instead of fresh memory.
+   */
+  recycle(blob: Uint8Array): void {
+    if (blob.byteLength > 0 && this.blobPool.length < BLOB_POOL_SIZE) this.blobPool.push(blob.buffer as ArrayBuffer);
+  }
+
   private expect(size: number): void {
     this.buf = new Uint8Array(size);
+    this.filled = 0;
+  }
+
+  /** Like expect(), for a data blob: a view of exactly `size` bytes on a recycled or fresh buffer. */
+  private expectBlob(size: number): void {
+    if (size === 0) return this.expect(0);
+    this.blobCapacity = Math.max(this.blobCapacity, size);
+    let buffer = this.blobPool.pop();
+    while (buffer && buffer.byteLength < size) buffer = this.blobPool.pop(); // too small: dropped
+    this.buf = new Uint8Array(buffer ?? new ArrayBuffer(this.blobCapacity), 0, size);
     this.filled = 0;
   }
 
@@ -140,6 +168,6 @@ export class PayloadReader {
       this.filled = 0;
       return;
     }
-    this.expect(ops[this.opIndex]!.dataLength);
+    this.expectBlob(ops[this.opIndex]!.dataLength);
   }
 }
