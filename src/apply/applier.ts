@@ -4,7 +4,6 @@ import { extentBytes, type Operation } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { openTarget, writeFully, type OpenImage } from '../io/device.js';
-import { hashOpenImage } from '../io/hash-image.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import type { Decoded } from './decode.js';
 import { DecodePool } from './decode-pool.js';
@@ -13,8 +12,8 @@ import { feedZeroDigests, ZERO_CHUNK } from './zero.js';
 
 /**
  * Operations in flight: being checked, inflated and hashed by the decode workers (one per core),
- * or written. Memory held is at most (PIPELINE_DEPTH + 1) × (MAX_BLOB_SIZE + MAX_OP_OUTPUT)
- * (format/constants.ts LIMITS) plus the manifest.
+ * or written. With the blob buffers the reader keeps, this sets the memory bound of README.md,
+ * "Memory".
  */
 export const PIPELINE_DEPTH = 4;
 
@@ -48,8 +47,6 @@ export interface ApplyResult {
   operations: number;
   payloadBytes: number;
   bytesWritten: number;
-  /** How the finished image was checked against the signed hash: from the verified writes in block order, or by reading the target back. */
-  imageCheck: 'streamed' | 'read-back';
   seconds: number;
 }
 
@@ -76,8 +73,6 @@ export class PayloadApplier {
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
   private root: BlockListHasher;
-  private cursor = 0;
-  private inOrder = true;
   private readonly pool: DecodePool;
   private readonly started = performance.now();
   private opsDone = 0;
@@ -97,7 +92,10 @@ export class PayloadApplier {
   /** Feeds the next bytes of the payload. Resolves when the pipeline has room for more. */
   async push(chunk: Uint8Array): Promise<void> {
     this.throwIfFailed();
-    for (const event of this.reader.push(chunk)) {
+    this.reader.feed(chunk);
+    // One unit at a time: startOperation waits while the pipeline is full, before the reader
+    // allocates the next blob.
+    for (let event = this.reader.next(); event; event = this.reader.next()) {
       if (event.kind === 'head') await this.accept(event.head);
       else await this.startOperation(event.index, event.blob);
     }
@@ -117,9 +115,9 @@ export class PayloadApplier {
         throw new FastPatchError('IO', `fsync ${this.target.path}: ${(err as Error).message}`, { cause: err });
       }
     }
-    const totalBlocks = Math.ceil(m.targetSize / BLOCK_SIZE);
-    const streamed = this.inOrder && this.cursor === totalBlocks;
-    const imageHash = streamed ? this.root.digest() : await this.readBackHash();
+    // validateManifest made the operations write blocks 0, 1, 2, ... in order, so the digests of
+    // their verified outputs, in order, are the image's.
+    const imageHash = this.root.digest();
     if (!equal(imageHash, m.targetHash)) {
       throw new FastPatchError('HASH_MISMATCH', `finished image does not match the signed image hash (${hex(imageHash)} != ${hex(m.targetHash)})`);
     }
@@ -131,7 +129,6 @@ export class PayloadApplier {
       operations: m.operations.length,
       payloadBytes: this.reader.offset,
       bytesWritten: this.bytesWritten,
-      imageCheck: streamed ? 'streamed' : 'read-back',
       seconds: (performance.now() - this.started) / 1000,
     };
   }
@@ -167,9 +164,10 @@ export class PayloadApplier {
   private async startOperation(index: number, blob: Uint8Array): Promise<void> {
     const m = this.head!.manifest;
     const op = m.operations[index]!;
-    // Data hash, inflate and output digests run in a worker; the blob moves there by transfer.
+    // Data hash, inflate and output digests run in a worker; the blob moves there by transfer. The
+    // data hash is copied: as a view it would drag the whole manifest buffer along.
     const decoded = op.dataHash
-      ? this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash, outputLength: extentBytes(op.dstExtents, m.targetSize) })
+      ? this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength: extentBytes(op.dstExtents, m.targetSize) })
       : Promise.resolve(undefined);
     decoded.catch(noop); // awaited in order below; this only marks the rejection as handled
     const step = this.tail.then(() => this.completeOperation(index, op, decoded));
@@ -188,9 +186,8 @@ export class PayloadApplier {
     const opHash = this.core.sha256();
     const take = (digests: Uint8Array) => {
       opHash.update(digests);
-      if (this.inOrder) this.root.updateDigests(digests);
+      this.root.updateDigests(digests);
     };
-    this.advanceCursor(op);
     if (result) take(result.digests);
     else feedZeroDigests(this.core, length, take);
     if (!equal(opHash.digest(), op.outputHash)) {
@@ -208,14 +205,6 @@ export class PayloadApplier {
       bytesWritten: this.bytesWritten,
       targetSize: m.targetSize,
     });
-  }
-
-  /** Tracks whether the operations so far wrote blocks 0.. in order, so the image hash can be streamed. */
-  private advanceCursor(op: Operation): void {
-    for (const e of op.dstExtents) {
-      if (e.startBlock !== this.cursor) this.inOrder = false;
-      this.cursor = e.startBlock + e.blockCount;
-    }
   }
 
   private async writeExtents(op: Operation, output: Uint8Array | undefined, length: number): Promise<void> {
@@ -236,12 +225,6 @@ export class PayloadApplier {
       this.bytesWritten += bytes;
     }
     if (from !== length) throw new Error('unreachable: extent lengths disagree');
-  }
-
-  /** Hashes the target's first targetSize bytes, for payloads whose writes were not in block order. */
-  private async readBackHash(): Promise<Uint8Array> {
-    if (!this.target) throw new FastPatchError('CORRUPT_PAYLOAD', 'operations do not write the image in block order, so it can only be checked on a target');
-    return hashOpenImage(this.core, this.target, this.head!.manifest.targetSize);
   }
 }
 

@@ -26,8 +26,8 @@ export type ReaderEvent =
  */
 export type Authenticator = (headerBytes: Uint8Array, manifestBytes: Uint8Array, signatures: SignatureEntry[]) => void;
 
-/** Cap on recycled blob buffers kept; more than the applier ever has out at once (PIPELINE_DEPTH + 2). */
-const BLOB_POOL_SIZE = 8;
+/** Recycled blob buffers kept for reuse. Blob buffers alive: those in flight, one being filled, and these. */
+export const BLOB_POOL_SIZE = 4;
 
 /**
  * Incremental payload parser: bytes in, in any chunking; out come the head (header, manifest and
@@ -51,12 +51,11 @@ export class PayloadReader {
   private manifestBytes: Uint8Array | undefined;
   private manifest: Manifest | undefined;
   private opIndex = 0;
-  /**
-   * Blob buffers handed back by recycle(). Each fresh one gets the largest blob length seen so far
-   * (a manifest length), so that buffers fit later blobs and no blob's pages are mapped afresh.
-   */
+  /** Blob buffers handed back by recycle(), so later blobs of similar size reuse mapped pages. */
   private readonly blobPool: ArrayBuffer[] = [];
-  private blobCapacity = 0;
+  /** The chunk being consumed by next(), and how far. */
+  private input: Uint8Array = new Uint8Array(0);
+  private inputAt = 0;
   /** Bytes consumed so far. */
   offset = 0;
 
@@ -65,21 +64,44 @@ export class PayloadReader {
     return this.stage === 'done' ? 0 : this.buf.length - this.filled;
   }
 
-  /** Feeds a chunk; returns the units it completed, in order. The chunk is copied, never kept. */
-  push(chunk: Uint8Array): ReaderEvent[] {
-    const events: ReaderEvent[] = [];
-    let at = 0;
-    while (at < chunk.length || (this.stage === 'data' && this.need === 0)) {
+  /**
+   * Makes `chunk` the input of next(). The previous chunk must be used up. The chunk is copied
+   * from, never kept.
+   */
+  feed(chunk: Uint8Array): void {
+    if (this.inputAt < this.input.length) throw new Error('feed: the previous chunk is not used up; call next() until it returns null');
+    this.input = chunk;
+    this.inputAt = 0;
+  }
+
+  /**
+   * Consumes input until one unit completes and returns it, or returns null when the input is used
+   * up first. One unit at a time, so the caller can wait (back-pressure) before the next blob's
+   * buffer is even allocated.
+   */
+  next(): ReaderEvent | null {
+    while (this.inputAt < this.input.length || (this.stage === 'data' && this.need === 0)) {
       if (this.stage === 'done') {
         throw new FastPatchError('CORRUPT_PAYLOAD', `unexpected bytes after the end of the payload at offset ${this.offset}`);
       }
-      const n = Math.min(this.need, chunk.length - at);
-      this.buf.set(chunk.subarray(at, at + n), this.filled);
+      const n = Math.min(this.need, this.input.length - this.inputAt);
+      this.buf.set(this.input.subarray(this.inputAt, this.inputAt + n), this.filled);
       this.filled += n;
-      at += n;
+      this.inputAt += n;
       this.offset += n;
-      if (this.need === 0) this.completeUnit(events);
+      if (this.need === 0) {
+        const event = this.completeUnit();
+        if (event) return event;
+      }
     }
+    return null;
+  }
+
+  /** feed() and next() until the chunk is used up: every unit it completes, in order. */
+  push(chunk: Uint8Array): ReaderEvent[] {
+    this.feed(chunk);
+    const events: ReaderEvent[] = [];
+    for (let e = this.next(); e; e = this.next()) events.push(e);
     return events;
   }
 
@@ -95,7 +117,9 @@ export class PayloadReader {
    * with anything sharing its memory), so later blobs are read into it instead of fresh memory.
    */
   recycle(blob: Uint8Array): void {
-    if (blob.byteLength > 0 && this.blobPool.length < BLOB_POOL_SIZE) this.blobPool.push(blob.buffer as ArrayBuffer);
+    if (blob.byteLength === 0) return;
+    if (this.blobPool.length >= BLOB_POOL_SIZE) this.blobPool.shift(); // keep the most recent sizes
+    this.blobPool.push(blob.buffer as ArrayBuffer);
   }
 
   private expect(size: number): void {
@@ -103,17 +127,19 @@ export class PayloadReader {
     this.filled = 0;
   }
 
-  /** Like expect(), for a data blob: a view of exactly `size` bytes on a recycled or fresh buffer. */
+  /**
+   * Like expect(), for a data blob: a view of exactly `size` bytes on a recycled buffer that holds
+   * it, else on a new buffer of exactly `size` (a length the manifest bounded).
+   */
   private expectBlob(size: number): void {
-    if (size === 0) return this.expect(0);
-    this.blobCapacity = Math.max(this.blobCapacity, size);
-    let buffer = this.blobPool.pop();
-    while (buffer && buffer.byteLength < size) buffer = this.blobPool.pop(); // too small: dropped
-    this.buf = new Uint8Array(buffer ?? new ArrayBuffer(this.blobCapacity), 0, size);
+    const fit = this.blobPool.findIndex((b) => b.byteLength >= size);
+    const buffer = fit >= 0 ? this.blobPool.splice(fit, 1)[0]! : new ArrayBuffer(size);
+    this.buf = new Uint8Array(buffer, 0, size);
     this.filled = 0;
   }
 
-  private completeUnit(events: ReaderEvent[]): void {
+  /** Moves past a completed unit; returns the event it makes, if any. */
+  private completeUnit(): ReaderEvent | undefined {
     switch (this.stage) {
       case 'header': {
         const header = decodeHeader(this.buf);
@@ -134,7 +160,7 @@ export class PayloadReader {
         this.authenticate?.(this.headerBytes!, this.manifestBytes!, signatures);
         this.manifest = decodeManifest(this.manifestBytes!);
         validateManifest(this.manifest, this.header!.dataSize);
-        events.push({
+        const event: ReaderEvent = {
           kind: 'head',
           head: {
             header: this.header!,
@@ -144,16 +170,17 @@ export class PayloadReader {
             signatures,
             dataStart: this.offset,
           },
-        });
+        };
         this.stage = 'data';
         this.nextBlob();
-        return;
+        return event;
       }
-      case 'data':
-        events.push({ kind: 'data', index: this.opIndex, blob: this.buf });
+      case 'data': {
+        const event: ReaderEvent = { kind: 'data', index: this.opIndex, blob: this.buf };
         this.opIndex++;
         this.nextBlob();
-        return;
+        return event;
+      }
       case 'done':
         return;
     }
@@ -164,8 +191,7 @@ export class PayloadReader {
     const ops = this.manifest!.operations;
     if (this.opIndex >= ops.length) {
       this.stage = 'done';
-      this.buf = new Uint8Array(0);
-      this.filled = 0;
+      this.expect(0);
       return;
     }
     this.expectBlob(ops[this.opIndex]!.dataLength);

@@ -16,5 +16,5 @@ export async function run(payload: string, opts: { target?: string; pubkey: stri
   if (opts.json) return printJson({ ...result, target: opts.target ?? null });
   const verb = opts.target ? `applied to ${opts.target}` : 'verified';
   print(`${verb}: release ${result.version}, ${formatBytes(result.targetSize)} image, ${result.operations} operations, ${formatBytes(result.payloadBytes)} payload in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
-  print(`signature by ${result.keyId}; every operation's data and output checked; image hash ${result.targetHash} (${result.imageCheck})`);
+  print(`signature by ${result.keyId}; every operation's data and output checked; image hash ${result.targetHash} checked`);
 }

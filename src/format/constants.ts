@@ -24,7 +24,6 @@ export const OpType = {
   /** Reserved: source extents patched by a diff blob. */
   SOURCE_DIFF: 4,
 } as const;
-export type OpTypeCode = (typeof OpType)[keyof typeof OpType];
 
 export const OP_NAMES: Record<number, string> = {
   0: 'REPLACE',
@@ -39,8 +38,7 @@ export const SUPPORTED_OPS: ReadonlySet<number> = new Set([OpType.REPLACE, OpTyp
 
 /**
  * Hard limits. Every length and count read from a payload is checked against these before
- * anything is allocated, so no input makes the applier hold more than
- * MAX_MANIFEST_SIZE + pipeline depth × (MAX_BLOB_SIZE + MAX_OP_OUTPUT) bytes.
+ * anything is allocated; README.md, "Memory", derives the applier's bound from them.
  */
 export const LIMITS = {
   MAX_MANIFEST_SIZE: 16 * 1024 * 1024,
@@ -49,7 +47,6 @@ export const LIMITS = {
   MAX_BLOB_SIZE: 16 * 1024 * 1024,
   /** Bytes one data-carrying operation writes (ZERO operations are not held in memory and have no cap). */
   MAX_OP_OUTPUT: 16 * 1024 * 1024,
-  MAX_EXTENTS_PER_OP: 0xffff,
   /** Operations per manifest: 2^18 operations of 2 MiB cover 512 GiB. */
   MAX_OPS: 1 << 18,
   /** Extents of all operations together. */

@@ -465,16 +465,16 @@ describe('(h) validly signed payloads that lie', () => {
     const payload = assemblePayload(manifest(image, [op(0, 0, 1, b0, b0, 0), op(0, 1, 1, b1, b1, BLOCK)]), [b0, b1], [A.key]);
     const target = join(dir, `lie-${counter++}.img`);
     const result = await applyBytes(payload, { trustedKeys: [A.pub], target });
-    expect(result.imageCheck).toBe('streamed');
+    expect(result.operations).toBe(2);
     expect(sameBytes(await fsp.readFile(target), image)).toBe(true);
   });
 
-  it('operations out of block order: applied and checked by reading the target back; verify-only refuses', async () => {
+  it('operations out of block order: refused before the target is touched, in apply and verify alike', async () => {
     const payload = assemblePayload(manifest(image, [op(0, 1, 1, b1, b1, 0), op(0, 0, 1, b0, b0, BLOCK)]), [b1, b0], [A.key]);
     const target = join(dir, `lie-${counter++}.img`);
-    const result = await applyBytes(payload, { trustedKeys: [A.pub], target });
-    expect(result.imageCheck).toBe('read-back');
-    expect(sameBytes(await fsp.readFile(target), image)).toBe(true);
+    const before = await writePatternFile(target, image.length);
+    expectFastPatchError(await rejectionOf(applyBytes(payload, { trustedKeys: [A.pub], target })), 'CORRUPT_PAYLOAD', 4);
+    expect(sameBytes(await fsp.readFile(target), before)).toBe(true);
     expectFastPatchError(await rejectionOf(applyBytes(payload, { trustedKeys: [A.pub] })), 'CORRUPT_PAYLOAD', 4);
   });
 
