@@ -84,8 +84,8 @@ function parseInteger(value: string, name: string): number {
 async function main(): Promise<void> {
   // A reader that stops early (`fastpatch inspect p | head -1`) is not an error worth a trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
-    throw err;
+    if (err.code !== 'EPIPE') process.stderr.write(`fastpatch: IO: write standard output: ${err.message}\n`);
+    process.exit(err.code === 'EPIPE' ? (process.exitCode ?? EXIT.OK) : EXIT.IO);
   });
   try {
     await program.parseAsync(process.argv);
@@ -102,10 +102,10 @@ function report(err: unknown): number {
   }
   const verbose = process.argv.includes('--verbose');
   const message = err instanceof Error ? err.message : String(err);
-  let code: number = EXIT.INTERNAL;
-  if (err instanceof FastPatchError) code = err.exitCode;
-  else if (err instanceof TypeError || err instanceof RangeError) code = EXIT.USAGE;
-  const tag = err instanceof FastPatchError ? err.code : code === EXIT.USAGE ? 'USAGE' : 'INTERNAL';
+  // Commands check their own arguments (FastPatchError('USAGE')), so anything else that escapes,
+  // a RangeError from an allocation included, is a bug.
+  const code = err instanceof FastPatchError ? err.exitCode : EXIT.INTERNAL;
+  const tag = err instanceof FastPatchError ? err.code : 'INTERNAL';
   process.stderr.write(`fastpatch: ${tag}: ${message.split('\n')[0]}\n`);
   if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return code;

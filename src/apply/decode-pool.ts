@@ -18,6 +18,8 @@ export class DecodePool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private closed = false;
+  /** Why the pool stopped working: a worker died, and its jobs cannot be told apart from the others'. */
+  private broken: Error | undefined;
 
   constructor(private readonly build: CoreBuild, private readonly size = Math.max(1, Math.min(availableParallelism(), 4))) {}
 
@@ -27,6 +29,7 @@ export class DecodePool {
    */
   decode(job: DecodeJob): Promise<Decoded> {
     if (this.closed) return Promise.reject(new Error('decode pool is closed'));
+    if (this.broken) return Promise.reject(this.broken);
     if (this.workers.length === 0) this.start();
     const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
@@ -59,12 +62,22 @@ export class DecodePool {
         if (m.failure) p.reject(fromFailure(m.failure));
         else p.resolve(m.decoded!);
       });
-      worker.on('error', (err) => this.failAll(err));
+      worker.on('error', (err) => this.fail(err));
       worker.on('exit', (code) => {
-        if (!this.closed) this.failAll(new Error(`decode worker exited with code ${code}`));
+        if (!this.closed) this.fail(new Error(`decode worker exited with code ${code}`));
       });
       this.workers.push({ worker, busy: 0 });
     }
+  }
+
+  /** A worker died: reject everything pending and every later job, and stop the other workers. */
+  private fail(err: Error): void {
+    if (this.broken || this.closed) return;
+    this.broken = err;
+    const workers = this.workers;
+    this.workers = [];
+    for (const w of workers) void w.worker.terminate();
+    this.failAll(err);
   }
 
   private failAll(err: Error): void {

@@ -1,8 +1,16 @@
+import { FastPatchError } from '../errors.js';
+import { checkReleaseVersion } from '../format/manifest.js';
 import { generateFullPayload } from '../generate/generator.js';
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 export async function run(opts: { target: string; key: string[]; version: string; out: string; level: number; json?: boolean }): Promise<void> {
+  if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
+  try {
+    checkReleaseVersion(opts.version);
+  } catch (err) {
+    throw new FastPatchError('USAGE', `--version: ${(err as Error).message}`);
+  }
   const keys = await loadSigningKeys(opts.key);
   const progress = progressLine(`generate ${opts.out}`);
   const result = await generateFullPayload({

@@ -3,8 +3,8 @@ import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType } from '../format/constants.js';
-import type { Manifest, Operation } from '../format/manifest.js';
-import { openImageForRead, readFully } from '../io/device.js';
+import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
+import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import { hex, type PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { writePayload, type PayloadLayout } from './writer.js';
@@ -82,12 +82,17 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
   const level = options.level ?? DEFAULT_LEVEL;
   if (!Number.isInteger(level) || level < 1 || level > 9) throw new RangeError(`level: 1..9, got ${level}`);
   if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
+  checkReleaseVersion(options.version);
   const core = WasmCore.load(options.build);
   const image = await openImageForRead(options.target);
   const dataPath = `${options.out}.data-${process.pid}.tmp`;
   let data: fsp.FileHandle | undefined;
   try {
-    if (image.size > LIMITS.MAX_IMAGE_SIZE) throw new RangeError(`target: ${image.size} bytes is more than the format holds`);
+    // Every 2 MiB of image may need an operation (and a zero run one more): refuse up front what
+    // the operation limit cannot hold, not after compressing it all.
+    if (image.size > LIMITS.MAX_IMAGE_SIZE || Math.ceil(image.size / DATA_CHUNK) > LIMITS.MAX_OPS / 2) {
+      throw new FastPatchError('USAGE', `${options.target}: ${image.size} bytes is more than one full payload holds (${(LIMITS.MAX_OPS / 2) * (DATA_CHUNK >> 20)} MiB)`);
+    }
     data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
     const state = new PlanState(core, level, data);
     // Our own buffer, not the WASM window: compressed chunks are hashed through the window while
@@ -255,11 +260,7 @@ class PlanState {
     const { op, blob, outputBytes } = await this.queue.shift()!;
     op.dataOffset = this.dataSize;
     if (blob) {
-      try {
-        await this.data.write(blob, 0, blob.length, this.dataSize);
-      } catch (err) {
-        throw ioError('write payload data', err);
-      }
+      await writeAllAt(this.data, blob, this.dataSize, 'payload data');
       this.dataSize += blob.length;
     }
     this.operations.push(op);

@@ -1,6 +1,7 @@
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { ioError } from '../errors.js';
+import { FastPatchError, ioError } from '../errors.js';
+import { writeAllAt } from '../io/device.js';
 import { FORMAT_VERSION } from '../format/constants.js';
 import { encodeHeader } from '../format/header.js';
 import { encodeManifest, type Manifest } from '../format/manifest.js';
@@ -30,9 +31,9 @@ export async function writePayload(outPath: string, manifest: Manifest, dataPath
   try {
     const out = await fsp.open(tmp, 'w', 0o644);
     try {
-      await out.write(header);
-      await out.write(manifestBytes);
-      await out.write(signatures);
+      await writeAllAt(out, header, 0, tmp);
+      await writeAllAt(out, manifestBytes, header.length, tmp);
+      await writeAllAt(out, signatures, header.length + manifestBytes.length, tmp);
     } finally {
       await out.close();
     }
@@ -46,7 +47,7 @@ export async function writePayload(outPath: string, manifest: Manifest, dataPath
     await fsp.rename(tmp, outPath);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw ioError(`write payload ${outPath}`, err);
+    throw err instanceof FastPatchError ? err : ioError(`write payload ${outPath}`, err);
   }
   const totalSize = header.length + manifestBytes.length + sigSize + dataSize;
   return { headerSize: header.length, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize, totalSize };

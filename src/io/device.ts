@@ -75,7 +75,17 @@ export async function openTarget(path: string, createSize: number): Promise<Open
   }
   try {
     if (created) await handle.truncate(createSize);
-    const stats = await handle.stat();
+    let stats = await handle.stat();
+    if (stats.isBlockDevice()) {
+      // O_EXCL on a block device fails with EBUSY while it is mounted or otherwise claimed: never
+      // write under a mounted filesystem.
+      const exclusive = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'EBUSY' ? new FastPatchError('IO', `target ${path} is in use (mounted?); refusing to write to it`) : ioError(`open target ${path}`, err);
+      });
+      await handle.close();
+      handle = exclusive;
+      stats = await handle.stat();
+    }
     return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created };
   } catch (err) {
     await handle.close();
@@ -98,15 +108,20 @@ export async function readFully(image: OpenImage, buffer: Uint8Array, length: nu
   }
 }
 
-/** Writes all of `data` at `position`. Throws FastPatchError('IO'). */
-export async function writeFully(image: OpenImage, data: Uint8Array, position: number): Promise<void> {
+/** Writes all of `data` to an open image at `position` (short writes retried). Throws FastPatchError('IO'). */
+export function writeFully(image: OpenImage, data: Uint8Array, position: number): Promise<void> {
+  return writeAllAt(image.handle, data, position, image.path);
+}
+
+/** Writes all of `data` at `position` (short writes retried); `what` names the file in errors. */
+export async function writeAllAt(handle: fsp.FileHandle, data: Uint8Array, position: number, what: string): Promise<void> {
   let done = 0;
   while (done < data.length) {
     try {
-      const { bytesWritten } = await image.handle.write(data, done, data.length - done, position + done);
+      const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
       done += bytesWritten;
     } catch (err) {
-      throw ioError(`write ${image.path} at ${position + done}`, err);
+      throw ioError(`write ${what} at ${position + done}`, err);
     }
   }
 }
