@@ -5,10 +5,11 @@ import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { openTarget, writeFully, type OpenImage } from '../io/device.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { DecodePool } from './decode-pool.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
-import { feedZeroDigests, ZERO_CHUNK } from './zero.js';
+import { ZERO_CHUNK } from './zero.js';
 
 /**
  * Operations in flight: being checked, inflated and hashed by the decode workers (one per core),

@@ -7,6 +7,7 @@ import { checkReleaseVersion, type Manifest, type Operation } from '../format/ma
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import { hex, type PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { feedZeroDigests } from '../wasm/zero-digests.js';
 import { writePayload, type PayloadLayout } from './writer.js';
 
 const deflateRawAsync = promisify(deflateRaw);
@@ -21,7 +22,6 @@ export const DEFAULT_LEVEL = 6;
 const COMPRESS_DEPTH = 4;
 /** Largest block count one extent holds (u32 in the format). */
 const MAX_EXTENT_BLOCKS = 0xffffffff;
-const ZERO_BATCH = 1024;
 
 export interface GenerateOptions {
   /** Image to package: a regular file or a block device. */
@@ -156,16 +156,12 @@ class PlanState {
   private zeroBlocks = 0;
   private dataSize = 0;
   private readonly zeroDigest: Uint8Array;
-  /** The zero block's digest repeated ZERO_BATCH times, for hashing long zero runs. */
-  private readonly zeroBatch: Uint8Array;
   /** Reused chunk buffers: fresh memory costs ~13 µs per page to first touch on this machine. */
   private readonly pool: Uint8Array[] = [];
 
   constructor(private readonly core: WasmCore, private readonly level: number, private readonly data: fsp.FileHandle) {
     this.zeroDigest = new Uint8Array(DIGEST_SIZE);
     core.blockDigestsInto(new Uint8Array(BLOCK_SIZE), this.zeroDigest);
-    this.zeroBatch = new Uint8Array(ZERO_BATCH * DIGEST_SIZE);
-    for (let i = 0; i < ZERO_BATCH; i++) this.zeroBatch.set(this.zeroDigest, i * DIGEST_SIZE);
   }
 
   async addBlock(block: number, isZero: boolean, bytes: Uint8Array, digest: Uint8Array): Promise<void> {
@@ -200,9 +196,7 @@ class PlanState {
     for (let done = 0; done < count; done += MAX_EXTENT_BLOCKS) {
       const blocks = Math.min(MAX_EXTENT_BLOCKS, count - done);
       const hasher = new BlockListHasher(this.core);
-      for (let i = 0; i < blocks; i += ZERO_BATCH) {
-        hasher.updateDigests(this.zeroBatch.subarray(0, Math.min(ZERO_BATCH, blocks - i) * DIGEST_SIZE));
-      }
+      feedZeroDigests(this.core, blocks * BLOCK_SIZE, (digests) => hasher.updateDigests(digests));
       this.enqueue(Promise.resolve({
         op: zeroOp(start + done, blocks, hasher.digest()),
         blob: undefined,

@@ -1,0 +1,25 @@
+import { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
+import type { WasmCore } from './core.js';
+
+const BATCH_BLOCKS = 1024;
+
+/**
+ * Feeds the per-block SHA-256 digests of `bytes` zero bytes to `sink`, in batches of at most 1024,
+ * without materializing the zeros: every full block has the same digest. `sink` must not keep the
+ * arrays it is given.
+ */
+export function feedZeroDigests(core: WasmCore, bytes: number, sink: (digests: Uint8Array) => void): void {
+  const zeros = new Uint8Array(BLOCK_SIZE);
+  const batch = new Uint8Array(BATCH_BLOCKS * DIGEST_SIZE);
+  core.blockDigestsInto(zeros, batch);
+  for (let i = 1; i < BATCH_BLOCKS; i++) batch.copyWithin(i * DIGEST_SIZE, 0, DIGEST_SIZE);
+  for (let full = Math.floor(bytes / BLOCK_SIZE); full > 0; full -= BATCH_BLOCKS) {
+    sink(batch.subarray(0, Math.min(full, BATCH_BLOCKS) * DIGEST_SIZE));
+  }
+  const tail = bytes % BLOCK_SIZE;
+  if (tail > 0) {
+    const tailDigest = new Uint8Array(DIGEST_SIZE);
+    core.blockDigestsInto(zeros.subarray(0, tail), tailDigest);
+    sink(tailDigest);
+  }
+}
