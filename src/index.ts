@@ -8,14 +8,18 @@ export {
   formatPublicKey,
   publicKeyOf,
   keyIdOf,
+  hex,
   type PrivateKey,
   type PublicKey,
 } from './sign/keys.js';
-export { loadKeyFile, writeKeyPair } from './sign/files.js';
+export { loadKeyFile, loadPrivateKeyFile, writeKeyPair } from './sign/files.js';
 export { generateFullPayload, type GenerateOptions, type GenerateResult } from './generate/generator.js';
 export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
 export { PayloadReader } from './apply/reader.js';
 export { readPayloadChunks } from './io/input.js';
 export { hashImage } from './io/hash-image.js';
+export { checkReleaseVersion } from './format/manifest.js';
+export { runDemo, type DemoResult } from './demo/run.js';
+export { sampleImage } from './demo/sample.js';
 export { WasmCore, BlockListHasher, blockListHash, type CoreBuild } from './wasm/core.js';

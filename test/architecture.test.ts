@@ -15,11 +15,13 @@ function files(dir: string): string[] {
 
 function importsOf(path: string): string[] {
   const text = readFileSync(path, 'utf8');
-  return [...text.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1]!);
+  const staticImports = [...text.matchAll(/^\s*(?:import|export)\s(?:[^'"]*?from\s+)?['"]([^'"]+)['"]/gm)];
+  const dynamicImports = [...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)];
+  return [...staticImports, ...dynamicImports].map((m) => m[1]!);
 }
 
-/** Top-level area of a file under src/ ("format", "apply", "cli.ts"...). */
-const area = (path: string) => relative(join(root, 'src'), path).split('/')[0]!;
+/** Top-level area of a file under src/ ("format", "apply", "cli.ts"...); import specifiers say .js for .ts. */
+const area = (path: string) => relative(join(root, 'src'), path).split('/')[0]!.replace(/\.js$/, '.ts');
 
 const forbidden: Record<string, string[]> = {
   format: ['apply', 'generate', 'io', 'wasm', 'sign', 'commands', 'cli.ts', 'demo'],
@@ -42,6 +44,15 @@ describe('module boundaries', () => {
         const banned = forbidden[from]!;
         const ok = !(banned.includes('*') ? target !== from && target !== `${from}.ts` : banned.includes(target));
         expect(ok, `${relative(root, file)} imports ${spec}`).toBe(true);
+      }
+    }
+  });
+
+  it('commands/ reach the library only through index.ts (the CLI is a thin layer over the public API)', () => {
+    for (const file of sources.filter((f) => area(f) === 'commands')) {
+      for (const spec of importsOf(file)) {
+        if (!spec.startsWith('.')) continue;
+        expect(['index.ts', 'commands'].includes(area(join(file, '..', spec))), `${relative(root, file)} imports ${spec}`).toBe(true);
       }
     }
   });

@@ -1,5 +1,4 @@
-import { applyPayload } from '../apply/applier.js';
-import { readPayloadChunks } from '../io/input.js';
+import { applyPayload, readPayloadChunks } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 

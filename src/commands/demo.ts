@@ -1,5 +1,4 @@
-import { runDemo } from '../demo/run.js';
-import { FastPatchError } from '../errors.js';
+import { FastPatchError, runDemo } from '../index.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { keep?: boolean; json?: boolean }): Promise<void> {

@@ -1,6 +1,4 @@
-import { FastPatchError } from '../errors.js';
-import { checkReleaseVersion } from '../format/manifest.js';
-import { generateFullPayload } from '../generate/generator.js';
+import { FastPatchError, checkReleaseVersion, generateFullPayload } from '../index.js';
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 

@@ -1,4 +1,4 @@
-import { hashImage } from '../io/hash-image.js';
+import { hashImage } from '../index.js';
 import { print, printJson } from './output.js';
 
 export async function run(image: string, opts: { size?: number; json?: boolean }): Promise<void> {

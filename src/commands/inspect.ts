@@ -1,5 +1,4 @@
-import { inspectPayload } from '../apply/inspect.js';
-import { readPayloadChunks } from '../io/input.js';
+import { inspectPayload, readPayloadChunks } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, print, printJson } from './output.js';
 

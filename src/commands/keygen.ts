@@ -1,5 +1,4 @@
-import { writeKeyPair } from '../sign/files.js';
-import { generateKey, hex } from '../sign/keys.js';
+import { generateKey, hex, writeKeyPair } from '../index.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { out: string; force?: boolean; json?: boolean }): Promise<void> {

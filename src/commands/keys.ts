@@ -1,5 +1,4 @@
-import { loadKeyFile, loadPrivateKeyFile } from '../sign/files.js';
-import type { PrivateKey, PublicKey } from '../sign/keys.js';
+import { loadKeyFile, loadPrivateKeyFile, type PrivateKey, type PublicKey } from '../index.js';
 
 /** Loads every --pubkey file (a private key file is accepted too: its public half is used). */
 export function loadTrustedKeys(paths: readonly string[]): Promise<(PublicKey | PrivateKey)[]> {
