@@ -9,7 +9,6 @@ import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { DecodePool } from './decode-pool.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
-import { ZERO_CHUNK } from './zero.js';
 
 /**
  * Operations in flight: being checked, inflated and hashed by the decode workers (one per core),
@@ -17,6 +16,9 @@ import { ZERO_CHUNK } from './zero.js';
  * "Memory".
  */
 export const PIPELINE_DEPTH = 4;
+
+/** Reused 1 MiB of zeros for writing ZERO operations. */
+const ZERO_CHUNK = new Uint8Array(1024 * 1024);
 
 export interface ApplyOptions {
   /** Keys whose signature is accepted; at least one. */
