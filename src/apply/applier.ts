@@ -1,4 +1,4 @@
-import { FastPatchError } from '../errors.js';
+import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, OP_NAMES } from '../format/constants.js';
 import { extentBytes, type Operation } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
@@ -115,7 +115,7 @@ export class PayloadApplier {
       try {
         await this.target.handle.sync();
       } catch (err) {
-        throw new FastPatchError('IO', `fsync ${this.target.path}: ${(err as Error).message}`, { cause: err });
+        throw ioError(`fsync ${this.target.path}`, err);
       }
     }
     // validateManifest made the operations write blocks 0, 1, 2, ... in order, so the digests of
@@ -216,7 +216,7 @@ export class PayloadApplier {
     let from = 0;
     for (const e of op.dstExtents) {
       const start = e.startBlock * BLOCK_SIZE;
-      const bytes = Math.min(start + e.blockCount * BLOCK_SIZE, size) - start;
+      const bytes = extentBytes([e], size);
       if (output) {
         await writeFully(target, output.subarray(from, from + bytes), start);
       } else if (!this.targetIsFresh) {

@@ -1,6 +1,6 @@
 import { FastPatchError } from '../errors.js';
 import { HEADER_SIZE, OP_NAMES } from '../format/constants.js';
-import { extentBytes } from '../format/manifest.js';
+import { operationStats, type OperationStats } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
@@ -17,7 +17,7 @@ export interface PayloadInfo {
   /** Key id whose signature verified, when trusted keys were given. */
   verifiedBy: string | null;
   sizes: { header: number; manifest: number; signatures: number; data: number; total: number };
-  operations: { total: number; byType: Record<string, { count: number; outputBytes: number; dataBytes: number }> };
+  operations: { total: number; byType: Record<string, OperationStats> };
 }
 
 /**
@@ -50,13 +50,6 @@ export async function inspectPayload(chunks: AsyncIterable<Uint8Array>, trustedK
 
 function describeHead(head: PayloadHead, verifiedBy: string | null): PayloadInfo {
   const m = head.manifest;
-  const byType: PayloadInfo['operations']['byType'] = {};
-  for (const op of m.operations) {
-    const s = (byType[OP_NAMES[op.type] ?? String(op.type)] ??= { count: 0, outputBytes: 0, dataBytes: 0 });
-    s.count++;
-    s.outputBytes += extentBytes(op.dstExtents, m.targetSize);
-    s.dataBytes += op.dataLength;
-  }
   const h = head.header;
   return {
     formatVersion: h.version,
@@ -74,6 +67,6 @@ function describeHead(head: PayloadHead, verifiedBy: string | null): PayloadInfo
       data: h.dataSize,
       total: HEADER_SIZE + h.manifestSize + h.signaturesSize + h.dataSize,
     },
-    operations: { total: m.operations.length, byType },
+    operations: { total: m.operations.length, byType: operationStats(m) },
   };
 }

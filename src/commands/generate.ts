@@ -1,6 +1,6 @@
 import { FastPatchError, checkReleaseVersion, generateFullPayload } from '../index.js';
 import { loadSigningKeys } from './keys.js';
-import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
+import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
 export async function run(opts: { target: string; key: string[]; version: string; out: string; level: number; json?: boolean }): Promise<void> {
   if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
@@ -23,8 +23,6 @@ export async function run(opts: { target: string; key: string[]; version: string
   if (opts.json) return printJson(result);
   const pct = result.targetSize > 0 ? ((result.payload.totalSize / result.targetSize) * 100).toFixed(1) : '0';
   print(`wrote ${opts.out}: version ${result.version}, ${formatBytes(result.payload.totalSize)} (${pct}% of the ${formatBytes(result.targetSize)} image) in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
-  for (const [name, s] of Object.entries(result.operations)) {
-    print(`  ${name.padEnd(16)} ${String(s.count).padStart(7)} ops  ${formatBytes(s.outputBytes).padStart(10)} of image  ${formatBytes(s.dataBytes).padStart(10)} of data`);
-  }
+  printOperationStats(result.operations);
   print(`  manifest ${formatBytes(result.payload.manifestSize)}, signed by ${result.keyIds.join(', ')}`);
 }

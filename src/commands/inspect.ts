@@ -1,6 +1,6 @@
 import { inspectPayload, readPayloadChunks } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
-import { formatBytes, print, printJson } from './output.js';
+import { formatBytes, print, printJson, printOperationStats } from './output.js';
 
 export async function run(payload: string, opts: { pubkey?: string[]; json?: boolean }): Promise<void> {
   const keys = await loadTrustedKeys(opts.pubkey ?? []);
@@ -13,7 +13,5 @@ export async function run(payload: string, opts: { pubkey?: string[]; json?: boo
   const z = info.sizes;
   print(`size: ${formatBytes(z.total)} = header ${z.header} + manifest ${z.manifest} + signatures ${z.signatures} + data ${z.data}`);
   print(`operations: ${info.operations.total}`);
-  for (const [name, s] of Object.entries(info.operations.byType)) {
-    print(`  ${name.padEnd(16)} ${String(s.count).padStart(7)} ops  ${formatBytes(s.outputBytes).padStart(10)} of image  ${formatBytes(s.dataBytes).padStart(10)} of data`);
-  }
+  printOperationStats(info.operations.byType);
 }

@@ -17,6 +17,13 @@ export function formatRate(bytes: number, seconds: number): string {
   return `${(bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(0)} MB/s`;
 }
 
+/** One line per operation type: count, image bytes written, payload bytes carried. */
+export function printOperationStats(byType: Record<string, { count: number; outputBytes: number; dataBytes: number }>): void {
+  for (const [name, s] of Object.entries(byType)) {
+    print(`  ${name.padEnd(16)} ${String(s.count).padStart(7)} ops  ${formatBytes(s.outputBytes).padStart(10)} of image  ${formatBytes(s.dataBytes).padStart(10)} of data`);
+  }
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

@@ -216,6 +216,25 @@ export function extentBytes(extents: readonly Extent[], imageSize: number): numb
   return total;
 }
 
+/** Operations of one type: how many, the image bytes they write and the data bytes they carry. */
+export interface OperationStats {
+  count: number;
+  outputBytes: number;
+  dataBytes: number;
+}
+
+/** Per-type totals of a manifest's operations, keyed by type name (for reports). */
+export function operationStats(m: Manifest): Record<string, OperationStats> {
+  const byType: Record<string, OperationStats> = {};
+  for (const op of m.operations) {
+    const s = (byType[OP_NAMES[op.type] ?? `type ${op.type}`] ??= { count: 0, outputBytes: 0, dataBytes: 0 });
+    s.count++;
+    s.outputBytes += extentBytes(op.dstExtents, m.targetSize);
+    s.dataBytes += op.dataLength;
+  }
+  return byType;
+}
+
 /**
  * Semantic checks that must hold before any operation runs: supported types, extents inside the
  * target and covering it block after block in operation order, data blobs laid out back to back

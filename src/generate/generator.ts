@@ -2,8 +2,8 @@ import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType } from '../format/constants.js';
-import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { checkReleaseVersion, operationStats, type Manifest, type Operation, type OperationStats } from '../format/manifest.js';
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import { hex, type PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
@@ -38,14 +38,6 @@ export interface GenerateOptions {
   onProgress?: (progress: { bytesRead: number; targetSize: number }) => void;
 }
 
-export interface OperationStats {
-  count: number;
-  /** Bytes of the image these operations write. */
-  outputBytes: number;
-  /** Bytes of data they carry in the payload. */
-  dataBytes: number;
-}
-
 export interface GenerateResult {
   version: string;
   targetSize: number;
@@ -69,7 +61,6 @@ interface PendingData {
 interface Built {
   op: Operation;
   blob: Uint8Array | undefined;
-  outputBytes: number;
 }
 
 /**
@@ -114,7 +105,7 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
       }
       options.onProgress?.({ bytesRead: pos + n, targetSize: image.size });
     }
-    const { operations, dataSize, stats } = await state.finish();
+    const { operations, dataSize } = await state.finish();
     const manifest: Manifest = {
       blockSize: BLOCK_SIZE,
       targetSize: image.size,
@@ -132,7 +123,7 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
       targetSize: image.size,
       targetHash: hex(manifest.targetHash),
       payload,
-      operations: stats,
+      operations: operationStats(manifest),
       keyIds: options.keys.map((k) => hex(k.keyId)),
       seconds: (performance.now() - started) / 1000,
     };
@@ -149,7 +140,6 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
  */
 class PlanState {
   private readonly operations: Operation[] = [];
-  private readonly stats: Record<string, OperationStats> = {};
   private readonly queue: Promise<Built>[] = [];
   private pending: PendingData | undefined;
   private zeroStart = -1;
@@ -174,11 +164,11 @@ class PlanState {
     await this.appendData(block, bytes, digest);
   }
 
-  async finish(): Promise<{ operations: Operation[]; dataSize: number; stats: Record<string, OperationStats> }> {
+  async finish(): Promise<{ operations: Operation[]; dataSize: number }> {
     await this.settleZeroRun();
     await this.flushData();
     while (this.queue.length > 0) await this.writeOldest();
-    return { operations: this.operations, dataSize: this.dataSize, stats: this.stats };
+    return { operations: this.operations, dataSize: this.dataSize };
   }
 
   /** A pending zero run either becomes ZERO operations or, if short, joins the data as zero blocks. */
@@ -200,7 +190,6 @@ class PlanState {
       this.enqueue(Promise.resolve({
         op: zeroOp(start + done, blocks, hasher.digest()),
         blob: undefined,
-        outputBytes: blocks * BLOCK_SIZE,
       }));
     }
   }
@@ -235,10 +224,10 @@ class PlanState {
       if (compressed.length >= p.length) {
         const blob = Uint8Array.from(raw);
         this.pool.push(p.bytes);
-        return { op: dataOp(OpType.REPLACE, extents, p.length, outputHash, outputHash), blob, outputBytes: p.length };
+        return { op: dataOp(OpType.REPLACE, extents, p.length, outputHash, outputHash), blob };
       }
       this.pool.push(p.bytes);
-      return { op: dataOp(OpType.REPLACE_DEFLATE, extents, compressed.length, blockListHash(this.core, compressed), outputHash), blob: compressed, outputBytes: p.length };
+      return { op: dataOp(OpType.REPLACE_DEFLATE, extents, compressed.length, blockListHash(this.core, compressed), outputHash), blob: compressed };
     });
     this.enqueue(built);
     if (this.queue.length >= COMPRESS_DEPTH) await this.writeOldest();
@@ -251,18 +240,13 @@ class PlanState {
 
   /** Appends the oldest operation's blob to the data file and records the operation. */
   private async writeOldest(): Promise<void> {
-    const { op, blob, outputBytes } = await this.queue.shift()!;
+    const { op, blob } = await this.queue.shift()!;
     op.dataOffset = this.dataSize;
     if (blob) {
       await writeAllAt(this.data, blob, this.dataSize, 'payload data');
       this.dataSize += blob.length;
     }
     this.operations.push(op);
-    const name = OP_NAMES[op.type]!;
-    const s = (this.stats[name] ??= { count: 0, outputBytes: 0, dataBytes: 0 });
-    s.count++;
-    s.outputBytes += outputBytes;
-    s.dataBytes += op.dataLength;
     if (this.operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `image needs more than ${LIMITS.MAX_OPS} operations`);
   }
 }
