@@ -26,12 +26,14 @@ program
 
 program
   .command('generate')
-  .description('package an image (file or block device) as a signed full payload')
+  .description('package an image (file or block device) as a signed payload: full, or a delta with --source')
   .requiredOption('--target <image>', 'the new image')
+  .option('--source <image>', 'the image devices run now: write a delta payload against it (only read)')
   .requiredOption('--key <file>', 'private key to sign with (repeat for several keys)', collect)
   .requiredOption('--version <version>', 'release version of the image, e.g. 1.2.0')
   .requiredOption('-o, --out <payload>', 'payload file to write')
-  .addOption(new Option('--level <n>', 'deflate level 1-9').default(6).argParser((v) => parseInteger(v, '--level')))
+  .addOption(new Option('--level <n>', 'deflate level 1-9 of full payloads').default(6).argParser((v) => parseInteger(v, '--level')))
+  .addOption(new Option('--quality <n>', 'brotli quality 1-11 of delta diff streams').default(9).argParser((v) => parseInteger(v, '--quality')))
   .option('--json', 'print the result as JSON')
   .action(async (opts) => (await import('./commands/generate.js')).run(opts));
 
@@ -48,6 +50,7 @@ program
   .description("check a payload's signature and every operation's data and output, writing nothing")
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined }));
 
@@ -57,6 +60,8 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--target <path>', 'file or block device to write (a missing file is created)')
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--source <image>', 'for a delta payload: the image it was made from, e.g. the running slot (only read)')
+  .option('--check-source', 'hash the whole source before writing anything, so a wrong source leaves the target untouched')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, opts));
 

@@ -15,6 +15,7 @@ export const EXIT = {
   TRUNCATED: 5,
   IO: 6,
   TARGET_TOO_SMALL: 7,
+  SOURCE_MISMATCH: 8,
 } as const;
 
 /** Stable error codes, each mapped to the exit code of its class. */
@@ -33,6 +34,8 @@ export const ERROR_CODES = {
   TRUNCATED_PAYLOAD: EXIT.TRUNCATED,
   IO: EXIT.IO,
   TARGET_TOO_SMALL: EXIT.TARGET_TOO_SMALL,
+  /** A delta's source image is not the one it was made from (size, or the blocks an operation reads). */
+  SOURCE_MISMATCH: EXIT.SOURCE_MISMATCH,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

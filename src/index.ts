@@ -14,6 +14,7 @@ export {
 } from './sign/keys.js';
 export { loadKeyFile, loadPrivateKeyFile, writeKeyPair } from './sign/files.js';
 export { generateFullPayload, type GenerateOptions, type GenerateResult } from './generate/generator.js';
+export { generateDeltaPayload, DEFAULT_DIFF_QUALITY, type DeltaOptions, type DeltaResult, type DeltaProgress } from './generate/delta.js';
 export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
 export { PayloadReader } from './apply/reader.js';

@@ -1,9 +1,10 @@
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, OP_NAMES } from '../format/constants.js';
-import { extentBytes, type Operation } from '../format/manifest.js';
+import { BLOCK_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
+import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { openTarget, writeFully, type OpenImage } from '../io/device.js';
+import { openImageForRead, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
+import { hashOpenImage } from '../io/hash-image.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
@@ -25,6 +26,17 @@ export interface ApplyOptions {
   trustedKeys: readonly (PublicKey | PrivateKey)[];
   /** File or block device to write; a missing path is created. Omit to verify without writing. */
   target?: string;
+  /**
+   * The image a delta payload was made from (the running slot): only read. Required for delta
+   * payloads, ignored for full ones.
+   */
+  source?: string;
+  /**
+   * Hash the whole source and compare it with the signed source hash before anything is written,
+   * so that a wrong source leaves the target untouched (costs one read of the source). Without it,
+   * each operation checks the source blocks it reads just before it writes.
+   */
+  checkSource?: boolean;
   /** WASM build to hash with (tests run both). */
   build?: CoreBuild;
   onProgress?: (progress: ApplyProgress) => void;
@@ -43,6 +55,8 @@ export interface ApplyProgress {
 export interface ApplyResult {
   version: string;
   targetSize: number;
+  /** Size of the source image a delta was applied against; 0 for a full payload. */
+  sourceSize: number;
   /** Hex block-list hash of the image, as signed. */
   targetHash: string;
   /** Id of the trusted key whose signature was accepted. */
@@ -70,6 +84,7 @@ export class PayloadApplier {
   private head: PayloadHead | undefined;
   private keyId = '';
   private target: OpenImage | undefined;
+  private source: OpenImage | undefined;
   /** A target created by this applier starts all zero, so ZERO operations need not write. */
   private targetIsFresh = false;
   private readonly inflight: Promise<void>[] = [];
@@ -127,6 +142,7 @@ export class PayloadApplier {
     return {
       version: m.version,
       targetSize: m.targetSize,
+      sourceSize: m.sourceSize,
       targetHash: hex(m.targetHash),
       keyId: this.keyId,
       operations: m.operations.length,
@@ -146,6 +162,9 @@ export class PayloadApplier {
     const target = this.target;
     this.target = undefined;
     await target?.handle.close();
+    const source = this.source;
+    this.source = undefined;
+    await source?.handle.close();
   }
 
   private throwIfFailed(): void {
@@ -155,12 +174,35 @@ export class PayloadApplier {
   private async accept(head: PayloadHead): Promise<void> {
     this.head = head; // signature already verified by the reader's authenticator
     const size = head.manifest.targetSize;
+    if (head.manifest.sourceSize > 0) await this.openSource(head);
     if (this.options.target === undefined) return;
     const target = await openTarget(this.options.target, size);
     this.target = target;
     this.targetIsFresh = target.created;
     if (target.size < size) {
       throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
+    }
+    if (this.source && this.source.identity === target.identity) {
+      throw new FastPatchError('USAGE', `target ${target.path} is the source image: a delta is applied to the other slot`);
+    }
+  }
+
+  /** Opens a delta's source read-only and checks it before the target is opened. */
+  private async openSource(head: PayloadHead): Promise<void> {
+    const m = head.manifest;
+    if (this.options.source === undefined) {
+      throw new FastPatchError('USAGE', `this is a delta payload made from a ${m.sourceSize}-byte source image: give the image it applies to (--source)`);
+    }
+    const source = await openImageForRead(this.options.source);
+    this.source = source;
+    if (source.size !== m.sourceSize) {
+      throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} holds ${source.size} bytes, this delta was made from a source of ${m.sourceSize}`);
+    }
+    if (this.options.checkSource) {
+      const hash = await hashOpenImage(this.core, source, source.size);
+      if (!equal(hash, m.sourceHash)) {
+        throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} is not the image this delta was made from (hash ${hex(hash)}, expected ${hex(m.sourceHash)})`);
+      }
     }
   }
 
@@ -169,9 +211,21 @@ export class PayloadApplier {
     const op = m.operations[index]!;
     // Data hash, inflate and output digests run in a worker; the blob moves there by transfer. The
     // data hash is copied: as a view it would drag the whole manifest buffer along.
-    const decoded = op.dataHash
-      ? this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength: extentBytes(op.dstExtents, m.targetSize) })
-      : Promise.resolve(undefined);
+    const outputLength = extentBytes(op.dstExtents, m.targetSize);
+    let decoded: Promise<Decoded | undefined>;
+    if (SOURCE_OPS.has(op.type)) {
+      // Read here, checked in the worker against the signed source hash before it is used.
+      decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE).then((source) =>
+        this.pool.decode({
+          index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
+          source, sourceHash: op.sourceHash!.slice(), sourceExtents: describeExtents(op.srcExtents),
+        }),
+      );
+    } else if (op.dataHash) {
+      decoded = this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength });
+    } else {
+      decoded = Promise.resolve(undefined);
+    }
     decoded.catch(noop); // awaited in order below; this only marks the rejection as handled
     const step = this.tail.then(() => this.completeOperation(index, op, decoded));
     step.catch((err) => (this.failure ??= err));
@@ -197,7 +251,7 @@ export class PayloadApplier {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
     if (this.target) await this.writeExtents(op, result?.output, length);
-    if (result) this.reader.recycle(result.blob);
+    if (result && op.dataLength > 0) this.reader.recycle(result.blob);
     this.opsDone++;
     this.imageBytesDone += length;
     this.options.onProgress?.({
@@ -229,6 +283,12 @@ export class PayloadApplier {
     }
     if (from !== length) throw new Error('unreachable: extent lengths disagree');
   }
+}
+
+/** The first extents of a list as text, for error messages: "1200+16, 5000+3 and 7 more". */
+function describeExtents(extents: readonly Extent[]): string {
+  const shown = extents.slice(0, 3).map((e) => `${e.startBlock}+${e.blockCount}`).join(', ');
+  return extents.length > 3 ? `${shown} and ${extents.length - 3} more` : shown;
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,20 +1,26 @@
 /**
- * Worker thread body of the decode pool: each worker owns its WASM core, so the two cores of the
- * machine inflate and hash different operations at once. Messages are DecodeJob in, Decoded or
- * DecodeFailure out; buffers move by transfer, never by copy.
+ * Worker thread body of the decode pool: each worker owns its WASM cores, so the machine's cores
+ * check, inflate and patch different operations at once. Messages are DecodeJob in, Decoded out
+ * (io/worker-pool.ts protocol); buffers move by transfer, never by copy.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { toFailure } from '../io/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
-import { decodeOperation, toFailure, type DecodeJob } from './decode.js';
+import { DeltaCore } from '../wasm/delta.js';
+import { decodeOperation, type DecodeJob } from './decode.js';
 
-const core = WasmCore.load((workerData as { build: CoreBuild }).build);
+const build = (workerData as { build: CoreBuild }).build;
+const core = WasmCore.load(build);
+// Only delta payloads need the delta module; it is made on their first SOURCE_DIFF.
+let delta: DeltaCore | undefined;
+const deltaCore = () => (delta ??= new DeltaCore(build));
 
 parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
   try {
-    const { output, digests, blob } = decodeOperation(core, message.job);
-    // A REPLACE output is a view of its blob: each buffer goes once in the transfer list.
+    const { output, digests, blob } = decodeOperation(core, message.job, deltaCore);
+    // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.
     const transfer = new Set([output.buffer, digests.buffer, blob.buffer] as ArrayBuffer[]);
-    parentPort!.postMessage({ id: message.id, decoded: { output, digests, blob } }, [...transfer]);
+    parentPort!.postMessage({ id: message.id, result: { output, digests, blob } }, [...transfer]);
   } catch (err) {
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
   }

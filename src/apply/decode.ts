@@ -1,17 +1,26 @@
-import { inflateRawSync } from 'node:zlib';
-import { FastPatchError, type ErrorCode } from '../errors.js';
+import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
+import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType } from '../format/constants.js';
+import { Codec, decodeDiffBlob, type DiffStream } from '../format/diff.js';
 import type { WasmCore } from '../wasm/core.js';
+import { DeltaCore, PATCH_ERRORS } from '../wasm/delta.js';
 
-/** What a decoder needs to know of one data-carrying operation. */
+/** What a decoder needs to know of one operation that carries data or reads the source. */
 export interface DecodeJob {
   index: number;
   type: number;
+  /** The data blob; empty for SOURCE_COPY. */
   blob: Uint8Array;
-  /** Signed block-list hash of the blob. */
-  dataHash: Uint8Array;
+  /** Signed block-list hash of the blob (absent for SOURCE_COPY). */
+  dataHash: Uint8Array | undefined;
   /** Bytes the operation's extents cover. */
   outputLength: number;
+  /** The source blocks the operation reads, one after another (delta operations). */
+  source?: Uint8Array;
+  /** Signed block-list hash of `source`. */
+  sourceHash?: Uint8Array;
+  /** The source extents, as text for error messages ("1200+16, 5000+3"). */
+  sourceExtents?: string;
 }
 
 /** A decoded operation: its output and the per-block SHA-256 digests of that output. */
@@ -27,14 +36,34 @@ export interface Decoded {
  * Checks the blob against its signed hash, decodes it and hashes the output per block. Pure
  * computation, run in decode workers. Throws FastPatchError('HASH_MISMATCH' | 'CORRUPT_PAYLOAD').
  */
-export function decodeOperation(core: WasmCore, job: DecodeJob): Decoded {
+export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
   const what = `operation ${job.index} (${OP_NAMES[job.type]})`;
+  const source = job.source ?? new Uint8Array(0);
+  let sourceDigests: Uint8Array | undefined;
+  if (job.sourceHash) {
+    // The source is checked before anything is made of it: a wrong source image stops here.
+    sourceDigests = blockDigests(core, source);
+    if (Buffer.compare(core.sha256().update(sourceDigests).digest(), job.sourceHash) !== 0) {
+      throw new FastPatchError('SOURCE_MISMATCH', `${what}: source blocks ${job.sourceExtents} differ from the source this delta was made from`);
+    }
+  }
+  if (job.type === OpType.SOURCE_COPY) {
+    if (source.length < job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${source.length} source bytes for ${job.outputLength} of output`);
+    const output = source.subarray(0, job.outputLength);
+    // Whole blocks: the source's digests are the output's; a short last block is hashed again.
+    const digests = output.length === source.length ? sourceDigests! : blockDigests(core, output);
+    return { output, digests, blob: job.blob };
+  }
+  if (!job.dataHash) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: carries no data`);
   const blobDigests = blockDigests(core, job.blob);
   if (Buffer.compare(core.sha256().update(blobDigests).digest(), job.dataHash) !== 0) {
     throw new FastPatchError('HASH_MISMATCH', `${what}: data does not match its signed hash`);
   }
   let output: Uint8Array;
-  if (job.type === OpType.REPLACE) {
+  if (job.type === OpType.SOURCE_DIFF) {
+    if (!delta) throw new Error('unreachable: SOURCE_DIFF without a delta module');
+    output = applyDiff(delta(), source, job, what);
+  } else if (job.type === OpType.REPLACE) {
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);
     return { output: job.blob, digests: blobDigests, blob: job.blob };
@@ -60,23 +89,30 @@ export function decodeOperation(core: WasmCore, job: DecodeJob): Decoded {
   return { output, digests: blockDigests(core, output), blob: job.blob };
 }
 
+/** Rebuilds a SOURCE_DIFF's output: streams checked against the header, decompressed with exact limits, patched in WASM. */
+function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string): Uint8Array {
+  const streams = decodeDiffBlob(job.blob, job.outputLength, what);
+  const [control, diff, extra] = streams.map((s, i) => unpack(s, what, ['control', 'difference', 'extra'][i]!));
+  const result = delta.patchApply(source, control!, diff!, extra!, job.outputLength);
+  if (typeof result === 'number') throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${PATCH_ERRORS[result] ?? `diff error ${result}`}`);
+  return result;
+}
+
+function unpack(stream: DiffStream, what: string, name: string): Uint8Array {
+  if (stream.codec === Codec.STORED) return stream.data;
+  let raw: Uint8Array;
+  try {
+    raw = brotliDecompressSync(stream.data, { maxOutputLength: Math.max(stream.rawLength, 1) });
+  } catch (err) {
+    throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${name} stream does not decode to ${stream.rawLength} bytes (${(err as Error).message})`);
+  }
+  if (raw.length !== stream.rawLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${name} stream decodes to ${raw.length} bytes, not ${stream.rawLength}`);
+  return raw;
+}
+
 /** SHA-256 of each 4096-byte block of `data` (the last may be short), in a new array. */
 function blockDigests(core: WasmCore, data: Uint8Array): Uint8Array {
   const digests = new Uint8Array(Math.ceil(data.length / BLOCK_SIZE) * DIGEST_SIZE);
   core.blockDigestsInto(data, digests);
   return digests;
-}
-
-/** A decode failure as it crosses a thread boundary. */
-export interface DecodeFailure {
-  code: ErrorCode | null;
-  message: string;
-}
-
-export function toFailure(err: unknown): DecodeFailure {
-  return err instanceof FastPatchError ? { code: err.code, message: err.message } : { code: null, message: err instanceof Error ? err.message : String(err) };
-}
-
-export function fromFailure(f: DecodeFailure): Error {
-  return f.code ? new FastPatchError(f.code, f.message) : new Error(`decode worker: ${f.message}`);
 }

@@ -3,17 +3,20 @@ import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
-export async function run(payload: string, opts: { target?: string; pubkey: string[]; json?: boolean }): Promise<void> {
+export async function run(payload: string, opts: { target?: string; source?: string; checkSource?: boolean; pubkey: string[]; json?: boolean }): Promise<void> {
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
   const result = await applyPayload(readPayloadChunks(payload), {
     trustedKeys,
     ...(opts.target !== undefined ? { target: opts.target } : {}),
+    ...(opts.source !== undefined ? { source: opts.source } : {}),
+    checkSource: opts.checkSource === true,
     onProgress: (p) => progress.update(p.imageBytesDone, p.targetSize),
   });
   progress.done();
-  if (opts.json) return printJson({ ...result, target: opts.target ?? null });
+  if (opts.json) return printJson({ ...result, target: opts.target ?? null, source: opts.source ?? null });
   const verb = opts.target ? `applied to ${opts.target}` : 'verified';
   print(`${verb}: release ${result.version}, ${formatBytes(result.targetSize)} image, ${result.operations} operations, ${formatBytes(result.payloadBytes)} payload in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
-  print(`signature by ${result.keyId}; every operation's data and output checked; image hash ${result.targetHash} checked`);
+  const sourceNote = result.sourceSize > 0 ? `, every source block read checked against ${opts.source}` : '';
+  print(`signature by ${result.keyId}; every operation's data and output checked${sourceNote}; image hash ${result.targetHash} checked`);
 }

@@ -1,28 +1,54 @@
-import { FastPatchError, checkReleaseVersion, generateFullPayload } from '../index.js';
+import { FastPatchError, checkReleaseVersion, generateDeltaPayload, generateFullPayload, type DeltaResult, type GenerateResult } from '../index.js';
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
-export async function run(opts: { target: string; key: string[]; version: string; out: string; level: number; json?: boolean }): Promise<void> {
+export async function run(opts: { target: string; source?: string; key: string[]; version: string; out: string; level: number; quality: number; json?: boolean }): Promise<void> {
   if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
+  if (opts.quality < 1 || opts.quality > 11) throw new FastPatchError('USAGE', `--quality must be 1..11, got ${opts.quality}`);
   try {
     checkReleaseVersion(opts.version);
   } catch (err) {
     throw new FastPatchError('USAGE', `--version: ${(err as Error).message}`);
   }
   const keys = await loadSigningKeys(opts.key);
-  const progress = progressLine(`generate ${opts.out}`);
-  const result = await generateFullPayload({
-    target: opts.target,
-    keys,
-    version: opts.version,
-    out: opts.out,
-    level: opts.level,
-    onProgress: (p) => progress.update(p.bytesRead, p.targetSize),
-  });
-  progress.done();
+  let result: GenerateResult | DeltaResult;
+  if (opts.source !== undefined) {
+    const phases = { source: 'read source', target: 'read target', encode: 'diff' };
+    let phase = '';
+    let progress = progressLine('');
+    result = await generateDeltaPayload({
+      source: opts.source,
+      target: opts.target,
+      keys,
+      version: opts.version,
+      out: opts.out,
+      quality: opts.quality,
+      onProgress: (p) => {
+        if (p.phase !== phase) {
+          progress.done();
+          phase = p.phase;
+          progress = progressLine(`generate ${opts.out}: ${phases[p.phase]}`);
+        }
+        progress.update(p.phase === 'encode' ? p.done * 4096 : p.done, p.phase === 'encode' ? p.total * 4096 : p.total);
+      },
+    });
+    progress.done();
+  } else {
+    const progress = progressLine(`generate ${opts.out}`);
+    result = await generateFullPayload({
+      target: opts.target,
+      keys,
+      version: opts.version,
+      out: opts.out,
+      level: opts.level,
+      onProgress: (p) => progress.update(p.bytesRead, p.targetSize),
+    });
+    progress.done();
+  }
   if (opts.json) return printJson(result);
   const pct = result.targetSize > 0 ? ((result.payload.totalSize / result.targetSize) * 100).toFixed(1) : '0';
-  print(`wrote ${opts.out}: version ${result.version}, ${formatBytes(result.payload.totalSize)} (${pct}% of the ${formatBytes(result.targetSize)} image) in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
+  const kind = 'sourceHash' in result ? `delta from ${opts.source}` : 'full';
+  print(`wrote ${opts.out}: version ${result.version}, ${kind}, ${formatBytes(result.payload.totalSize)} (${pct}% of the ${formatBytes(result.targetSize)} image) in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
   printOperationStats(result.operations);
   print(`  manifest ${formatBytes(result.payload.manifestSize)}, signed by ${result.keyIds.join(', ')}`);
 }

@@ -11,7 +11,7 @@ export const HEADER_SIZE = 32;
 export const BLOCK_SIZE = 4096;
 export const DIGEST_SIZE = 32;
 
-/** Operation types. Numbers are stable; 3.. are reserved for source-reading (delta) operations. */
+/** Operation types. Numbers are stable; 3 and 4 read the source image and appear in delta payloads only. */
 export const OpType = {
   /** Data blob written as is. */
   REPLACE: 0,
@@ -19,9 +19,9 @@ export const OpType = {
   REPLACE_DEFLATE: 1,
   /** Output is all zero bytes; no data blob. */
   ZERO: 2,
-  /** Reserved: copy source extents to destination extents. */
+  /** Source extents copied to the destination; no data blob. */
   SOURCE_COPY: 3,
-  /** Reserved: source extents patched by a diff blob. */
+  /** Source extents patched by a diff blob (docs/FORMAT.md, "SOURCE_DIFF"). */
   SOURCE_DIFF: 4,
 } as const;
 
@@ -34,7 +34,9 @@ export const OP_NAMES: Record<number, string> = {
 };
 
 /** Operation types this version applies; the others are refused as unsupported. */
-export const SUPPORTED_OPS: ReadonlySet<number> = new Set([OpType.REPLACE, OpType.REPLACE_DEFLATE, OpType.ZERO]);
+export const SUPPORTED_OPS: ReadonlySet<number> = new Set([OpType.REPLACE, OpType.REPLACE_DEFLATE, OpType.ZERO, OpType.SOURCE_COPY, OpType.SOURCE_DIFF]);
+/** Operation types that read the source image. */
+export const SOURCE_OPS: ReadonlySet<number> = new Set([OpType.SOURCE_COPY, OpType.SOURCE_DIFF]);
 
 /**
  * Hard limits. Every length and count read from a payload is checked against these before
@@ -47,6 +49,8 @@ export const LIMITS = {
   MAX_BLOB_SIZE: 16 * 1024 * 1024,
   /** Bytes one data-carrying operation writes (ZERO operations are not held in memory and have no cap). */
   MAX_OP_OUTPUT: 16 * 1024 * 1024,
+  /** Bytes of source one operation reads (SOURCE_COPY, SOURCE_DIFF): it is held in memory and hashed. */
+  MAX_OP_SOURCE: 16 * 1024 * 1024,
   /** Operations per manifest: 2^18 operations of 2 MiB cover 512 GiB. */
   MAX_OPS: 1 << 18,
   /** Extents of all operations together. */

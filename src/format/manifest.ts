@@ -1,5 +1,5 @@
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType, SUPPORTED_OPS } from './constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType, SOURCE_OPS, SUPPORTED_OPS } from './constants.js';
 
 /** A run of whole blocks: [startBlock, startBlock + blockCount). */
 export interface Extent {
@@ -17,7 +17,7 @@ export interface Operation {
   dataHash: Uint8Array | undefined;
   /** Block-list hash of the bytes the operation writes, in extent order. */
   outputHash: Uint8Array;
-  /** Block-list hash of what the operation reads from the source (reserved for delta operations). */
+  /** Block-list hash of the source blocks the operation reads (delta operations), in extent order. */
   sourceHash: Uint8Array | undefined;
   srcExtents: Extent[];
   dstExtents: Extent[];
@@ -244,8 +244,9 @@ export function operationStats(m: Manifest): Record<string, OperationStats> {
 export function validateManifest(m: Manifest, dataSize: number): void {
   if (m.blockSize !== BLOCK_SIZE) throw corrupt(`block size ${m.blockSize} is not supported (v1 uses ${BLOCK_SIZE})`);
   if (m.targetSize > LIMITS.MAX_IMAGE_SIZE) throw corrupt(`target size ${m.targetSize} out of range`);
-  if (m.sourceSize > 0) throw corrupt('delta payloads (with a source image) are not supported by this version');
+  if (m.sourceSize > LIMITS.MAX_IMAGE_SIZE) throw corrupt(`source size ${m.sourceSize} out of range`);
   const targetBlocks = Math.ceil(m.targetSize / BLOCK_SIZE);
+  const sourceBlocks = Math.ceil(m.sourceSize / BLOCK_SIZE);
   // A full payload writes blocks 0, 1, 2, ... in operation order: no gap can leave old bytes in the
   // new image, no block is written twice, and the applier hashes the image as it writes it.
   let cursor = 0;
@@ -253,7 +254,26 @@ export function validateManifest(m: Manifest, dataSize: number): void {
   m.operations.forEach((op, i) => {
     const what = `operation ${i} (${OP_NAMES[op.type] ?? `type ${op.type}`})`;
     if (!SUPPORTED_OPS.has(op.type)) throw corrupt(`${what}: unsupported operation type`);
-    if (op.srcExtents.length > 0) throw corrupt(`${what}: has source extents`);
+    if (SOURCE_OPS.has(op.type)) {
+      if (m.sourceSize === 0) throw corrupt(`${what}: reads a source image, but the payload names none`);
+      let blocks = 0;
+      for (const e of op.srcExtents) {
+        if (e.blockCount === 0 || e.startBlock + e.blockCount > sourceBlocks) {
+          throw corrupt(`${what}: source extent ${e.startBlock}+${e.blockCount} lies outside the ${sourceBlocks}-block source`);
+        }
+        blocks += e.blockCount;
+      }
+      if (blocks * BLOCK_SIZE > LIMITS.MAX_OP_SOURCE) throw corrupt(`${what}: reads ${blocks * BLOCK_SIZE} source bytes, more than ${LIMITS.MAX_OP_SOURCE}`);
+      if (op.type === OpType.SOURCE_COPY) {
+        const dst = op.dstExtents.reduce((n, e) => n + e.blockCount, 0);
+        if (blocks === 0 || blocks !== dst) throw corrupt(`${what}: copies ${blocks} source blocks into ${dst} target blocks`);
+        if (op.dataLength !== 0) throw corrupt(`${what}: carries data`);
+      } else if (op.dataLength === 0) {
+        throw corrupt(`${what}: empty diff data`);
+      }
+    } else if (op.srcExtents.length > 0) {
+      throw corrupt(`${what}: has source extents`);
+    }
     if (op.dstExtents.length === 0) throw corrupt(`${what}: no destination extents`);
     for (const e of op.dstExtents) {
       if (e.blockCount === 0 || e.startBlock + e.blockCount > targetBlocks) {

@@ -10,6 +10,12 @@ export interface OpenImage {
   isBlockDevice: boolean;
   /** True when openTarget created the file: it reads as zeros everywhere. */
   created: boolean;
+  /** Equal for two opens of the same file or device, whatever path led there. */
+  identity: string;
+}
+
+function identityOf(stats: Stats): string {
+  return stats.isBlockDevice() ? `block ${majorMinor(stats.rdev)}` : `file ${stats.dev}:${stats.ino}`;
 }
 
 // Linux dev_t layout (glibc's gnu_dev_major/minor).
@@ -47,7 +53,7 @@ export async function openImageForRead(path: string): Promise<OpenImage> {
   }
   try {
     const stats = await handle.stat();
-    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created: false };
+    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created: false, identity: identityOf(stats) };
   } catch (err) {
     await handle.close();
     throw err;
@@ -86,7 +92,7 @@ export async function openTarget(path: string, createSize: number): Promise<Open
       handle = exclusive;
       stats = await handle.stat();
     }
-    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created };
+    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created, identity: identityOf(stats) };
   } catch (err) {
     await handle.close();
     throw err instanceof FastPatchError ? err : ioError(`target ${path}`, err);
@@ -124,4 +130,24 @@ export async function writeAllAt(handle: fsp.FileHandle, data: Uint8Array, posit
       throw ioError(`write ${what} at ${position + done}`, err);
     }
   }
+}
+
+/**
+ * Reads whole blocks of `image` (extents in BLOCK_SIZE units) one after another into a new buffer.
+ * Bytes past the image's end read as zero, so a short last block is a full block padded with zeros
+ * (what a delta operation's source data is, docs/FORMAT.md). Throws FastPatchError('IO').
+ */
+export async function readExtents(image: OpenImage, extents: readonly { startBlock: number; blockCount: number }[], blockSize: number): Promise<Uint8Array> {
+  let total = 0;
+  for (const e of extents) total += e.blockCount * blockSize;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const e of extents) {
+    const start = e.startBlock * blockSize;
+    const bytes = e.blockCount * blockSize;
+    const present = Math.max(0, Math.min(bytes, image.size - start));
+    if (present > 0) await readFully(image, out.subarray(at), present, start);
+    at += bytes;
+  }
+  return out;
 }

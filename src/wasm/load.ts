@@ -9,27 +9,31 @@ import { wasmApi, type WasmImports, type WasmInstance, type WasmMemory, type Was
 /** Which compiled variant of the core to load: optimized (`release`) or with assertions (`debug`). */
 export type CoreBuild = 'release' | 'debug';
 
-const compiled = new Map<CoreBuild, WasmModule>();
+/** The two modules: the hashing core (build/<build>.wasm) and the delta kernels (build/delta-<build>.wasm). */
+export type ModuleKind = 'core' | 'delta';
+
+const compiled = new Map<string, WasmModule>();
 
 /**
- * Absolute path of build/<build>.wasm. This file runs as dist/src/wasm/load.js, so the package
- * root is three levels up.
+ * Absolute path of a module's file. This file runs as dist/src/wasm/load.js, so the package root
+ * is three levels up.
  */
-export function coreWasmPath(build: CoreBuild): string {
-  return fileURLToPath(new URL(`../../../build/${build}.wasm`, import.meta.url));
+export function coreWasmPath(build: CoreBuild, kind: ModuleKind = 'core'): string {
+  const name = kind === 'core' ? build : `${kind}-${build}`;
+  return fileURLToPath(new URL(`../../../build/${name}.wasm`, import.meta.url));
 }
 
 /**
  * The compiled module of `build`, compiled on first use (sync) and cached for this thread.
  * @throws TypeError if `build` is not 'release' or 'debug'; Error if the file is missing or invalid.
  */
-export function compileCore(build: CoreBuild): WasmModule {
+export function compileCore(build: CoreBuild, kind: ModuleKind = 'core'): WasmModule {
   if (build !== 'release' && build !== 'debug') {
     throw new TypeError(`build must be 'release' or 'debug', got ${String(build)}`);
   }
-  let module = compiled.get(build);
+  const path = coreWasmPath(build, kind);
+  let module = compiled.get(path);
   if (module === undefined) {
-    const path = coreWasmPath(build);
     let bytes: Buffer;
     try {
       bytes = readFileSync(path);
@@ -37,7 +41,7 @@ export function compileCore(build: CoreBuild): WasmModule {
       throw new Error(`FastPatch core module not found at ${path}; run npm run build:wasm`, { cause });
     }
     module = new wasmApi.Module(bytes);
-    compiled.set(build, module);
+    compiled.set(path, module);
   }
   return module;
 }

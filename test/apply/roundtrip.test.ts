@@ -103,6 +103,7 @@ describe.each(BUILDS)('%s build', (build: CoreBuild) => {
       expect(untimed(result)).toEqual({
         version: '1.2.3',
         targetSize: built.image.length,
+        sourceSize: 0,
         targetHash: built.result.targetHash,
         keyId: signer.keyId,
         operations: opCount,

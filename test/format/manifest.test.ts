@@ -21,6 +21,16 @@ function op(type: number, startBlock: number, blockCount: number, dataOffset: nu
   };
 }
 
+/** A source-reading operation of a delta: `src` as [start, count] pairs. */
+function srcOp(type: number, startBlock: number, blockCount: number, src: Array<[number, number]>, dataOffset = 0, dataLength = 0): Operation {
+  return { ...op(type, startBlock, blockCount, dataOffset, dataLength), sourceHash: src.length > 0 ? h(4) : undefined, srcExtents: src.map(([startBlock, blockCount]) => ({ startBlock, blockCount })) };
+}
+
+/** A delta manifest over a 20-block source. */
+function delta(ops: Operation[], targetSize = 10 * 4096): Manifest {
+  return { ...manifest(ops, targetSize), sourceSize: 20 * 4096, sourceHash: h(5) };
+}
+
 function manifest(ops: Operation[], targetSize = 10 * 4096): Manifest {
   return { blockSize: 4096, targetSize, targetHash: h(3), sourceSize: 0, sourceHash: h(0), version: '1.2.0', operations: ops };
 }
@@ -96,7 +106,7 @@ describe('manifest validation', () => {
   const cases: Array<[string, Manifest, number]> = [
     ['block size other than 4096', { ...manifest([op(OpType.ZERO, 0, 10, 0, 0)]), blockSize: 512 }, 0],
     ['unknown operation type', manifest([op(9, 0, 10, 0, 0)]), 0],
-    ['reserved delta type', manifest([op(OpType.SOURCE_COPY, 0, 10, 0, 0)]), 0],
+    ['a source operation in a full payload', manifest([srcOp(OpType.SOURCE_COPY, 0, 10, [[0, 10]])]), 0],
     ['extent past the end', manifest([op(OpType.ZERO, 0, 11, 0, 0)]), 0],
     ['empty extent', manifest([op(OpType.ZERO, 0, 0, 0, 0), op(OpType.ZERO, 0, 10, 0, 0)]), 0],
     ['overlapping writes', manifest([op(OpType.ZERO, 0, 6, 0, 0), op(OpType.ZERO, 5, 5, 0, 0)]), 0],
@@ -106,7 +116,14 @@ describe('manifest validation', () => {
     ['REPLACE length differs from its extents', manifest([op(OpType.REPLACE, 0, 10, 0, 100)]), 100],
     ['ZERO with data', manifest([op(OpType.ZERO, 0, 10, 0, 5)]), 5],
     ['deflate output above the limit', manifest([op(OpType.REPLACE_DEFLATE, 0, 5000, 0, 10)], 5000 * 4096), 10],
-    ['delta payload (not in this version)', { ...manifest([op(OpType.ZERO, 0, 10, 0, 0)]), sourceSize: 4096 }, 0],
+    ['source extent past the source', delta([srcOp(OpType.SOURCE_COPY, 0, 10, [[15, 10]])]), 0],
+    ['empty source extent', delta([srcOp(OpType.SOURCE_COPY, 0, 10, [[0, 10], [12, 0]])]), 0],
+    ['copy of fewer blocks than it writes', delta([srcOp(OpType.SOURCE_COPY, 0, 10, [[0, 9]])]), 0],
+    ['copy carrying data', delta([srcOp(OpType.SOURCE_COPY, 0, 10, [[0, 10]], 0, 5)]), 5],
+    ['diff without data', delta([srcOp(OpType.SOURCE_DIFF, 0, 10, [[0, 10]])]), 0],
+    ['source extents on a REPLACE', delta([{ ...op(OpType.REPLACE, 0, 10, 0, 40960), srcExtents: [{ startBlock: 0, blockCount: 1 }] }]), 40960],
+    ['more source than one operation may read', { ...delta([srcOp(OpType.SOURCE_DIFF, 0, 10, [[0, 4097]], 0, 10)]), sourceSize: 5000 * 4096 }, 10],
+    ['a gap in a delta', delta([srcOp(OpType.SOURCE_COPY, 0, 5, [[0, 5]]), srcOp(OpType.SOURCE_COPY, 6, 4, [[0, 4]])]), 0],
   ];
   it.each(cases)('refuses %s', (_name, m, dataSize) => {
     expect(codeOf(() => validateManifest(m, dataSize))).toBe('CORRUPT_PAYLOAD');
@@ -115,6 +132,12 @@ describe('manifest validation', () => {
   it('accepts a short last block', () => {
     const m = manifest([op(OpType.REPLACE, 0, 3, 0, 2 * 4096 + 100)], 2 * 4096 + 100);
     expect(() => validateManifest(m, 2 * 4096 + 100)).not.toThrow();
+  });
+
+  it('accepts a delta reading source blocks anywhere, in any order, and a diff with no source', () => {
+    const m = delta([srcOp(OpType.SOURCE_COPY, 0, 4, [[19, 1], [0, 3]]), srcOp(OpType.SOURCE_DIFF, 4, 4, [[3, 17]], 0, 10), srcOp(OpType.SOURCE_DIFF, 8, 2, [], 10, 5)]);
+    expect(() => validateManifest(m, 15)).not.toThrow();
+    expect(decodeManifest(encodeManifest(m))).toEqual(m);
   });
 
   it('accepts an empty image with no operations', () => {

@@ -1,0 +1,225 @@
+/**
+ * Delta payloads: the target image as operations on the source image the device already runs.
+ *
+ *   pass 1  read the source once: block digests into the WASM block index, anchors into the WASM
+ *           fingerprint index, and the source's block-list hash (SourceIndex);
+ *   pass 2  read the target once: block digests, zero flags, the image hash, and for each block
+ *           the source block holding the same bytes, if any;
+ *   plan    cut the target into ZERO, SOURCE_COPY and diff ranges (planDelta);
+ *   encode  diff ranges go to worker threads (one delta WASM instance each, both cores), which
+ *           return SOURCE_DIFF or REPLACE_DEFLATE data; operations are written in target order.
+ *
+ * Memory: the two indexes (~2.2% of the source), 37 bytes per target block (digest, zero flag,
+ * match), and per worker a copy of the fingerprint index plus one diff range's buffers (at most
+ * 16 MiB of source and 4 MiB of target and their encoder tables): README.md, "Memory".
+ */
+import { promises as fsp } from 'node:fs';
+import { FastPatchError, ioError } from '../errors.js';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { checkReleaseVersion, operationStats, type Manifest, type Operation } from '../format/manifest.js';
+import { openImageForRead, readFully, writeAllAt, type OpenImage } from '../io/device.js';
+import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
+import { hex } from '../sign/keys.js';
+import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
+import { DeltaCore } from '../wasm/delta.js';
+import { feedZeroDigests } from '../wasm/zero-digests.js';
+import type { DiffJob, DiffResult } from './diff-op.js';
+import type { DiffWorkerData } from './diff-worker.js';
+import { planDelta, type PlannedOp } from './delta-plan.js';
+import type { GenerateOptions, GenerateResult } from './generator.js';
+import { SourceIndex } from './source-index.js';
+import { writePayload } from './writer.js';
+
+/** Brotli quality of the diff streams; see bench/RESULTS.md, "Delta codec". */
+export const DEFAULT_DIFF_QUALITY = 9;
+
+export interface DeltaOptions extends Omit<GenerateOptions, 'level' | 'onProgress'> {
+  /** The image the device runs now: a regular file or a block device. Only read. */
+  source: string;
+  /** Brotli quality 1..11 of the diff streams. */
+  quality?: number;
+  /** Worker threads for diff ranges (default: one per core, at most 4). */
+  workers?: number;
+  onProgress?: (progress: DeltaProgress) => void;
+}
+
+export interface DeltaProgress {
+  phase: 'source' | 'target' | 'encode';
+  done: number;
+  total: number;
+}
+
+export interface DeltaResult extends GenerateResult {
+  sourceSize: number;
+  sourceHash: string;
+  /** Bytes of difference and extra streams before compression, over all SOURCE_DIFF operations. */
+  diffBytes: number;
+  extraBytes: number;
+}
+
+/** Operations being encoded at once, beyond one per worker: keeps both cores fed while results are written. */
+const QUEUE_PER_WORKER = 2;
+
+/**
+ * Writes a signed delta payload that turns `source` into `target`. Throws FastPatchError('IO' |
+ * 'USAGE') and RangeError/TypeError for bad options.
+ */
+export async function generateDeltaPayload(options: DeltaOptions): Promise<DeltaResult> {
+  const started = performance.now();
+  const quality = options.quality ?? DEFAULT_DIFF_QUALITY;
+  if (!Number.isInteger(quality) || quality < 1 || quality > 11) throw new RangeError(`quality: 1..11, got ${quality}`);
+  if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
+  checkReleaseVersion(options.version);
+  const build = options.build ?? 'release';
+  const core = WasmCore.load(build);
+  const source = await openImageForRead(options.source);
+  let target: OpenImage | undefined;
+  let pool: WorkerPool<DiffJob, DiffResult> | undefined;
+  const dataPath = `${options.out}.data-${process.pid}.tmp`;
+  let data: fsp.FileHandle | undefined;
+  try {
+    target = await openImageForRead(options.target);
+    for (const [what, image] of [['source', source], ['target', target]] as const) {
+      if (image.size === 0 || image.size > LIMITS.MAX_IMAGE_SIZE) throw new FastPatchError('USAGE', `${what} ${image.path}: size ${image.size} is not supported`);
+    }
+    const progress = options.onProgress ?? (() => {});
+    const delta = new DeltaCore(build);
+    const index = await SourceIndex.build(delta, core, source, (done) => progress({ phase: 'source', done, total: source.size }));
+    const scan = await scanTarget(core, index, target, (done) => progress({ phase: 'target', done, total: target!.size }));
+    const plan = planDelta(scan.blocks, scan.zero, scan.match);
+    if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
+
+    const workerData: DiffWorkerData = { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality };
+    pool = new WorkerPool<DiffJob, DiffResult>(new URL('./diff-worker.js', import.meta.url), workerData, 'diff worker', options.workers ?? defaultWorkers());
+    data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
+
+    const operations: Operation[] = [];
+    const queue: Promise<{ op: Operation; blob?: Uint8Array; diff?: DiffResult }>[] = [];
+    let dataSize = 0;
+    let diffBytes = 0;
+    let extraBytes = 0;
+    let encoded = 0;
+    const diffTotal = plan.filter((p) => p.kind === 'diff').reduce((n, p) => n + p.count, 0);
+    const writeOldest = async () => {
+      const { op, blob, diff } = await queue.shift()!;
+      op.dataOffset = dataSize;
+      if (blob) {
+        await writeAllAt(data!, blob, dataSize, 'payload data');
+        dataSize += blob.length;
+      }
+      if (diff) {
+        diffBytes += diff.diffBytes;
+        extraBytes += diff.extraBytes;
+        encoded += op.dstExtents[0]!.blockCount;
+        progress({ phase: 'encode', done: encoded, total: diffTotal });
+      }
+      operations.push(op);
+    };
+    for (const [i, p] of plan.entries()) {
+      queue.push(buildOperation(i, p, core, index, scan, pool));
+      queue[queue.length - 1]!.catch(() => {}); // awaited in order by writeOldest
+      if (queue.length >= pool.size * (1 + QUEUE_PER_WORKER)) await writeOldest();
+    }
+    while (queue.length > 0) await writeOldest();
+
+    const manifest: Manifest = {
+      blockSize: BLOCK_SIZE,
+      targetSize: target.size,
+      targetHash: scan.hash,
+      sourceSize: source.size,
+      sourceHash: index.hash,
+      version: options.version,
+      operations,
+    };
+    await data.close();
+    data = undefined;
+    const payload = await writePayload(options.out, manifest, dataPath, dataSize, options.keys);
+    return {
+      version: options.version,
+      targetSize: target.size,
+      targetHash: hex(manifest.targetHash),
+      sourceSize: source.size,
+      sourceHash: hex(index.hash),
+      payload,
+      operations: operationStats(manifest),
+      keyIds: options.keys.map((k) => hex(k.keyId)),
+      diffBytes,
+      extraBytes,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await pool?.close();
+    await data?.close();
+    await fsp.rm(dataPath, { force: true });
+    await target?.handle.close();
+    await source.handle.close();
+  }
+}
+
+/** What pass 2 learns of the target, per block. */
+interface TargetScan {
+  blocks: number;
+  hash: Uint8Array;
+  digests: Uint8Array;
+  zero: Uint8Array;
+  match: Int32Array;
+}
+
+async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage, onRead: (bytes: number) => void): Promise<TargetScan> {
+  const blocks = Math.ceil(target.size / BLOCK_SIZE);
+  const scan: TargetScan = { blocks, hash: new Uint8Array(0), digests: new Uint8Array(blocks * DIGEST_SIZE), zero: new Uint8Array(blocks), match: new Int32Array(blocks) };
+  const window = new Uint8Array(core.windowSize);
+  const root = new BlockListHasher(core);
+  let previous = -1;
+  for (let pos = 0; pos < target.size; pos += core.windowSize) {
+    const n = Math.min(core.windowSize, target.size - pos);
+    const first = pos / BLOCK_SIZE;
+    await readFully(target, window, n, pos);
+    const count = core.blockDigestsInto(window.subarray(0, n), scan.digests, first * DIGEST_SIZE);
+    const digests = scan.digests.subarray(first * DIGEST_SIZE, (first + count) * DIGEST_SIZE);
+    const zero = scan.zero.subarray(first, first + count);
+    core.zeroBlockFlagsInto(window.subarray(0, n), zero);
+    root.updateDigests(digests);
+    // A short last block is never a copy nor a ZERO block: both would write a whole block.
+    const short = n % BLOCK_SIZE !== 0;
+    if (short) zero[count - 1] = 0;
+    index.match(first, digests, zero, scan.match.subarray(first, first + count), previous);
+    if (short) scan.match[first + count - 1] = -1;
+    previous = scan.match[first + count - 1]!;
+    onRead(pos + n);
+  }
+  scan.hash = root.digest();
+  return scan;
+}
+
+function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: number): Uint8Array {
+  return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
+}
+
+async function buildOperation(
+  i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult>,
+): Promise<{ op: Operation; blob?: Uint8Array; diff?: DiffResult }> {
+  const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
+  const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
+  if (p.kind === 'zero') {
+    const hasher = new BlockListHasher(core);
+    feedZeroDigests(core, p.count * BLOCK_SIZE, (d) => hasher.updateDigests(d));
+    return { op: { ...base, type: OpType.ZERO, outputHash: hasher.digest() } };
+  }
+  const outputHash = outputHashOf(core, scan, p.start, p.count);
+  if (p.kind === 'copy') {
+    return { op: { ...base, type: OpType.SOURCE_COPY, outputHash, sourceHash: index.extentsHash(p.source), srcExtents: p.source } };
+  }
+  const copies = scan.match.slice(p.start, p.start + p.count);
+  const diff = await pool.run({ index: i, start: p.start, count: p.count, copies }, [copies.buffer]);
+  const op: Operation = {
+    ...base,
+    type: diff.type,
+    dataLength: diff.blob.length,
+    dataHash: blockListHash(core, diff.blob),
+    outputHash,
+    sourceHash: diff.srcExtents.length > 0 ? index.extentsHash(diff.srcExtents) : undefined,
+    srcExtents: diff.srcExtents,
+  };
+  return { op, blob: diff.blob, diff };
+}

@@ -1,0 +1,179 @@
+/**
+ * Encodes one diff range of the target (docs/FORMAT.md, "SOURCE_DIFF"), in a diff worker:
+ *
+ *  1. look up the target range's anchors in the source fingerprint index: each hit says "these
+ *     target bytes also sit at that source offset", and votes for the source blocks that the
+ *     surrounding target blocks would be compared against;
+ *  2. read the blocks the block index already matched (exact copies) and the most voted ones, up to
+ *     a budget, as one source buffer S;
+ *  3. run the WASM diff encoder of the target range against S;
+ *  4. keep only the source blocks the encoding reads, so the operation's source extents (and what
+ *     the device reads and checks) are no larger than needed, and compress the streams.
+ *
+ * The result is the smaller of this SOURCE_DIFF and a REPLACE_DEFLATE of the range, manifest bytes
+ * included.
+ */
+import { brotliCompressSync, constants as zc, deflateRawSync } from 'node:zlib';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { Codec, encodeControl, encodeDiffBlob, type DiffStream } from '../format/diff.js';
+import type { Extent } from '../format/manifest.js';
+import { readExtents, readFully, type OpenImage } from '../io/device.js';
+import type { DeltaCore } from '../wasm/delta.js';
+import type { AnchorTables } from './source-index.js';
+
+/** Source blocks one diff may read: the format's limit on an operation's source. */
+export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;
+/** Extra source blocks per target block that the votes may bring in, beyond exact copies. */
+const SOURCE_PER_TARGET = 3;
+/** Manifest bytes of one extent, and of a hash: what a SOURCE_DIFF costs beyond its data. */
+const EXTENT_BYTES = 12;
+
+export interface DiffJob {
+  index: number;
+  start: number;
+  count: number;
+  /** Per target block of the range: the source block with the same bytes, or -1. */
+  copies: Int32Array;
+}
+
+export interface DiffResult {
+  index: number;
+  type: number;
+  blob: Uint8Array;
+  srcExtents: Extent[];
+  /** Bytes of the three streams before compression (for reports). */
+  diffBytes: number;
+  extraBytes: number;
+}
+
+export interface DiffContext {
+  delta: DeltaCore;
+  source: OpenImage;
+  target: OpenImage;
+  /** Offsets of the fingerprint tables inside `delta`. */
+  anchors: { keys: number; positions: number; mask: number };
+  quality: number;
+}
+
+/** Copies the fingerprint tables into the worker's delta module. */
+export function loadAnchors(delta: DeltaCore, tables: AnchorTables): DiffContext['anchors'] {
+  return { keys: delta.put(tables.keys), positions: delta.put(tables.positions), mask: tables.mask };
+}
+
+export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promise<DiffResult> {
+  const { delta, source, target } = ctx;
+  const length = Math.min(job.count * BLOCK_SIZE, target.size - job.start * BLOCK_SIZE);
+  const t = new Uint8Array(length);
+  await readFully(target, t, length, job.start * BLOCK_SIZE);
+
+  const chosen = chooseSourceBlocks(ctx, t, job);
+  const runs = toExtents(chosen);
+  const s = await readExtents(source, runs, BLOCK_SIZE);
+  const enc = delta.diffEncode(s, t);
+
+  const replace = (): DiffResult => {
+    const deflated = deflateRawSync(t, { level: 9 });
+    return deflated.length < t.length
+      ? { index: job.index, type: OpType.REPLACE_DEFLATE, blob: new Uint8Array(deflated), srcExtents: [], diffBytes: 0, extraBytes: 0 }
+      : { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  };
+  if (!enc) return replace();
+
+  // Which blocks of S the encoding reads; only those become source extents, renumbered in order.
+  const used = new Uint8Array(chosen.length);
+  const e = enc.entries;
+  for (let i = 0; i < e.length; i += 3) {
+    const n = e[i]!;
+    if (n === 0) continue;
+    const first = Math.floor(e[i + 2]! / BLOCK_SIZE);
+    const last = Math.floor((e[i + 2]! + n - 1) / BLOCK_SIZE);
+    for (let b = first; b <= last; b++) used[b] = 1;
+  }
+  const newIndex = new Int32Array(chosen.length);
+  const kept: number[] = [];
+  for (let b = 0; b < chosen.length; b++) {
+    newIndex[b] = kept.length;
+    if (used[b]) kept.push(chosen[b]!);
+  }
+  const control = encodeControl(e, (p) => newIndex[Math.floor(p / BLOCK_SIZE)]! * BLOCK_SIZE + (p % BLOCK_SIZE));
+  const blob = encodeDiffBlob([pack(control, ctx.quality), pack(enc.diff, ctx.quality), pack(enc.extra, ctx.quality)]);
+  const srcExtents = toExtents(kept);
+  const result: DiffResult = { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents, diffBytes: enc.diff.length, extraBytes: enc.extra.length };
+  // Data that the source explains poorly may compress better without it: compare, manifest included.
+  if (enc.extra.length * 2 > length) {
+    const alt = replace();
+    if (alt.blob.length <= blob.length + DIGEST_SIZE + EXTENT_BYTES * srcExtents.length) return alt;
+  }
+  return result;
+}
+
+/**
+ * The source blocks S is made of, ascending: every exact copy the block index found in the range,
+ * then the blocks most voted for by anchor hits, up to the budget.
+ */
+function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, job: DiffJob): number[] {
+  const { delta, anchors, source } = ctx;
+  const sourceBlocks = Math.ceil(source.size / BLOCK_SIZE);
+  const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, job.count * (1 + SOURCE_PER_TARGET));
+  const picked = new Set<number>();
+  for (const c of job.copies) if (c >= 0) picked.add(c);
+
+  const votes = new Map<number, number>();
+  const vote = (block: number, weight: number) => {
+    if (block >= 0 && block < sourceBlocks && !picked.has(block)) votes.set(block, (votes.get(block) ?? 0) + weight);
+  };
+  const mark = delta.mark();
+  try {
+    const data = delta.put(t);
+    const maxHits = Math.ceil(t.length / 64) + 16;
+    const out = delta.alloc(maxHits * 16);
+    const hits = delta.exports.anchorIndexHits(data, t.length, anchors.keys, anchors.positions, anchors.mask, out, maxHits);
+    const view = new DataView(delta.bytes().buffer, out, hits * 16);
+    for (let h = 0; h < hits; h++) {
+      const offset = view.getUint32(h * 16, true);
+      const position = view.getUint32(h * 16 + 8, true) + view.getUint32(h * 16 + 12, true) * 2 ** 32;
+      // The target block holding the hit, and its neighbours, compared along the hit's diagonal.
+      const tb = Math.floor(offset / BLOCK_SIZE);
+      for (let k = -1; k <= 1; k++) {
+        const tStart = (tb + k) * BLOCK_SIZE;
+        if (tStart < 0 || tStart >= t.length) continue;
+        const sStart = position - offset + tStart;
+        const weight = k === 0 ? 2 : 1;
+        vote(Math.floor(sStart / BLOCK_SIZE), weight);
+        if (sStart % BLOCK_SIZE !== 0) vote(Math.floor(sStart / BLOCK_SIZE) + 1, weight);
+      }
+    }
+  } finally {
+    delta.reset(mark);
+  }
+  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  for (const [block] of ranked) {
+    if (picked.size >= budget) break;
+    picked.add(block);
+  }
+  return [...picked].sort((a, b) => a - b);
+}
+
+/** Ascending block numbers as extents, consecutive ones merged. */
+function toExtents(blocks: readonly number[]): Extent[] {
+  const extents: Extent[] = [];
+  for (const b of blocks) {
+    const last = extents[extents.length - 1];
+    if (last && last.startBlock + last.blockCount === b) last.blockCount++;
+    else extents.push({ startBlock: b, blockCount: 1 });
+  }
+  return extents;
+}
+
+/** A stream compressed with brotli, or stored if that is not smaller. */
+function pack(data: Uint8Array, quality: number): DiffStream {
+  if (data.length === 0) return { codec: Codec.STORED, rawLength: 0, data };
+  const packed = brotliCompressSync(data, {
+    params: {
+      [zc.BROTLI_PARAM_QUALITY]: quality,
+      [zc.BROTLI_PARAM_LGWIN]: 24,
+      [zc.BROTLI_PARAM_SIZE_HINT]: data.length,
+    },
+  });
+  return packed.length < data.length ? { codec: Codec.BROTLI, rawLength: data.length, data: packed } : { codec: Codec.STORED, rawLength: data.length, data };
+}

@@ -1,0 +1,43 @@
+/**
+ * Worker thread body of the diff pool: each worker owns a delta WASM instance holding a copy of
+ * the source fingerprint index, and its own handles on the two images, so the machine's cores
+ * encode different diff ranges at once. Messages: DiffJob in, DiffResult out (blob by transfer).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { openImageForRead } from '../io/device.js';
+import { toFailure } from '../io/worker-pool.js';
+import { DeltaCore } from '../wasm/delta.js';
+import type { CoreBuild } from '../wasm/core.js';
+import { encodeDiffOperation, loadAnchors, type DiffContext, type DiffJob } from './diff-op.js';
+import type { AnchorTables } from './source-index.js';
+
+export interface DiffWorkerData {
+  build: CoreBuild;
+  sourcePath: string;
+  targetPath: string;
+  anchors: AnchorTables;
+  quality: number;
+}
+
+const data = workerData as DiffWorkerData;
+const delta = new DeltaCore(data.build);
+const ready: Promise<DiffContext> = (async () => ({
+  delta,
+  source: await openImageForRead(data.sourcePath),
+  target: await openImageForRead(data.targetPath),
+  anchors: loadAnchors(delta, data.anchors),
+  quality: data.quality,
+}))();
+
+// One job at a time per worker: the delta module's scratch memory is reused from job to job.
+let queue: Promise<void> = Promise.resolve();
+parentPort!.on('message', (message: { id: number; job: DiffJob }) => {
+  queue = queue.then(async () => {
+    try {
+      const result = await encodeDiffOperation(await ready, message.job);
+      parentPort!.postMessage({ id: message.id, result }, [result.blob.buffer as ArrayBuffer]);
+    } catch (err) {
+      parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
+    }
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The generator's view of the source image, built in one pass over it: every block's SHA-256 in
+ * the WASM block index (target blocks found anywhere in the source become copies), and the
+ * content-defined anchors of the source in the WASM fingerprint index (where the diff encoder looks
+ * for data similar to changed blocks).
+ *
+ * Memory, sized once from the source size before the pass: 32 bytes of digest + 8 of block table per
+ * source block, and 12 bytes per anchor slot, ~4 slots per source block: ~90 bytes per 4 KiB block,
+ * 2.2% of the source (README.md, "Memory").
+ */
+import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
+import { readFully, type OpenImage } from '../io/device.js';
+import type { DeltaCore } from '../wasm/delta.js';
+import { BlockListHasher, type WasmCore } from '../wasm/core.js';
+
+/** One anchor per 512 bytes on average (assembly/delta/anchors.ts), with room for a dense source. */
+const ANCHOR_SPACING = 512;
+
+/** The fingerprint index's tables as they travel to the diff workers (copies, by transfer). */
+export interface AnchorTables {
+  keys: Uint8Array;
+  positions: Uint8Array;
+  mask: number;
+}
+
+export class SourceIndex {
+  readonly blocks: number;
+  /** Block-list hash of the source image, as the manifest records it. */
+  hash: Uint8Array = new Uint8Array(DIGEST_SIZE);
+  /** Digest of the last block zero-padded to BLOCK_SIZE, if the source ends inside a block. */
+  private paddedLast: Uint8Array | undefined;
+  private readonly digests: number;
+  private readonly table: number;
+  private readonly tableMask: number;
+  private readonly anchorKeys: number;
+  private readonly anchorPositions: number;
+  private readonly anchorMask: number;
+  private readonly anchorLimit: number;
+  private anchorCount = 0;
+  private readonly scratch: number;
+
+  private constructor(private readonly delta: DeltaCore, private readonly core: WasmCore, readonly size: number) {
+    this.blocks = Math.ceil(size / BLOCK_SIZE);
+    const tableSlots = pow2AtLeast(this.blocks * 2);
+    this.tableMask = tableSlots - 1;
+    this.anchorLimit = Math.ceil(size / ANCHOR_SPACING) + 64;
+    const anchorSlots = pow2AtLeast(Math.ceil(this.anchorLimit / 0.7));
+    this.anchorMask = anchorSlots - 1;
+    this.digests = delta.alloc(this.blocks * DIGEST_SIZE);
+    this.table = delta.alloc(tableSlots * 4);
+    this.anchorKeys = delta.alloc(anchorSlots * 4);
+    this.anchorPositions = delta.alloc(anchorSlots * 8);
+    this.scratch = delta.alloc(core.windowSize + (core.windowSize / BLOCK_SIZE));
+    // Fresh WASM memory is zero: the tables start empty.
+  }
+
+  /** Reads the whole source once and indexes it. `onRead` gets the bytes read so far. */
+  static async build(delta: DeltaCore, core: WasmCore, source: OpenImage, onRead?: (bytes: number) => void): Promise<SourceIndex> {
+    const index = new SourceIndex(delta, core, source.size);
+    const window = new Uint8Array(core.windowSize);
+    const digests = new Uint8Array((core.windowSize / BLOCK_SIZE) * DIGEST_SIZE);
+    const flags = new Uint8Array(core.windowSize / BLOCK_SIZE);
+    const root = new BlockListHasher(core);
+    for (let pos = 0; pos < source.size; pos += core.windowSize) {
+      const n = Math.min(core.windowSize, source.size - pos);
+      await readFully(source, window, n, pos);
+      const blocks = core.blockDigestsInto(window.subarray(0, n), digests);
+      core.zeroBlockFlagsInto(window.subarray(0, n), flags);
+      root.updateDigests(digests.subarray(0, blocks * DIGEST_SIZE));
+      if (n % BLOCK_SIZE !== 0) {
+        // A short last block cannot equal a full target block, and operations read it padded.
+        flags[blocks - 1] = 1;
+        const padded = new Uint8Array(BLOCK_SIZE);
+        padded.set(window.subarray((blocks - 1) * BLOCK_SIZE, n));
+        index.paddedLast = new Uint8Array(DIGEST_SIZE);
+        core.blockDigestsInto(padded, index.paddedLast);
+      }
+      index.add(pos, window.subarray(0, n), digests.subarray(0, blocks * DIGEST_SIZE), flags.subarray(0, blocks));
+      onRead?.(pos + n);
+    }
+    index.hash = root.digest();
+    return index;
+  }
+
+  private add(pos: number, data: Uint8Array, digests: Uint8Array, skip: Uint8Array): void {
+    const first = pos / BLOCK_SIZE;
+    const mem = this.delta.bytes();
+    mem.set(digests, this.digests + first * DIGEST_SIZE);
+    mem.set(data, this.scratch);
+    mem.set(skip, this.scratch + this.core.windowSize);
+    const x = this.delta.exports;
+    x.blockIndexAdd(this.digests, first, skip.length, this.scratch + this.core.windowSize, this.table, this.tableMask);
+    this.anchorCount = x.anchorIndexAdd(this.scratch, data.length, pos, this.anchorKeys, this.anchorPositions, this.anchorMask, this.anchorCount, this.anchorLimit);
+  }
+
+  /**
+   * For `zero.length` target blocks from target block `first`, with their digests and zero flags,
+   * fills `out` with the source block holding the same bytes, or -1. `previous` is the match of
+   * block first - 1, so that runs continue across calls. Returns how many matched.
+   */
+  match(first: number, digests: Uint8Array, zero: Uint8Array, out: Int32Array, previous: number): number {
+    const start = this.delta.mark();
+    try {
+      const d = this.delta.put(digests);
+      const z = this.delta.put(zero);
+      const o = this.delta.alloc(zero.length * 4);
+      const matched = this.delta.exports.blockIndexMatch(this.digests, this.blocks, this.table, this.tableMask, d, first, zero.length, z, o, previous);
+      out.set(new Int32Array(this.delta.bytes().buffer, o, zero.length));
+      return matched;
+    } finally {
+      this.delta.reset(start);
+    }
+  }
+
+  /** Block-list hash of source blocks read as `extents` (a short last block counts zero-padded). */
+  extentsHash(extents: readonly { startBlock: number; blockCount: number }[]): Uint8Array {
+    const hasher = this.core.sha256();
+    const mem = this.delta.bytes();
+    for (const e of extents) {
+      for (let b = e.startBlock; b < e.startBlock + e.blockCount; b++) {
+        if (b === this.blocks - 1 && this.paddedLast) hasher.update(this.paddedLast);
+        else hasher.update(mem.subarray(this.digests + b * DIGEST_SIZE, this.digests + (b + 1) * DIGEST_SIZE));
+      }
+    }
+    return hasher.digest();
+  }
+
+  /** Anchors indexed (for reports). */
+  get anchors(): number {
+    return this.anchorCount;
+  }
+
+  /** Copies of the fingerprint tables for the diff workers. */
+  anchorTables(): AnchorTables {
+    const mem = this.delta.bytes();
+    const slots = this.anchorMask + 1;
+    return {
+      keys: mem.slice(this.anchorKeys, this.anchorKeys + slots * 4),
+      positions: mem.slice(this.anchorPositions, this.anchorPositions + slots * 8),
+      mask: this.anchorMask,
+    };
+  }
+}
+
+function pow2AtLeast(n: number): number {
+  let p = 1024;
+  while (p < n) p *= 2;
+  return p;
+}

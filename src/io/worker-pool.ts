@@ -1,0 +1,118 @@
+/**
+ * A fixed set of worker threads running one kind of job, for the CPU-heavy stages that must use
+ * both cores (decoding operations on apply, diffing ranges on generate). Jobs go to the least busy
+ * worker; buffers listed for transfer move instead of being copied. Workers start on the first job,
+ * so work that fails early never pays for them. A worker that dies fails every pending and later
+ * job: its jobs cannot be told apart from the others'.
+ *
+ * Protocol with the worker body: it receives { id, job } and answers { id, result } or
+ * { id, failure } (a FastPatchError's code and message cross the thread boundary as plain data).
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { FastPatchError, type ErrorCode } from '../errors.js';
+
+interface Pending<R> {
+  resolve: (r: R) => void;
+  reject: (e: Error) => void;
+}
+
+/** A job failure as it crosses a thread boundary. */
+export interface JobFailure {
+  code: ErrorCode | null;
+  message: string;
+}
+
+export function toFailure(err: unknown): JobFailure {
+  return err instanceof FastPatchError ? { code: err.code, message: err.message } : { code: null, message: err instanceof Error ? err.message : String(err) };
+}
+
+export function fromFailure(f: JobFailure, what: string): Error {
+  return f.code ? new FastPatchError(f.code, f.message) : new Error(`${what}: ${f.message}`);
+}
+
+/** Workers for most jobs: one per core, at most 4 (measured: more only adds memory). */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(availableParallelism(), 4));
+}
+
+export class WorkerPool<J, R> {
+  private workers: { worker: Worker; busy: number }[] = [];
+  private readonly pending = new Map<number, Pending<R>>();
+  private nextId = 0;
+  private closed = false;
+  private broken: Error | undefined;
+
+  /**
+   * @param script  the worker body's URL
+   * @param name    what the workers do, for error messages ("decode worker")
+   */
+  constructor(
+    private readonly script: URL,
+    private readonly workerData: unknown,
+    private readonly name: string,
+    readonly size = defaultWorkers(),
+  ) {}
+
+  run(job: J, transfer: readonly ArrayBuffer[] = []): Promise<R> {
+    if (this.closed) return Promise.reject(new Error(`${this.name} pool is closed`));
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.workers.length === 0) this.start();
+    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    slot.busy++;
+    return new Promise<R>((resolve, reject) => {
+      this.pending.set(id, {
+        resolve: (r) => { slot.busy--; resolve(r); },
+        reject: (e) => { slot.busy--; reject(e); },
+      });
+      slot.worker.postMessage({ id, job }, [...transfer]);
+    });
+  }
+
+  /** Jobs given and not yet answered. */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** Stops the workers; jobs still pending are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = this.workers;
+    this.workers = [];
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+    this.failAll(new Error(`${this.name} pool closed`));
+  }
+
+  private start(): void {
+    for (let i = 0; i < this.size; i++) {
+      const worker = new Worker(this.script, { workerData: this.workerData });
+      worker.on('message', (m: { id: number; result?: R; failure?: JobFailure }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.failure) p.reject(fromFailure(m.failure, this.name));
+        else p.resolve(m.result!);
+      });
+      worker.on('error', (err) => this.fail(err));
+      worker.on('exit', (code) => {
+        if (!this.closed) this.fail(new Error(`${this.name} exited with code ${code}`));
+      });
+      this.workers.push({ worker, busy: 0 });
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.broken || this.closed) return;
+    this.broken = err;
+    const workers = this.workers;
+    this.workers = [];
+    for (const w of workers) void w.worker.terminate();
+    this.failAll(err);
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
