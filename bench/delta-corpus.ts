@@ -27,7 +27,7 @@ const IMAGE_RECIPE = 'v1';
 
 const MIRROR = 'http://deb.debian.org/debian';
 const SECURITY_MIRROR = 'http://deb.debian.org/debian-security';
-/** Release A: minbase plus what a small server carries (~330 MB installed, no recommends). */
+/** Release A: minbase plus what a small server carries (~340 MiB installed, no recommends). */
 const SERVER_PACKAGES = [
   'systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'iproute2', 'iputils-ping', 'ifupdown', 'isc-dhcp-client',
   'netbase', 'openssh-server', 'ca-certificates', 'curl', 'wget', 'less', 'vim-tiny', 'nano', 'procps', 'sudo',

@@ -17,7 +17,7 @@ const WAYS: usize = 4;
 /** A new diagonal must explain this many more bytes than the current one (bsdiff's constant). */
 const SWITCH_MARGIN: i64 = 8;
 /** Longest exact match measured per candidate: bounds the work per target position. */
-const MATCH_CAP: i64 = 4096;
+const MATCH_CAP: i64 = 512;
 
 // Result of the last findMatch call (module globals: no allocation).
 let matchLen: i64 = 0;
@@ -47,7 +47,7 @@ let matchPos: i64 = 0;
  * Longest exact match of T[scan..] in S: first along the current diagonal (most of the time the
  * answer), else among the bucket's candidates. Sets matchLen (0 if under HASH_BYTES) and matchPos.
  */
-function findMatch(s: usize, sLen: i64, t: usize, tLen: i64, table: usize, bits: u32, scan: i64, offset: i64): void {
+function findMatch(s: usize, sLen: i64, t: usize, tLen: i64, table: usize, bits: u32, scan: i64, offset: i64, minMatch: i64): void {
   const limitT = tLen - scan;
   const q = scan + offset;
   if (q >= 0 && q < sLen) {
@@ -72,20 +72,22 @@ function findMatch(s: usize, sLen: i64, t: usize, tLen: i64, table: usize, bits:
       matchPos = p;
     }
   }
-  if (matchLen < HASH_BYTES) matchLen = 0;
+  if (matchLen < minMatch) matchLen = 0;
 }
 
 /**
  * Encodes T = [t, t + tLen) against S = [s, s + sLen). `table` is scratch for the hash index:
  * 16 << bits bytes. Writes control triples to `ctrl` (at most maxEntries), difference bytes to
  * `diff` and extra bytes to `extra` (each needs room for tLen bytes), and at `result` the u32
- * totals (diff bytes, extra bytes). Returns the number of entries, or -1 if they would exceed
+ * totals (diff bytes, extra bytes). A match found through the index must be `minMatchBytes` long
+ * to count: shorter ones, common by chance in unrelated code, would only fragment new data. Returns the number of entries, or -1 if they would exceed
  * maxEntries (the caller then stores the data without a diff).
  */
 export function diffEncode(
   s: usize, sBytes: usize, t: usize, tBytes: usize, table: usize, bits: u32,
-  ctrl: usize, maxEntries: u32, diff: usize, extra: usize, result: usize,
+  ctrl: usize, maxEntries: u32, diff: usize, extra: usize, result: usize, minMatchBytes: u32,
 ): i32 {
+  const minMatch = max<i64>(HASH_BYTES, <i64>minMatchBytes);
   const sLen = <i64>sBytes;
   const tLen = <i64>tBytes;
   memory.fill(table, 0, <usize>16 << bits);
@@ -107,7 +109,7 @@ export function diffEncode(
     scan += len;
     let scsc = scan;
     while (scan < tLen) {
-      findMatch(s, sLen, t, tLen, table, bits, scan, lastOffset);
+      findMatch(s, sLen, t, tLen, table, bits, scan, lastOffset, minMatch);
       len = matchLen;
       pos = matchPos;
       for (; scsc < scan + len; scsc++) {

@@ -17,7 +17,7 @@ import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, operationStats, type Manifest, type Operation } from '../format/manifest.js';
-import { openImageForRead, readFully, writeAllAt, type OpenImage } from '../io/device.js';
+import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
@@ -57,8 +57,13 @@ export interface DeltaResult extends GenerateResult {
   extraBytes: number;
 }
 
-/** Operations being encoded at once, beyond one per worker: keeps both cores fed while results are written. */
-const QUEUE_PER_WORKER = 2;
+/**
+ * Operations dispatched ahead of the one being written. Diff ranges vary a lot in cost (a range of
+ * new binaries takes seconds at high brotli quality, a metadata range milliseconds), so a short
+ * window would leave a core idle behind one slow range. The window bounds the finished results
+ * held for in-order writing: at most this many blobs of at most 4 MiB each (they are compressed).
+ */
+const DISPATCH_WINDOW = 32;
 
 /**
  * Writes a signed delta payload that turns `source` into `target`. Throws FastPatchError('IO' |
@@ -118,7 +123,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     for (const [i, p] of plan.entries()) {
       queue.push(buildOperation(i, p, core, index, scan, pool));
       queue[queue.length - 1]!.catch(() => {}); // awaited in order by writeOldest
-      if (queue.length >= pool.size * (1 + QUEUE_PER_WORKER)) await writeOldest();
+      if (queue.length >= DISPATCH_WINDOW) await writeOldest();
     }
     while (queue.length > 0) await writeOldest();
 
@@ -168,17 +173,15 @@ interface TargetScan {
 async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage, onRead: (bytes: number) => void): Promise<TargetScan> {
   const blocks = Math.ceil(target.size / BLOCK_SIZE);
   const scan: TargetScan = { blocks, hash: new Uint8Array(0), digests: new Uint8Array(blocks * DIGEST_SIZE), zero: new Uint8Array(blocks), match: new Int32Array(blocks) };
-  const window = new Uint8Array(core.windowSize);
   const root = new BlockListHasher(core);
   let previous = -1;
-  for (let pos = 0; pos < target.size; pos += core.windowSize) {
-    const n = Math.min(core.windowSize, target.size - pos);
+  for await (const { pos, data: window } of readWindows(target, core.windowSize)) {
+    const n = window.length;
     const first = pos / BLOCK_SIZE;
-    await readFully(target, window, n, pos);
-    const count = core.blockDigestsInto(window.subarray(0, n), scan.digests, first * DIGEST_SIZE);
+    const count = core.blockDigestsInto(window, scan.digests, first * DIGEST_SIZE);
     const digests = scan.digests.subarray(first * DIGEST_SIZE, (first + count) * DIGEST_SIZE);
     const zero = scan.zero.subarray(first, first + count);
-    core.zeroBlockFlagsInto(window.subarray(0, n), zero);
+    core.zeroBlockFlagsInto(window, zero);
     root.updateDigests(digests);
     // A short last block is never a copy nor a ZERO block: both would write a whole block.
     const short = n % BLOCK_SIZE !== 0;

@@ -10,15 +10,15 @@
  *  4. keep only the source blocks the encoding reads, so the operation's source extents (and what
  *     the device reads and checks) are no larger than needed, and compress the streams.
  *
- * The result is the smaller of this SOURCE_DIFF and a REPLACE_DEFLATE of the range, manifest bytes
- * included.
+ * Several encodings are tried (different shortest matches, and no source at all) and the one that
+ * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE.
  */
-import { brotliCompressSync, constants as zc, deflateRawSync } from 'node:zlib';
+import { brotliCompressSync, constants as zc } from 'node:zlib';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
 import { Codec, encodeControl, encodeDiffBlob, type DiffStream } from '../format/diff.js';
 import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
-import type { DeltaCore } from '../wasm/delta.js';
+import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import type { AnchorTables } from './source-index.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
@@ -67,27 +67,67 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
   await readFully(target, t, length, job.start * BLOCK_SIZE);
 
   const chosen = chooseSourceBlocks(ctx, t, job);
-  const runs = toExtents(chosen);
-  const s = await readExtents(source, runs, BLOCK_SIZE);
-  const enc = delta.diffEncode(s, t);
+  const s = await readExtents(source, toExtents(chosen), BLOCK_SIZE);
 
-  const replace = (): DiffResult => {
-    const deflated = deflateRawSync(t, { level: 9 });
-    return deflated.length < t.length
-      ? { index: job.index, type: OpType.REPLACE_DEFLATE, blob: new Uint8Array(deflated), srcExtents: [], diffBytes: 0, extraBytes: 0 }
-      : { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
-  };
-  if (!enc) return replace();
+  // Candidates, judged by a fast compression of their streams plus their manifest bytes; only the
+  // winner is compressed at full quality. Metadata (inode tables, directories) gains from short
+  // matches, new code loses from them (chance matches cut its literals apart); new data may do
+  // best with no source at all.
+  let best: Candidate | undefined;
+  let bestCost = Infinity;
+  for (const minMatch of MIN_MATCH_CANDIDATES) {
+    const enc = delta.diffEncode(s, t, minMatch);
+    if (!enc) continue;
+    const candidate = diffCandidate(enc, chosen);
+    const cost = candidateCost(candidate);
+    if (cost < bestCost) {
+      best = candidate;
+      bestCost = cost;
+    }
+  }
+  // Without source only wins where the source explains little.
+  if (best === undefined || best.extra.length * 2 > t.length) {
+    const plain = plainCandidate(t);
+    if (best === undefined || candidateCost(plain) < bestCost) best = plain;
+  }
+  const blob = encodeDiffBlob([pack(best.control, ctx.quality), pack(best.diff, ctx.quality), pack(best.extra, ctx.quality)]);
+  if (blob.length >= length) {
+    return { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  }
+  return { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length };
+}
 
-  // Which blocks of S the encoding reads; only those become source extents, renumbered in order.
+/** Shortest exact matches the encoder may switch to, tried per range (assembly/delta/encode.ts). */
+const MIN_MATCH_CANDIDATES = [8, 32];
+/** Brotli quality of the comparison between candidates: ~30x faster than the final quality. */
+const PROXY_QUALITY = 5;
+
+/** One way to encode a range: its three raw streams and the source extents it reads. */
+interface Candidate {
+  control: Uint8Array;
+  diff: Uint8Array;
+  extra: Uint8Array;
+  srcExtents: Extent[];
+}
+
+/** The range as a diff without source: all of it one extra stream. */
+function plainCandidate(t: Uint8Array): Candidate {
+  return { control: encodeControl(Uint32Array.of(0, t.length, 0)), diff: new Uint8Array(0), extra: t, srcExtents: [] };
+}
+
+/**
+ * An encoding against S = the `chosen` source blocks. Only the blocks it reads become source
+ * extents (so the device reads and checks no more than needed); control positions are renumbered
+ * to the kept blocks.
+ */
+function diffCandidate(enc: DiffEncoding, chosen: readonly number[]): Candidate {
   const used = new Uint8Array(chosen.length);
   const e = enc.entries;
   for (let i = 0; i < e.length; i += 3) {
     const n = e[i]!;
     if (n === 0) continue;
-    const first = Math.floor(e[i + 2]! / BLOCK_SIZE);
     const last = Math.floor((e[i + 2]! + n - 1) / BLOCK_SIZE);
-    for (let b = first; b <= last; b++) used[b] = 1;
+    for (let b = Math.floor(e[i + 2]! / BLOCK_SIZE); b <= last; b++) used[b] = 1;
   }
   const newIndex = new Int32Array(chosen.length);
   const kept: number[] = [];
@@ -96,15 +136,13 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
     if (used[b]) kept.push(chosen[b]!);
   }
   const control = encodeControl(e, (p) => newIndex[Math.floor(p / BLOCK_SIZE)]! * BLOCK_SIZE + (p % BLOCK_SIZE));
-  const blob = encodeDiffBlob([pack(control, ctx.quality), pack(enc.diff, ctx.quality), pack(enc.extra, ctx.quality)]);
-  const srcExtents = toExtents(kept);
-  const result: DiffResult = { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents, diffBytes: enc.diff.length, extraBytes: enc.extra.length };
-  // Data that the source explains poorly may compress better without it: compare, manifest included.
-  if (enc.extra.length * 2 > length) {
-    const alt = replace();
-    if (alt.blob.length <= blob.length + DIGEST_SIZE + EXTENT_BYTES * srcExtents.length) return alt;
-  }
-  return result;
+  return { control, diff: enc.diff, extra: enc.extra, srcExtents: toExtents(kept) };
+}
+
+/** Estimated payload bytes of a candidate: its streams at PROXY_QUALITY and its manifest extras. */
+function candidateCost(c: Candidate): number {
+  const manifest = c.srcExtents.length > 0 ? DIGEST_SIZE + EXTENT_BYTES * c.srcExtents.length : 0;
+  return manifest + pack(c.control, PROXY_QUALITY).data.length + pack(c.diff, PROXY_QUALITY).data.length + pack(c.extra, PROXY_QUALITY).data.length;
 }
 
 /**

@@ -9,7 +9,7 @@
  * 2.2% of the source (README.md, "Memory").
  */
 import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
-import { readFully, type OpenImage } from '../io/device.js';
+import { readWindows, type OpenImage } from '../io/device.js';
 import type { DeltaCore } from '../wasm/delta.js';
 import { BlockListHasher, type WasmCore } from '../wasm/core.js';
 
@@ -57,15 +57,13 @@ export class SourceIndex {
   /** Reads the whole source once and indexes it. `onRead` gets the bytes read so far. */
   static async build(delta: DeltaCore, core: WasmCore, source: OpenImage, onRead?: (bytes: number) => void): Promise<SourceIndex> {
     const index = new SourceIndex(delta, core, source.size);
-    const window = new Uint8Array(core.windowSize);
     const digests = new Uint8Array((core.windowSize / BLOCK_SIZE) * DIGEST_SIZE);
     const flags = new Uint8Array(core.windowSize / BLOCK_SIZE);
     const root = new BlockListHasher(core);
-    for (let pos = 0; pos < source.size; pos += core.windowSize) {
-      const n = Math.min(core.windowSize, source.size - pos);
-      await readFully(source, window, n, pos);
-      const blocks = core.blockDigestsInto(window.subarray(0, n), digests);
-      core.zeroBlockFlagsInto(window.subarray(0, n), flags);
+    for await (const { pos, data: window } of readWindows(source, core.windowSize)) {
+      const n = window.length;
+      const blocks = core.blockDigestsInto(window, digests);
+      core.zeroBlockFlagsInto(window, flags);
       root.updateDigests(digests.subarray(0, blocks * DIGEST_SIZE));
       if (n % BLOCK_SIZE !== 0) {
         // A short last block cannot equal a full target block, and operations read it padded.

@@ -151,3 +151,23 @@ export async function readExtents(image: OpenImage, extents: readonly { startBlo
   }
   return out;
 }
+
+/**
+ * The image in consecutive windows of `size` bytes (the last may be shorter), reading the next
+ * window while the caller works on the current one. Each yielded view is valid until the next
+ * iteration: two buffers take turns.
+ */
+export async function* readWindows(image: OpenImage, size: number, length = image.size): AsyncGenerator<{ pos: number; data: Uint8Array }> {
+  const buffers = [new Uint8Array(size), new Uint8Array(size)];
+  const read = (pos: number, buffer: Uint8Array) => {
+    const n = Math.min(size, length - pos);
+    return readFully(image, buffer, n, pos).then(() => buffer.subarray(0, n));
+  };
+  let next = length > 0 ? read(0, buffers[0]!) : undefined;
+  for (let pos = 0, turn = 0; next; pos += size, turn ^= 1) {
+    const data = await next;
+    next = pos + size < length ? read(pos + size, buffers[turn ^ 1]!) : undefined;
+    next?.catch(() => {}); // awaited on the next iteration; an early exit must not leave it unhandled
+    yield { pos, data };
+  }
+}

@@ -12,6 +12,8 @@ import { compileCore, instantiateCore, type CoreBuild } from './load.js';
 import type { WasmMemory } from './webassembly.js';
 
 const DELTA_ABI_VERSION = 1;
+/** Shortest exact match the diff encoder switches to (see assembly/delta/encode.ts). */
+export const DEFAULT_MIN_MATCH = 8;
 const PAGE = 65536;
 
 interface DeltaExports {
@@ -23,7 +25,7 @@ interface DeltaExports {
   anchorIndexHits(data: number, len: number, keys: number, positions: number, mask: number, out: number, maxHits: number): number;
   blockIndexAdd(digests: number, first: number, count: number, skip: number, table: number, mask: number): void;
   blockIndexMatch(sourceDigests: number, sourceBlocks: number, table: number, mask: number, targetDigests: number, first: number, count: number, zero: number, out: number, previous: number): number;
-  diffEncode(s: number, sLen: number, t: number, tLen: number, table: number, bits: number, ctrl: number, maxEntries: number, diff: number, extra: number, result: number): number;
+  diffEncode(s: number, sLen: number, t: number, tLen: number, table: number, bits: number, ctrl: number, maxEntries: number, diff: number, extra: number, result: number, minMatch: number): number;
   patchApply(src: number, srcLen: number, ctrl: number, ctrlLen: number, diff: number, diffLen: number, extra: number, extraLen: number, out: number, outLen: number): number;
 }
 
@@ -103,7 +105,7 @@ export class DeltaCore {
    * Encodes `target` against `source` (docs/FORMAT.md, "SOURCE_DIFF"); undefined if the encoding
    * needs more control entries than a quarter of the target's bytes (then it is not worth it).
    */
-  diffEncode(source: Uint8Array, target: Uint8Array): DiffEncoding | undefined {
+  diffEncode(source: Uint8Array, target: Uint8Array, minMatch = DEFAULT_MIN_MATCH): DiffEncoding | undefined {
     const start = this.mark();
     try {
       const s = this.put(source);
@@ -116,7 +118,7 @@ export class DeltaCore {
       const diff = this.alloc(target.length);
       const extra = this.alloc(target.length);
       const result = this.alloc(8);
-      const n = this.#x.diffEncode(s, source.length, t, target.length, table, bits, ctrl, maxEntries, diff, extra, result);
+      const n = this.#x.diffEncode(s, source.length, t, target.length, table, bits, ctrl, maxEntries, diff, extra, result, minMatch);
       if (n < 0) return undefined;
       const mem = this.bytes();
       const totals = new Uint32Array(mem.buffer, result, 2);
