@@ -5,3 +5,4 @@ export { initDelta, anchorIndexAdd, anchorIndexHits } from './anchors';
 export { blockIndexAdd, blockIndexMatch } from './blocks';
 export { diffEncode } from './encode';
 export { patchApply } from './patch';
+export { x86Encode, x86Decode } from './x86';

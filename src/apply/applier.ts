@@ -213,12 +213,13 @@ export class PayloadApplier {
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
     let decoded: Promise<Decoded | undefined>;
-    if (SOURCE_OPS.has(op.type)) {
+    if (SOURCE_OPS.has(op.type) && op.sourceHash) {
       // Read here, checked in the worker against the signed source hash before it is used.
+      const sourceHash = op.sourceHash.slice();
       decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE).then((source) =>
         this.pool.decode({
           index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
-          source, sourceHash: op.sourceHash!.slice(), sourceExtents: describeExtents(op.srcExtents),
+          source, sourceHash, sourceExtents: describeExtents(op.srcExtents),
         }),
       );
     } else if (op.dataHash) {

@@ -1,7 +1,7 @@
 import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType } from '../format/constants.js';
-import { Codec, decodeDiffBlob, type DiffStream } from '../format/diff.js';
+import { Codec, decodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import type { WasmCore } from '../wasm/core.js';
 import { DeltaCore, PATCH_ERRORS } from '../wasm/delta.js';
 
@@ -92,7 +92,10 @@ export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => De
 /** Rebuilds a SOURCE_DIFF's output: streams checked against the header, decompressed with exact limits, patched in WASM. */
 function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string): Uint8Array {
   const streams = decodeDiffBlob(job.blob, job.outputLength, what);
-  const [control, diff, extra] = streams.map((s, i) => unpack(s, what, ['control', 'difference', 'extra'][i]!));
+  const [control, diff, extra] = streams.map((s, i) => {
+    const raw = unpack(s, what, ['control', 'difference', 'extra'][i]!);
+    return s.filter === Filter.X86 ? delta.x86Filter(raw, 'decode') : raw;
+  });
   const result = delta.patchApply(source, control!, diff!, extra!, job.outputLength);
   if (typeof result === 'number') throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${PATCH_ERRORS[result] ?? `diff error ${result}`}`);
   return result;

@@ -8,12 +8,16 @@ import { LIMITS } from './constants.js';
 
 export const DIFF_BLOB_VERSION = 1;
 export const DIFF_HEADER_SIZE = 28;
+/** Low 4 bits of a stream's codec byte: how it is compressed. */
 export const Codec = { STORED: 0, BROTLI: 1 } as const;
+/** High 4 bits of a stream's codec byte: a reversible filter undone after decompression. */
+export const Filter = { NONE: 0, X86: 1 } as const;
 const STREAM_NAMES = ['control', 'difference', 'extra'] as const;
 
-/** One stream of a diff blob: its codec, its length once decoded and its bytes as stored. */
+/** One stream of a diff blob: its codec and filter, its length once decoded and its bytes as stored. */
 export interface DiffStream {
   codec: number;
+  filter: number;
   rawLength: number;
   data: Uint8Array;
 }
@@ -26,7 +30,7 @@ export function encodeDiffBlob(streams: readonly [DiffStream, DiffStream, DiffSt
   v.setUint8(0, DIFF_BLOB_VERSION);
   let at = DIFF_HEADER_SIZE;
   streams.forEach((s, i) => {
-    v.setUint8(1 + i, s.codec);
+    v.setUint8(1 + i, (s.filter << 4) | s.codec);
     v.setUint32(4 + 4 * i, s.rawLength, true);
     v.setUint32(16 + 4 * i, s.data.length, true);
     out.set(s.data, at);
@@ -46,16 +50,18 @@ export function decodeDiffBlob(blob: Uint8Array, outputLength: number, what: str
   if (v.getUint8(0) !== DIFF_BLOB_VERSION) throw corrupt(`diff data version ${v.getUint8(0)} is not supported`);
   let at = DIFF_HEADER_SIZE;
   const streams = STREAM_NAMES.map((name, i): DiffStream => {
-    const codec = v.getUint8(1 + i);
+    const codec = v.getUint8(1 + i) & 0x0f;
+    const filter = v.getUint8(1 + i) >> 4;
     const rawLength = v.getUint32(4 + 4 * i, true);
     const length = v.getUint32(16 + 4 * i, true);
     if (codec !== Codec.STORED && codec !== Codec.BROTLI) throw corrupt(`${name} stream has unknown codec ${codec}`);
+    if (filter !== Filter.NONE && filter !== Filter.X86) throw corrupt(`${name} stream has unknown filter ${filter}`);
     if (codec === Codec.STORED && length !== rawLength) throw corrupt(`stored ${name} stream of ${length} bytes announces ${rawLength}`);
     if (rawLength > LIMITS.MAX_OP_OUTPUT) throw corrupt(`${name} stream of ${rawLength} bytes exceeds ${LIMITS.MAX_OP_OUTPUT}`);
     if (length > blob.length - at) throw corrupt(`${name} stream runs past the end of the data`);
     const data = blob.subarray(at, at + length);
     at += length;
-    return { codec, rawLength, data };
+    return { codec, filter, rawLength, data };
   }) as [DiffStream, DiffStream, DiffStream];
   if (at !== blob.length) throw corrupt(`${blob.length - at} bytes after the last stream`);
   if (streams[1].rawLength + streams[2].rawLength !== outputLength) {

@@ -15,7 +15,7 @@
  */
 import { brotliCompressSync, constants as zc } from 'node:zlib';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
-import { Codec, encodeControl, encodeDiffBlob, type DiffStream } from '../format/diff.js';
+import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
@@ -79,7 +79,7 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
     const enc = delta.diffEncode(s, t, minMatch);
     if (!enc) continue;
     const candidate = diffCandidate(enc, chosen);
-    const cost = candidateCost(candidate);
+    const cost = candidateCost(delta, candidate);
     if (cost < bestCost) {
       best = candidate;
       bestCost = cost;
@@ -88,9 +88,11 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
   // Without source only wins where the source explains little.
   if (best === undefined || best.extra.length * 2 > t.length) {
     const plain = plainCandidate(t);
-    if (best === undefined || candidateCost(plain) < bestCost) best = plain;
+    if (best === undefined || candidateCost(delta, plain) < bestCost) best = plain;
   }
-  const blob = encodeDiffBlob([pack(best.control, ctx.quality), pack(best.diff, ctx.quality), pack(best.extra, ctx.quality)]);
+  const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
+  const extra = best.x86 ? { ...pack(delta.x86Filter(best.extra, 'encode'), q(best.extra)), filter: Filter.X86 } : pack(best.extra, q(best.extra));
+  const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
   if (blob.length >= length) {
     return { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
   }
@@ -99,8 +101,15 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
 
 /** Shortest exact matches the encoder may switch to, tried per range (assembly/delta/encode.ts). */
 const MIN_MATCH_CANDIDATES = [8, 32];
-/** Brotli quality of the comparison between candidates: ~30x faster than the final quality. */
-const PROXY_QUALITY = 5;
+/**
+ * Streams up to this size get brotli's best quality: its optimal parsing gains 5-10% over the
+ * default quality but runs at ~0.3 MB/s, affordable on the many small streams (controls, metadata
+ * changes), not on megabytes of new binaries (bench/RESULTS.md, "Delta codec").
+ */
+const SMALL_STREAM = 256 * 1024;
+const SMALL_STREAM_QUALITY = 11;
+/** Brotli quality of the comparison between candidates: ~10x faster than the final quality, and it ranks them as well as 5 did (64 MiB and 512 MiB Debian pairs). */
+const PROXY_QUALITY = 3;
 
 /** One way to encode a range: its three raw streams and the source extents it reads. */
 interface Candidate {
@@ -108,6 +117,8 @@ interface Candidate {
   diff: Uint8Array;
   extra: Uint8Array;
   srcExtents: Extent[];
+  /** Whether the extra stream compresses better through the x86 branch filter (set by candidateCost). */
+  x86?: boolean;
 }
 
 /** The range as a diff without source: all of it one extra stream. */
@@ -139,10 +150,16 @@ function diffCandidate(enc: DiffEncoding, chosen: readonly number[]): Candidate 
   return { control, diff: enc.diff, extra: enc.extra, srcExtents: toExtents(kept) };
 }
 
-/** Estimated payload bytes of a candidate: its streams at PROXY_QUALITY and its manifest extras. */
-function candidateCost(c: Candidate): number {
+/**
+ * Estimated payload bytes of a candidate: its streams at PROXY_QUALITY and its manifest extras.
+ * Decides on the way whether its extra stream goes through the x86 filter.
+ */
+function candidateCost(delta: DeltaCore, c: Candidate): number {
   const manifest = c.srcExtents.length > 0 ? DIGEST_SIZE + EXTENT_BYTES * c.srcExtents.length : 0;
-  return manifest + pack(c.control, PROXY_QUALITY).data.length + pack(c.diff, PROXY_QUALITY).data.length + pack(c.extra, PROXY_QUALITY).data.length;
+  const plainExtra = pack(c.extra, PROXY_QUALITY).data.length;
+  const filteredExtra = c.extra.length > 0 ? pack(delta.x86Filter(c.extra, 'encode'), PROXY_QUALITY).data.length : Infinity;
+  c.x86 = filteredExtra < plainExtra;
+  return manifest + pack(c.control, PROXY_QUALITY).data.length + pack(c.diff, PROXY_QUALITY).data.length + Math.min(plainExtra, filteredExtra);
 }
 
 /**
@@ -205,7 +222,7 @@ function toExtents(blocks: readonly number[]): Extent[] {
 
 /** A stream compressed with brotli, or stored if that is not smaller. */
 function pack(data: Uint8Array, quality: number): DiffStream {
-  if (data.length === 0) return { codec: Codec.STORED, rawLength: 0, data };
+  if (data.length === 0) return { codec: Codec.STORED, filter: Filter.NONE, rawLength: 0, data };
   const packed = brotliCompressSync(data, {
     params: {
       [zc.BROTLI_PARAM_QUALITY]: quality,
@@ -213,5 +230,7 @@ function pack(data: Uint8Array, quality: number): DiffStream {
       [zc.BROTLI_PARAM_SIZE_HINT]: data.length,
     },
   });
-  return packed.length < data.length ? { codec: Codec.BROTLI, rawLength: data.length, data: packed } : { codec: Codec.STORED, rawLength: data.length, data };
+  return packed.length < data.length
+    ? { codec: Codec.BROTLI, filter: Filter.NONE, rawLength: data.length, data: packed }
+    : { codec: Codec.STORED, filter: Filter.NONE, rawLength: data.length, data };
 }

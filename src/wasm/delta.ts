@@ -27,6 +27,8 @@ interface DeltaExports {
   blockIndexMatch(sourceDigests: number, sourceBlocks: number, table: number, mask: number, targetDigests: number, first: number, count: number, zero: number, out: number, previous: number): number;
   diffEncode(s: number, sLen: number, t: number, tLen: number, table: number, bits: number, ctrl: number, maxEntries: number, diff: number, extra: number, result: number, minMatch: number): number;
   patchApply(src: number, srcLen: number, ctrl: number, ctrlLen: number, diff: number, diffLen: number, extra: number, extraLen: number, out: number, outLen: number): number;
+  x86Encode(ptr: number, len: number): void;
+  x86Decode(ptr: number, len: number): void;
 }
 
 /** Messages for patchApply's negative codes (assembly/delta/patch.ts). */
@@ -127,6 +129,19 @@ export class DeltaCore {
         diff: mem.slice(diff, diff + totals[0]!),
         extra: mem.slice(extra, extra + totals[1]!),
       };
+    } finally {
+      this.reset(start);
+    }
+  }
+
+  /** A copy of `data` with the x86 branch filter applied (encode) or undone (decode). */
+  x86Filter(data: Uint8Array, direction: 'encode' | 'decode'): Uint8Array {
+    const start = this.mark();
+    try {
+      const at = this.put(data);
+      if (direction === 'encode') this.#x.x86Encode(at, data.length);
+      else this.#x.x86Decode(at, data.length);
+      return this.bytes().slice(at, at + data.length);
     } finally {
       this.reset(start);
     }
