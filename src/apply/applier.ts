@@ -179,11 +179,11 @@ export class PayloadApplier {
     const target = await openTarget(this.options.target, size);
     this.target = target;
     this.targetIsFresh = target.created;
-    if (target.size < size) {
-      throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
-    }
     if (this.source && this.source.identity === target.identity) {
       throw new FastPatchError('USAGE', `target ${target.path} is the source image: a delta is applied to the other slot`);
+    }
+    if (target.size < size) {
+      throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
     }
   }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPayload } from '../apply/applier.js';
 import { FastPatchError } from '../errors.js';
+import { generateDeltaPayload } from '../generate/delta.js';
 import { generateFullPayload } from '../generate/generator.js';
 import { readPayloadChunks } from '../io/input.js';
 import { writeKeyPair } from '../sign/files.js';
@@ -18,6 +19,9 @@ export interface DemoResult {
   identical: boolean;
   tamperRefused: string;
   tamperedTargetUnchanged: boolean;
+  deltaSize: number;
+  deltaIdentical: boolean;
+  wrongSourceRefused: string;
 }
 
 /** Size of the demo's sample images: big enough to show throughput, small enough to build in a second. */
@@ -26,7 +30,9 @@ export const DEMO_IMAGE_SIZE = 64 * 1024 * 1024;
 /**
  * The main job end to end on built-in data, in a temporary folder: two releases of a sample image,
  * a signing key, a full payload of release 2, applied onto a slot that holds release 1, checked
- * byte for byte; then a tampered copy of the payload, refused before the slot is touched.
+ * byte for byte; then a tampered copy of the payload, refused before the slot is touched; then a
+ * delta from release 1 to release 2, applied with slot A (release 1) as its source, and refused
+ * when given the wrong source.
  * `log` receives one line per step.
  */
 export async function runDemo(options: { keep?: boolean; log?: (line: string) => void } = {}): Promise<DemoResult> {
@@ -73,6 +79,25 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
     }
     const unchanged = Buffer.compare(await readFile(slotA), v1) === 0;
     log(`tamper: one flipped bit in the manifest was refused (${refusal}); slot-a.img ${unchanged ? 'unchanged' : 'MODIFIED'}`);
+
+    // The delta: slot A runs release 1 and is the source; slot B (holding anything) gets release 2.
+    const deltaPath = join(dir, 'v1-to-v2.fpay');
+    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: deltaPath });
+    log(`generate --source: v1-to-v2.fpay is ${mib(delta.payload.totalSize)} MiB (${pct(delta.payload.totalSize, delta.targetSize)}% of the image, ` +
+      `${pct(delta.payload.totalSize, gen.payload.totalSize)}% of the full payload), ${Object.entries(delta.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(delta.targetSize, delta.seconds)}`);
+    const slotB2 = join(dir, 'slot-b2.img');
+    await writeFile(slotB2, new Uint8Array(DEMO_IMAGE_SIZE));
+    const deltaApplied = await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: slotA, target: slotB2 });
+    const deltaIdentical = Buffer.compare(await readFile(slotB2), v2) === 0;
+    log(`apply --source slot-a.img: every source block read checked, ${deltaApplied.operations} operations verified; slot-b2.img ${deltaIdentical ? 'is byte-identical to' : 'DIFFERS from'} v2.img; ${rate(deltaApplied.targetSize, deltaApplied.seconds)}`);
+    let wrongSource = 'not refused';
+    try {
+      await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: join(dir, 'v2.img'), target: join(dir, 'slot-b3.img') });
+    } catch (err) {
+      if (!(err instanceof FastPatchError)) throw err;
+      wrongSource = `${err.code}: ${err.message}`;
+    }
+    log(`wrong source: the delta applied to v2.img instead of release 1 was refused (${wrongSource})`);
     return {
       dir,
       imageSize: DEMO_IMAGE_SIZE,
@@ -82,6 +107,9 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
       identical,
       tamperRefused: refusal,
       tamperedTargetUnchanged: unchanged,
+      deltaSize: delta.payload.totalSize,
+      deltaIdentical,
+      wrongSourceRefused: wrongSource,
     };
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });

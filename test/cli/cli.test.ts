@@ -303,7 +303,8 @@ describe('demo', () => {
   it('demo --json exits 0 and reports a byte-identical apply and a refused tampered payload', async () => {
     const run = ok(await runCli(['demo', '--json'], { timeoutMs: 120000 }));
     const result = JSON.parse(run.stdout);
-    expect(result).toMatchObject({ identical: true, tamperedTargetUnchanged: true, tamperRefused: expect.stringMatching(/^BAD_SIGNATURE: /) });
+    expect(result).toMatchObject({ identical: true, tamperedTargetUnchanged: true, tamperRefused: expect.stringMatching(/^BAD_SIGNATURE: /), deltaIdentical: true, wrongSourceRefused: expect.stringMatching(/^SOURCE_MISMATCH: /) });
+    expect(result.deltaSize).toBeLessThan(result.payloadSize / 2);
     expect(result.payloadSize).toBeGreaterThan(0);
     await expect(fsp.stat(result.dir), 'the demo folder is removed without --keep').rejects.toThrow(/ENOENT/);
   });
