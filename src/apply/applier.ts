@@ -17,6 +17,13 @@ import { PayloadReader, type PayloadHead } from './reader.js';
  * "Memory".
  */
 export const PIPELINE_DEPTH = 4;
+/**
+ * Verified operations whose writes may be in flight at once. Writes go to disjoint extents, so
+ * they need not wait for each other; overlapping them with the next operations' checks keeps the
+ * device busy while the cores hash (a delta's copies are read, hashed and written: one at a time,
+ * each stage waited on the others).
+ */
+export const WRITE_DEPTH = 4;
 
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);
@@ -88,6 +95,7 @@ export class PayloadApplier {
   /** A target created by this applier starts all zero, so ZERO operations need not write. */
   private targetIsFresh = false;
   private readonly inflight: Promise<void>[] = [];
+  private readonly writes: Promise<void>[] = [];
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
   private root: BlockListHasher;
@@ -122,6 +130,7 @@ export class PayloadApplier {
   /** Declares the end of the payload; waits for every write, fsyncs and checks the image. */
   async finish(): Promise<ApplyResult> {
     while (this.inflight.length > 0) await this.inflight.shift();
+    while (this.writes.length > 0) await this.writes.shift();
     this.throwIfFailed();
     this.reader.end();
     const head = this.head!;
@@ -158,6 +167,7 @@ export class PayloadApplier {
    */
   async close(): Promise<void> {
     await Promise.allSettled(this.inflight);
+    await Promise.allSettled(this.writes);
     await this.pool.close();
     const target = this.target;
     this.target = undefined;
@@ -251,8 +261,17 @@ export class PayloadApplier {
     if (!equal(opHash.digest(), op.outputHash)) {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
-    if (this.target) await this.writeExtents(op, result?.output, length);
-    if (result && op.dataLength > 0) this.reader.recycle(result.blob);
+    const recycle = () => {
+      if (result && op.dataLength > 0) this.reader.recycle(result.blob);
+    };
+    if (this.target) {
+      const write = this.writeExtents(op, result?.output, length).then(recycle);
+      write.catch((err) => (this.failure ??= err));
+      this.writes.push(write);
+      if (this.writes.length > WRITE_DEPTH) await this.writes.shift();
+    } else {
+      recycle();
+    }
     this.opsDone++;
     this.imageBytesDone += length;
     this.options.onProgress?.({

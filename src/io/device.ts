@@ -141,16 +141,26 @@ export async function readExtents(image: OpenImage, extents: readonly { startBlo
   let total = 0;
   for (const e of extents) total += e.blockCount * blockSize;
   const out = new Uint8Array(total);
+  // Extents of a delta's operation are often many and small (a file's blocks scattered by a
+  // rebuilt filesystem): reading them one after another would wait on each. Up to READ_AHEAD
+  // reads are in flight at once.
+  const reads: { at: number; start: number; present: number }[] = [];
   let at = 0;
   for (const e of extents) {
     const start = e.startBlock * blockSize;
     const bytes = e.blockCount * blockSize;
     const present = Math.max(0, Math.min(bytes, image.size - start));
-    if (present > 0) await readFully(image, out.subarray(at), present, start);
+    if (present > 0) reads.push({ at, start, present });
     at += bytes;
+  }
+  for (let i = 0; i < reads.length; i += READ_AHEAD) {
+    await Promise.all(reads.slice(i, i + READ_AHEAD).map((r) => readFully(image, out.subarray(r.at), r.present, r.start)));
   }
   return out;
 }
+
+/** Reads readExtents keeps in flight: enough to keep libuv's 4 threads and the device queue busy. */
+const READ_AHEAD = 16;
 
 /**
  * The image in consecutive windows of `size` bytes (the last may be shorter), reading the next
