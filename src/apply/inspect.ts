@@ -1,5 +1,5 @@
 import { FastPatchError } from '../errors.js';
-import { HEADER_SIZE, OP_NAMES } from '../format/constants.js';
+import { HEADER_SIZE } from '../format/constants.js';
 import { operationStats, type OperationStats } from '../format/manifest.js';
 import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';

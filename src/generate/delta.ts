@@ -16,7 +16,7 @@
 import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
-import { checkReleaseVersion, operationStats, type Manifest, type Operation } from '../format/manifest.js';
+import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../sign/keys.js';
@@ -26,9 +26,10 @@ import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { DiffJob, DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
 import { planDelta, type PlannedOp } from './delta-plan.js';
-import type { GenerateOptions, GenerateResult } from './generator.js';
+import type { GenerateOptions } from './generator.js';
+import type { GenerateResult } from './writer.js';
 import { SourceIndex } from './source-index.js';
-import { writePayload } from './writer.js';
+import { writeAndDescribe } from './writer.js';
 
 /** Brotli quality of the diff streams; see bench/RESULTS.md, "Delta codec". */
 export const DEFAULT_DIFF_QUALITY = 9;
@@ -138,20 +139,8 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     };
     await data.close();
     data = undefined;
-    const payload = await writePayload(options.out, manifest, dataPath, dataSize, options.keys);
-    return {
-      version: options.version,
-      targetSize: target.size,
-      targetHash: hex(manifest.targetHash),
-      sourceSize: source.size,
-      sourceHash: hex(index.hash),
-      payload,
-      operations: operationStats(manifest),
-      keyIds: options.keys.map((k) => hex(k.keyId)),
-      diffBytes,
-      extraBytes,
-      seconds: (performance.now() - started) / 1000,
-    };
+    const result = await writeAndDescribe(options.out, manifest, dataPath, dataSize, options.keys, started);
+    return { ...result, sourceSize: source.size, sourceHash: hex(index.hash), diffBytes, extraBytes };
   } finally {
     await pool?.close();
     await data?.close();

@@ -3,12 +3,14 @@ import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
-import { checkReleaseVersion, operationStats, type Manifest, type Operation, type OperationStats } from '../format/manifest.js';
+import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
-import { hex, type PrivateKey } from '../sign/keys.js';
+import type { PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
-import { writePayload, type PayloadLayout } from './writer.js';
+import { writeAndDescribe, type GenerateResult } from './writer.js';
+
+export type { GenerateResult } from './writer.js';
 
 const deflateRawAsync = promisify(deflateRaw);
 
@@ -38,15 +40,6 @@ export interface GenerateOptions {
   onProgress?: (progress: { bytesRead: number; targetSize: number }) => void;
 }
 
-export interface GenerateResult {
-  version: string;
-  targetSize: number;
-  targetHash: string;
-  payload: PayloadLayout;
-  operations: Record<string, OperationStats>;
-  keyIds: string[];
-  seconds: number;
-}
 
 /** A data operation being assembled: consecutive blocks of the image. */
 interface PendingData {
@@ -117,16 +110,7 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
     };
     await data.close();
     data = undefined;
-    const payload = await writePayload(options.out, manifest, dataPath, dataSize, options.keys);
-    return {
-      version: options.version,
-      targetSize: image.size,
-      targetHash: hex(manifest.targetHash),
-      payload,
-      operations: operationStats(manifest),
-      keyIds: options.keys.map((k) => hex(k.keyId)),
-      seconds: (performance.now() - started) / 1000,
-    };
+    return await writeAndDescribe(options.out, manifest, dataPath, dataSize, options.keys, started);
   } finally {
     await data?.close();
     await fsp.rm(dataPath, { force: true });

@@ -4,10 +4,38 @@ import { FastPatchError, ioError } from '../errors.js';
 import { writeAllAt } from '../io/device.js';
 import { FORMAT_VERSION } from '../format/constants.js';
 import { encodeHeader } from '../format/header.js';
-import { encodeManifest, type Manifest } from '../format/manifest.js';
+import { encodeManifest, operationStats, type Manifest, type OperationStats } from '../format/manifest.js';
 import { encodeSignatures, signaturesSize } from '../format/signatures.js';
-import type { PrivateKey } from '../sign/keys.js';
+import { hex, type PrivateKey } from '../sign/keys.js';
 import { signPayload } from '../sign/signer.js';
+
+/** What generating a payload (full or delta) reports. */
+export interface GenerateResult {
+  version: string;
+  targetSize: number;
+  targetHash: string;
+  payload: PayloadLayout;
+  operations: Record<string, OperationStats>;
+  keyIds: string[];
+  seconds: number;
+}
+
+/**
+ * Writes the payload (writePayload) and describes it; `started` is the performance.now() at which
+ * generating began.
+ */
+export async function writeAndDescribe(outPath: string, manifest: Manifest, dataPath: string, dataSize: number, keys: readonly PrivateKey[], started: number): Promise<GenerateResult> {
+  const payload = await writePayload(outPath, manifest, dataPath, dataSize, keys);
+  return {
+    version: manifest.version,
+    targetSize: manifest.targetSize,
+    targetHash: hex(manifest.targetHash),
+    payload,
+    operations: operationStats(manifest),
+    keyIds: keys.map((k) => hex(k.keyId)),
+    seconds: (performance.now() - started) / 1000,
+  };
+}
 
 /** Sizes of the parts of a written payload. */
 export interface PayloadLayout {
