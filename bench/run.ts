@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- hash|codec|full ...] [--rounds N]`: runs the named sections (all without a
- * name) and prints Markdown tables on stdout, progress on stderr, and at the end the project's
+ * `npm run bench [-- hash|codec|full|delta|delta-codec ...] [--rounds N] [--pair NAME ...]`: runs the named
+ * sections (all without a name; --pair, repeatable, limits the delta section to those image
+ * pairs) and prints Markdown tables on stdout, progress on stderr, and at the end the project's
  * performance bars with the figures measured in this very run.
  *
  * Peers always run in the same process and the same interleaved rounds, and results are read as
@@ -13,35 +14,46 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCodec, type CodecFigures } from './codec.js';
+import { deltaBarRows, runDelta, type DeltaFigures } from './delta.js';
+import { runDeltaCodec } from './delta-codec.js';
+import { ensureDeltaCorpus } from './delta-corpus.js';
 import { runFull, type FullFigures } from './full.js';
 import { fmtPaired, fmtRate, fmtRatio, out, progress, table, type Paired } from './harness.js';
 import { runHash, type HashFigures } from './hash.js';
 import { isTmpfs } from './rootfs.js';
 
-const SECTIONS = ['hash', 'codec', 'full'] as const;
+const SECTIONS = ['hash', 'codec', 'full', 'delta', 'delta-codec'] as const;
 type Section = (typeof SECTIONS)[number];
 /**
  * Measured rounds (after a warm-up run) unless --rounds says otherwise: ≥ 5 for the CPU-bound
  * rows; the full image's generate-vs-gzip pair takes ~30 s a round, so it gets 3 to keep the whole
- * run near 10 minutes, and apply-vs-dd (~10 s a round) gets 5.
+ * run near 10 minutes, and apply-vs-dd (~10 s a round) gets 5. The delta peers' encodes take
+ * minutes each (zstd -19 on 512 MiB), so delta encode/decode rows get 1 and its apply-vs-dd 3.
  */
-const DEFAULT_ROUNDS = { hash: 9, codec: 5, fullGenerate: 3, fullApply: 5 };
+const DEFAULT_ROUNDS = { hash: 9, codec: 5, fullGenerate: 3, fullApply: 5, delta: 1, deltaApply: 3 };
 
-function parseArgs(argv: readonly string[]): { sections: Section[]; rounds: number | undefined } {
+function parseArgs(argv: readonly string[]): { sections: Section[]; rounds: number | undefined; pairs: string[] } {
   const sections: Section[] = [];
+  const pairs: string[] = [];
   let rounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--rounds') {
       rounds = Number(argv[++i]);
       if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds expects a positive integer, got ${argv[i]}`);
+    } else if (arg === '--pair') {
+      const name = argv[++i];
+      if (!name) throw new RangeError('--pair expects the name of a delta pair, e.g. debian-64M');
+      pairs.push(name);
     } else if ((SECTIONS as readonly string[]).includes(arg)) {
       sections.push(arg as Section);
     } else {
-      throw new RangeError(`unknown argument "${arg}"; usage: npm run bench -- [${SECTIONS.join('|')} ...] [--rounds N]`);
+      throw new RangeError(`unknown argument "${arg}"; usage: npm run bench -- [${SECTIONS.join('|')} ...] [--rounds N] [--pair NAME ...]`);
     }
   }
-  return { sections: sections.length > 0 ? sections : [...SECTIONS], rounds };
+  const chosen = sections.length > 0 ? sections : [...SECTIONS];
+  if (pairs.length > 0 && !chosen.includes('delta')) throw new RangeError('--pair only applies to the delta section');
+  return { sections: chosen, rounds, pairs };
 }
 
 /** The package root (this file runs as dist/bench/run.js). */
@@ -97,6 +109,7 @@ interface Figures {
   hash?: HashFigures;
   codec?: CodecFigures;
   full?: FullFigures;
+  delta?: DeltaFigures;
 }
 
 /** The bars with this run's figures. Ratios are paired by round (harness.ts, `paired`). */
@@ -121,11 +134,12 @@ function printBars(f: Figures): void {
     }
     if (x.applyRssKiB !== undefined) rows.push(['(info) peak RSS of `fastpatch apply`, 512 MiB image', `${(x.applyRssKiB / 1024).toFixed(0)} MiB`, '–']);
   }
+  if (f.delta) rows.push(...deltaBarRows(f.delta));
   if (rows.length > 0) table('Bars (figures from this run)', ['bar', 'measured', 'verdict'], rows);
 }
 
 async function main(): Promise<void> {
-  const { sections, rounds } = parseArgs(process.argv.slice(2));
+  const { sections, rounds, pairs } = parseArgs(process.argv.slice(2));
   printMachine(sections);
   const workDir = makeWorkDir();
   const figures: Figures = {};
@@ -138,6 +152,14 @@ async function main(): Promise<void> {
       if (section === 'codec') figures.codec = await runCodec(rounds ?? DEFAULT_ROUNDS.codec, workDir);
       if (section === 'full') {
         figures.full = await runFull({ generate: rounds ?? DEFAULT_ROUNDS.fullGenerate, apply: rounds ?? DEFAULT_ROUNDS.fullApply }, workDir);
+      }
+      if (section === 'delta') {
+        figures.delta = await runDelta({ rounds: rounds ?? DEFAULT_ROUNDS.delta, applyRounds: rounds ?? DEFAULT_ROUNDS.deltaApply, pairs }, workDir);
+      }
+      if (section === 'delta-codec') {
+        const pair = (await ensureDeltaCorpus()).find((p) => p.name === 'debian-64M');
+        if (!pair) throw new Error('delta corpus has no debian-64M pair');
+        await runDeltaCodec(pair, workDir);
       }
       progress(`${section}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
