@@ -12,11 +12,14 @@ import { DecodePool } from './decode-pool.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 
 /**
- * Operations in flight: being checked, inflated and hashed by the decode workers (one per core),
- * or written. With the blob buffers the reader keeps, this sets the memory bound of README.md,
- * "Memory".
+ * Operations in flight: being checked, inflated, patched and hashed by the decode workers, or
+ * written. A delta has many small operations (one-block diffs between copies), so the window is
+ * counted in bytes as well as operations: at most PIPELINE_DEPTH operations, and no new one while
+ * those in flight hold more than PIPELINE_BYTES of data, source and output. With the blob buffers
+ * the reader keeps, this sets the memory bound of README.md, "Memory".
  */
-export const PIPELINE_DEPTH = 4;
+export const PIPELINE_DEPTH = 32;
+export const PIPELINE_BYTES = 32 * 1024 * 1024;
 /**
  * Verified operations whose writes may be in flight at once. Writes go to disjoint extents, so
  * they need not wait for each other; overlapping them with the next operations' checks keeps the
@@ -95,6 +98,9 @@ export class PayloadApplier {
   /** A target created by this applier starts all zero, so ZERO operations need not write. */
   private targetIsFresh = false;
   private readonly inflight: Promise<void>[] = [];
+  /** Bytes each operation in `inflight` holds (data, source and output), and their sum. */
+  private readonly inflightSizes: number[] = [];
+  private inflightBytes = 0;
   private readonly writes: Promise<void>[] = [];
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
@@ -129,7 +135,10 @@ export class PayloadApplier {
 
   /** Declares the end of the payload; waits for every write, fsyncs and checks the image. */
   async finish(): Promise<ApplyResult> {
-    while (this.inflight.length > 0) await this.inflight.shift();
+    while (this.inflight.length > 0) {
+      await this.inflight.shift();
+      this.inflightBytes -= this.inflightSizes.shift()!;
+    }
     while (this.writes.length > 0) await this.writes.shift();
     this.throwIfFailed();
     this.reader.end();
@@ -242,7 +251,13 @@ export class PayloadApplier {
     step.catch((err) => (this.failure ??= err));
     this.tail = step.catch(noop);
     this.inflight.push(step);
-    if (this.inflight.length > PIPELINE_DEPTH) await this.inflight.shift();
+    const bytes = blob.length + outputLength + (op.sourceHash ? op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0);
+    this.inflightSizes.push(bytes);
+    this.inflightBytes += bytes;
+    while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) {
+      await this.inflight.shift();
+      this.inflightBytes -= this.inflightSizes.shift()!;
+    }
   }
 
   /** Runs strictly in operation order: checks the output hash, extends the image hash, writes. */
