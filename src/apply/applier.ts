@@ -1,7 +1,8 @@
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
-import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
+import { hex } from '../hex.js';
+import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { openImageForRead, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';

@@ -1,7 +1,8 @@
 import { FastPatchError } from '../errors.js';
 import { HEADER_SIZE } from '../format/constants.js';
 import { operationStats, type OperationStats } from '../format/manifest.js';
-import { hex, type PrivateKey, type PublicKey } from '../sign/keys.js';
+import { hex } from '../hex.js';
+import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 

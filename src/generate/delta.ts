@@ -19,7 +19,7 @@ import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js'
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
-import { hex } from '../sign/keys.js';
+import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';

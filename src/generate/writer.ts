@@ -6,7 +6,8 @@ import { FORMAT_VERSION } from '../format/constants.js';
 import { encodeHeader } from '../format/header.js';
 import { encodeManifest, operationStats, type Manifest, type OperationStats } from '../format/manifest.js';
 import { encodeSignatures, signaturesSize } from '../format/signatures.js';
-import { hex, type PrivateKey } from '../sign/keys.js';
+import { hex } from '../hex.js';
+import { type PrivateKey } from '../sign/keys.js';
 import { signPayload } from '../sign/signer.js';
 
 /** What generating a payload (full or delta) reports. */

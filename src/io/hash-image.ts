@@ -1,5 +1,5 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
-import { hex } from '../sign/keys.js';
+import { hex } from '../hex.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { openImageForRead, readFully, type OpenImage } from './device.js';
 

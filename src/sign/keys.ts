@@ -1,6 +1,7 @@
 import * as ed from '@noble/ed25519';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { FastPatchError } from '../errors.js';
+import { hex } from '../hex.js';
 import { KEY_ID_SIZE } from '../format/constants.js';
 
 // @noble/ed25519 v3 leaves SHA-512 to the caller for its synchronous API.
@@ -34,9 +35,6 @@ export function keyIdOf(publicKey: Uint8Array): Uint8Array {
   return sha256(publicKey).subarray(0, KEY_ID_SIZE);
 }
 
-export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
 
 /** A new random key pair (seed from the OS CSPRNG via WebCrypto). */
 export function generateKey(): PrivateKey {
@@ -94,3 +92,6 @@ export function parseKey(text: string, source = 'key file'): PrivateKey | Public
   if (fields.get('Key-Id')?.toLowerCase() !== hex(key.keyId)) throw bad(`Key-Id does not match the key (expected ${hex(key.keyId)})`);
   return key;
 }
+
+/** Re-exported for the public API (src/index.ts), which has always offered hex with the keys. */
+export { hex };
