@@ -19,7 +19,7 @@ function identityOf(stats: Stats): string {
 }
 
 // Linux dev_t layout (glibc's gnu_dev_major/minor).
-function majorMinor(rdev: number): string {
+export function majorMinor(rdev: number): string {
   const dev = BigInt(rdev);
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
@@ -100,7 +100,7 @@ export async function openTarget(path: string, createSize: number): Promise<Open
 }
 
 /** Reads exactly `length` bytes at `position` into `buffer` (short reads retried). Throws FastPatchError('IO'). */
-export async function readFully(image: OpenImage, buffer: Uint8Array, length: number, position: number): Promise<void> {
+export async function readFully(image: Pick<OpenImage, 'handle' | 'path'>, buffer: Uint8Array, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
     let n: number;

@@ -10,3 +10,14 @@ export function codeOf(fn: () => unknown): string {
   }
   return 'no error';
 }
+
+/** The FastPatchError code the promise `fn` returns rejects with, 'no error' if it resolves. */
+export async function asyncCodeOf(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof FastPatchError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}

@@ -1,0 +1,102 @@
+/**
+ * Whole disks (an image file or a whole-disk block device) as arrays of logical sectors, for the
+ * GPT commands: the codec in src/gpt/ works on plain buffers, this file reads and writes them.
+ *
+ * Sector size: a block device reports its logical sector size in sysfs
+ * (/sys/dev/block/MAJ:MIN/queue/logical_block_size: 512, or 4096 on 4Kn disks and loop devices
+ * made with --sector-size 4096). An image file has none; the GPT header says which: it sits at
+ * LBA 1, so "EFI PART" at byte 512 means 512-byte sectors and at byte 4096 means 4096. A caller may
+ * also say.
+ */
+import { constants, promises as fsp } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { FastPatchError, ioError } from '../errors.js';
+import { imageSize, majorMinor, readFully, writeAllAt } from './device.js';
+
+export interface Disk {
+  handle: fsp.FileHandle;
+  path: string;
+  sectorSize: number;
+  /** Logical sectors on the disk. */
+  sectors: number;
+  isBlockDevice: boolean;
+  writable: boolean;
+}
+
+const SECTOR_SIZES = [512, 4096] as const;
+const SIGNATURE = Buffer.from('EFI PART', 'latin1');
+
+/**
+ * Opens a disk. Block devices are opened without O_EXCL: a mounted partition (the running slot)
+ * must not stop a priority flip. Throws FastPatchError('IO' | 'USAGE').
+ */
+export async function openDisk(path: string, options: { write?: boolean; sectorSize?: number } = {}): Promise<Disk> {
+  if (options.sectorSize !== undefined && !(SECTOR_SIZES as readonly number[]).includes(options.sectorSize)) {
+    throw new FastPatchError('USAGE', `sector size must be 512 or 4096, got ${options.sectorSize}`);
+  }
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(path, options.write ? constants.O_RDWR : constants.O_RDONLY);
+  } catch (err) {
+    throw ioError(`open disk ${path}`, err);
+  }
+  try {
+    const stats = await handle.stat();
+    const bytes = await imageSize(stats, path);
+    let sectorSize = options.sectorSize;
+    if (stats.isBlockDevice()) {
+      const sysfs = `/sys/dev/block/${majorMinor(stats.rdev)}/queue/logical_block_size`;
+      const reported = Number((await readFile(sysfs, 'utf8').catch(() => '512')).trim());
+      if (sectorSize !== undefined && sectorSize !== reported) {
+        throw new FastPatchError('USAGE', `${path} has ${reported}-byte sectors, not ${sectorSize}`);
+      }
+      sectorSize = reported;
+    } else if (sectorSize === undefined) {
+      sectorSize = await detectSectorSize(handle, bytes);
+    }
+    if (!(SECTOR_SIZES as readonly number[]).includes(sectorSize)) throw new FastPatchError('USAGE', `${path}: unsupported sector size ${sectorSize}`);
+    return { handle, path, sectorSize, sectors: Math.floor(bytes / sectorSize), isBlockDevice: stats.isBlockDevice(), writable: options.write === true };
+  } catch (err) {
+    await handle.close();
+    throw err instanceof FastPatchError ? err : ioError(`open disk ${path}`, err);
+  }
+}
+
+/** 512 unless a GPT header signature sits at byte 4096 and not at byte 512. */
+async function detectSectorSize(handle: fsp.FileHandle, bytes: number): Promise<number> {
+  const probe = Buffer.alloc(8);
+  for (const size of SECTOR_SIZES) {
+    if (bytes < 2 * size) continue;
+    const { bytesRead } = await handle.read(probe, 0, 8, size);
+    if (bytesRead === 8 && probe.equals(SIGNATURE)) return size;
+  }
+  return 512;
+}
+
+/** Reads `count` sectors from `lba`. Throws FastPatchError('IO') for a range outside the disk. */
+export async function readSectors(disk: Disk, lba: number, count: number): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(lba) || !Number.isSafeInteger(count) || lba < 0 || count < 0 || lba + count > disk.sectors) {
+    throw new FastPatchError('IO', `${disk.path}: sectors ${lba}+${count} lie outside its ${disk.sectors} sectors`);
+  }
+  const out = new Uint8Array(count * disk.sectorSize);
+  await readFully(disk, out, out.length, lba * disk.sectorSize);
+  return out;
+}
+
+/** Writes whole sectors at `lba` (no flush: call flushDisk at the commit protocol's points). */
+export async function writeSectors(disk: Disk, lba: number, data: Uint8Array): Promise<void> {
+  if (!disk.writable) throw new Error(`${disk.path} was opened read-only`);
+  if (data.length % disk.sectorSize !== 0 || lba < 0 || lba + data.length / disk.sectorSize > disk.sectors) {
+    throw new FastPatchError('IO', `${disk.path}: a write of ${data.length} bytes at sector ${lba} does not fit its sectors`);
+  }
+  await writeAllAt(disk.handle, data, lba * disk.sectorSize, disk.path);
+}
+
+/** fsync: on a block device this also flushes the device's write cache. */
+export async function flushDisk(disk: Disk): Promise<void> {
+  try {
+    await disk.handle.sync();
+  } catch (err) {
+    throw ioError(`flush ${disk.path}`, err);
+  }
+}
