@@ -31,8 +31,9 @@ const forbidden: Record<string, string[]> = {
   io: ['apply', 'generate', 'commands', 'cli.ts', 'demo'],
   apply: ['generate', 'commands', 'cli.ts', 'demo'],
   generate: ['apply', 'commands', 'cli.ts', 'demo'],
-  // The GPT codec and selection models work on plain buffers: no I/O, no payload format.
-  gpt: ['apply', 'generate', 'io', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
+  // gpt/ sits beside apply/ and generate/: its codec and models work on plain buffers, its
+  // transaction writes through io/.
+  gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
 };
 
