@@ -6,17 +6,20 @@
  * Every setter is a read-modify-write that keeps each bit it does not name, as vboot, GRUB and
  * `cgpt add -P/-T/-S` do. (Not like `cgpt add -A`, which replaces all of bits 48-63.)
  */
+import { PARTITION_TYPES } from './guid.js';
 
+// The slot-related partition types, by the names the slot functions use; the values live once,
+// in guid.ts.
 /** ChromeOS kernel partition type: vboot boots it, Debian/upstream `cgpt prioritize` renumbers it. */
-export const CHROMEOS_KERNEL_TYPE = 'FE3A2A5D-4F32-41A7-B725-ACCC3285A309';
+export const CHROMEOS_KERNEL_TYPE = PARTITION_TYPES.CHROMEOS_KERNEL;
 /** ChromeOS rootfs type: carries no priority. */
-export const CHROMEOS_ROOTFS_TYPE = '3CB8E202-3B7E-47DD-8A3C-7FF2A13CFCEC';
+export const CHROMEOS_ROOTFS_TYPE = PARTITION_TYPES.CHROMEOS_ROOTFS;
 /** Android vbmeta type, a kernel-like boot type in newer vboot. */
-export const ANDROID_VBMETA_TYPE = '88434509-D9D1-487D-B82C-15EF964CBD4B';
+export const ANDROID_VBMETA_TYPE = PARTITION_TYPES.ANDROID_VBMETA;
 /** CoreOS/Flatcar `/usr` type ("coreos-usr", "flatcar-usr", sgdisk 8500): what GRUB gptprio boots. */
-export const FLATCAR_USR_TYPE = '5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6';
+export const FLATCAR_USR_TYPE = PARTITION_TYPES.COREOS_USR;
 /** Flatcar ROOT (resize) type, sgdisk 8501. */
-export const FLATCAR_ROOT_TYPE = '3884DD41-8582-4404-B9A8-E9B84F2DF50E';
+export const FLATCAR_ROOT_TYPE = PARTITION_TYPES.COREOS_ROOT;
 
 /** One used partition entry, as the slot functions see it. Unused entries are simply absent. */
 export interface SlotEntry {
