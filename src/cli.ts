@@ -80,6 +80,34 @@ program
   .option('--json', 'print the result as JSON')
   .action(async (opts) => (await import('./commands/demo.js')).run(opts));
 
+const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): show, set-next, mark-good, rollback, boot-next');
+/** Options every gpt subcommand takes. */
+function gptCommand(name: string, description: string) {
+  return gpt
+    .command(name)
+    .description(description)
+    .argument('<disk>', 'disk image file or whole-disk block device')
+    .addOption(new Option('--type <type>', 'partition type of the slots').choices(['usr', 'chromeos-kernel']).default('usr'))
+    .addOption(new Option('--sector-size <bytes>', 'logical sector size of an image file (default: found from the GPT)').argParser((v) => parseInteger(v, '--sector-size')))
+    .option('--json', 'print the result as JSON');
+}
+gptCommand('show', 'partitions, priority/tries/successful per slot, and which slot each bootloader boots next')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).show(disk, opts));
+gptCommand('set-next', 'boot this slot next, once: tries=1, successful=0, top priority (what Flatcar\'s postinst does)')
+  .requiredOption('--slot <slot>', 'partition number, label (USR-B) or unique GUID')
+  .option('--running <slot>', 'the slot the system runs from: refused unless it stays a fallback')
+  .addOption(new Option('--tries <n>', 'boot attempts before falling back (1-15)').argParser((v) => parseInteger(v, '--tries')))
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).setNextCommand(disk, opts));
+gptCommand('mark-good', 'this slot booted fine: successful=1, tries=0, top priority')
+  .requiredOption('--slot <slot>', 'partition number, label (USR-A) or unique GUID')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).markGoodCommand(disk, opts));
+gptCommand('rollback', 'boot the other slot next; refused unless it has booted successfully before')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).rollbackCommand(disk, opts));
+gptCommand('boot-next', 'what the bootloader would boot next, writing its tries update as it would')
+  .addOption(new Option('--model <model>', 'bootloader model').choices(['grub', 'vboot']).default('grub'))
+  .option('--dry-run', 'say what would boot, write nothing')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).bootNextCommand(disk, opts));
+
 function parseInteger(value: string, name: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new FastPatchError('USAGE', `${name} expects a whole number, got "${value}"`);

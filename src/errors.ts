@@ -16,6 +16,7 @@ export const EXIT = {
   IO: 6,
   TARGET_TOO_SMALL: 7,
   SOURCE_MISMATCH: 8,
+  DISK: 9,
 } as const;
 
 /** Stable error codes, each mapped to the exit code of its class. */
@@ -36,6 +37,10 @@ export const ERROR_CODES = {
   TARGET_TOO_SMALL: EXIT.TARGET_TOO_SMALL,
   /** A delta's source image is not the one it was made from (size, or the blocks an operation reads). */
   SOURCE_MISMATCH: EXIT.SOURCE_MISMATCH,
+  /** The disk's GPT is corrupt, or its two copies disagree: nothing is changed until it is repaired. */
+  GPT_CORRUPT: EXIT.DISK,
+  /** A slot change was refused because it would leave no bootable slot or drop the running one's fallback. */
+  GPT_UNSAFE: EXIT.DISK,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,147 @@
+/**
+ * Changing slot attributes on a real disk (image file or whole-disk block device), as one
+ * transaction (gpt-ab-switching.md §5.3):
+ *
+ *  1. read and cross-check both copies of the GPT; refuse on any problem (a corrupt or
+ *     inconsistent table is repaired first, explicitly);
+ *  2. compute the new entries and check the invariants on them: only bits 48-56 of slot-type
+ *     entries change, at least one slot stays bootable, and the running slot (when given) stays
+ *     a fallback (successful, priority > 0);
+ *  3. write the changed sectors in the crash-safe order of commit.ts, flushing between phases;
+ *  4. read everything back and check that the disk holds exactly the new table.
+ */
+import { readSync } from 'node:fs';
+import { FastPatchError } from '../errors.js';
+import { flushDisk, openDisk, writeSectors, type Disk } from '../io/disk.js';
+import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
+import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
+import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type SectorReader } from './table.js';
+
+export interface DiskOptions {
+  /** Logical sector size of an image file (block devices report theirs). */
+  sectorSize?: number;
+}
+
+export interface SlotChangeOptions extends DiskOptions {
+  /** Partition type of the slots (default: the CoreOS/Flatcar /usr type). */
+  typeGuid?: string;
+  /** Partition number of the slot the system runs from: it must stay a fallback. */
+  running?: number;
+  /**
+   * Skip the "at least one slot stays bootable" check: for writing what a bootloader itself writes
+   * (`gpt boot-next`), which may use up a slot's last try.
+   */
+  allowUnbootable?: boolean;
+  /** Called with the plan before it is written (tests use it to stop part way). */
+  beforeWrite?: (plan: CommitPlan) => void;
+}
+
+export interface SlotChangeResult {
+  before: GptEntry[];
+  after: GptEntry[];
+  /** Sectors written, in order, phase by phase. */
+  phases: { lba: number; role: string }[][];
+}
+
+/** A synchronous sector reader over an open disk (readGpt reads a few KiB, synchronously). */
+export function diskReader(disk: Disk): SectorReader {
+  return (lba, count) => {
+    const bytes = Buffer.alloc(count * disk.sectorSize);
+    const n = readSync(disk.handle.fd, bytes, 0, bytes.length, lba * disk.sectorSize);
+    return bytes.subarray(0, n);
+  };
+}
+
+/** Reads both copies of a disk's GPT. */
+export async function readDiskGpt(path: string, options: DiskOptions = {}): Promise<GptReadResult> {
+  const disk = await openDisk(path, { ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  try {
+    return readGpt(diskReader(disk), disk.sectorSize, disk.sectors);
+  } finally {
+    await disk.handle.close();
+  }
+}
+
+/** The used entries of a read table, or a GPT_CORRUPT error listing the problems. */
+export function usableEntries(result: GptReadResult, path: string): GptEntry[] {
+  if (result.problems.length > 0 || !result.table) {
+    const first = result.problems[0]?.message ?? 'no valid GPT';
+    const more = result.problems.length > 1 ? ` (and ${result.problems.length - 1} more)` : '';
+    throw new FastPatchError('GPT_CORRUPT', `${path}: ${first}${more}; nothing changed (see \`fastpatch gpt show\`, then \`fastpatch gpt repair\`)`);
+  }
+  return result.table.entries.filter(isUsed);
+}
+
+/**
+ * Applies `change` (used entries in, new used entries out) to the disk's slot attributes as one
+ * crash-safe transaction. Throws FastPatchError('GPT_CORRUPT' | 'GPT_UNSAFE' | 'IO').
+ */
+export async function changeSlots(path: string, change: (entries: GptEntry[]) => GptEntry[], options: SlotChangeOptions = {}): Promise<SlotChangeResult> {
+  const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
+  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  try {
+    const read = diskReader(disk);
+    const result = readGpt(read, disk.sectorSize, disk.sectors);
+    const before = usableEntries(result, path);
+    const after = change(before.map((e) => ({ ...e })));
+    checkInvariants(before, after, typeGuid, options.running, options.allowUnbootable === true);
+    const regions = writeGptPlan({ ...result.table!, entries: after }, disk.sectorSize, disk.sectors).filter(
+      (r): r is GptRegion => r.role !== 'pmbr',
+    );
+    const plan = commitPlan(regions, disk.sectorSize, read);
+    options.beforeWrite?.(plan);
+    for (const phase of plan) {
+      for (const write of phase) await writeSectors(disk, write.lba, write.bytes);
+      await flushDisk(disk);
+    }
+    const check = readGpt(read, disk.sectorSize, disk.sectors);
+    const written = check.problems.length === 0 && check.table ? check.table.entries.filter(isUsed) : [];
+    if (!sameAttributes(written, after)) {
+      throw new FastPatchError('IO', `${path}: the table read back after writing is not the one written`);
+    }
+    return { before, after, phases: plan.map((p) => p.map((w) => ({ lba: w.lba, role: w.role }))) };
+  } finally {
+    await disk.handle.close();
+  }
+}
+
+function sameAttributes(a: readonly GptEntry[], b: readonly GptEntry[]): boolean {
+  return a.length === b.length && a.every((e, i) => e.index === b[i]!.index && e.attributes === b[i]!.attributes);
+}
+
+/** The checks of step 2. */
+function checkInvariants(before: readonly GptEntry[], after: readonly GptEntry[], typeGuid: string, running: number | undefined, allowUnbootable: boolean): void {
+  const unsafe = (m: string) => new FastPatchError('GPT_UNSAFE', m);
+  if (after.length !== before.length) throw unsafe('a slot change may not add or remove partitions');
+  after.forEach((e, i) => {
+    const old = before[i]!;
+    const changed = e.attributes ^ old.attributes;
+    if (e.index !== old.index || e.typeGuid !== old.typeGuid || e.uniqueGuid !== old.uniqueGuid || e.firstLba !== old.firstLba || e.lastLba !== old.lastLba || e.label !== old.label) {
+      throw unsafe(`partition ${e.index}: only attribute bits may change`);
+    }
+    if ((changed & ~SLOT_BITS_MASK) !== 0n) throw unsafe(`partition ${e.index}: bits outside priority, tries and successful would change`);
+    if (changed !== 0n && !sameGuid(e.typeGuid, typeGuid)) throw unsafe(`partition ${e.index} is not a slot (type ${e.typeGuid})`);
+  });
+  const slots = after.filter((e) => sameGuid(e.typeGuid, typeGuid));
+  if (!allowUnbootable && !slots.some((e) => isBootable(e.attributes))) throw unsafe('no slot would be bootable (priority > 0 and successful or tries left)');
+  if (running !== undefined) {
+    const r = after.find((e) => e.index === running);
+    if (!r) throw unsafe(`running slot ${running} is not a partition of this disk`);
+    const bits = getSlotBits(r.attributes);
+    if (!bits.successful || bits.priority === 0) throw unsafe(`running slot ${running} would stop being a fallback (it must keep successful=1 and priority > 0)`);
+  }
+}
+
+/**
+ * The entry a user names: a partition number ("4"), a label ("USR-B", case-sensitive as stored)
+ * or a unique GUID (any case). Throws FastPatchError('USAGE') when none or several match.
+ */
+export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
+  const matches = /^\d+$/.test(name)
+    ? entries.filter((e) => e.index === Number(name))
+    : entries.filter((e) => e.label === name || sameGuid(e.uniqueGuid, name));
+  if (matches.length !== 1) {
+    throw new FastPatchError('USAGE', matches.length === 0 ? `no partition is named "${name}" (a number, a label or a unique GUID)` : `"${name}" names ${matches.length} partitions`);
+  }
+  return matches[0]!;
+}
