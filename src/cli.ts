@@ -91,6 +91,13 @@ function gptCommand(name: string, description: string) {
     .addOption(new Option('--sector-size <bytes>', 'logical sector size of an image file (default: found from the GPT)').argParser((v) => parseInteger(v, '--sector-size')))
     .option('--json', 'print the result as JSON');
 }
+gptCommand('create', 'write a new GPT: EFI-SYSTEM, USR-A, USR-B, OEM, ROOT (--layout flatcar)')
+  .option('--layout <layout>', 'partition layout', 'flatcar')
+  .addOption(new Option('--size <bytes>', 'size of a new image file: bytes, or with K, M or G').argParser(parseSize))
+  .option('--force', 'replace an existing file or GPT')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).createCommand(disk, opts));
+gptCommand('repair', 'rebuild a bad or disagreeing GPT copy from the good one')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).repairCommand(disk, opts));
 gptCommand('show', 'partitions, priority/tries/successful per slot, and which slot each bootloader boots next')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).show(disk, opts));
 gptCommand('set-next', 'boot this slot next, once: tries=1, successful=0, top priority (what Flatcar\'s postinst does)')
@@ -107,6 +114,13 @@ gptCommand('boot-next', 'what the bootloader would boot next, writing its tries 
   .addOption(new Option('--model <model>', 'bootloader model').choices(['grub', 'vboot']).default('grub'))
   .option('--dry-run', 'say what would boot, write nothing')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootNextCommand(disk, opts));
+
+function parseSize(value: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(value);
+  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `--size expects bytes, or a number with K, M or G, got "${value}"`);
+  return n;
+}
 
 function parseInteger(value: string, name: string): number {
   const n = Number(value);

@@ -24,7 +24,7 @@ export { checkReleaseVersion } from './format/manifest.js';
 export { runDemo, type DemoResult } from './demo/run.js';
 export { sampleImage } from './demo/sample.js';
 export { WasmCore, BlockListHasher, blockListHash, type CoreBuild } from './wasm/core.js';
-export { readDiskGpt, changeSlots, findSlot, usableEntries, type SlotChangeOptions, type SlotChangeResult } from './gpt/transaction.js';
+export { readDiskGpt, changeSlots, findSlot, usableEntries, repairGpt, createFlatcarDisk, type SlotChangeOptions, type SlotChangeResult } from './gpt/transaction.js';
 export { readGpt, writeGptPlan, isUsed, type GptEntry, type GptReadResult, type GptTable } from './gpt/table.js';
 export { prioritize, setNext, markGood } from './gpt/prioritize.js';
 export { grubNext, grubBoot, vbootNext, type BootDecision } from './gpt/boot-model.js';

@@ -1,5 +1,5 @@
 import {
-  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, changeSlots, findSlot, getSlotBits, grubNext, isBootable,
+  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, changeSlots, createFlatcarDisk, findSlot, getSlotBits, grubNext, isBootable, repairGpt,
   markGood, prioritize, readDiskGpt, setNext, usableEntries, vbootNext, type BootDecision, type GptEntry,
 } from '../index.js';
 import { print, printJson } from './output.js';
@@ -99,4 +99,21 @@ export async function bootNextCommand(path: string, o: GptOptions & { model?: 'g
   if (o.json) return printJson({ model, boots: decision.bootable ? decision.index : null, written: decision.written && !o.dryRun, reason: decision.bootable ? null : decision.reason });
   print(`${model}: boots ${describeBoot(decision)}${o.dryRun ? ' (dry run: nothing written)' : ''}`);
   if (!decision.bootable) throw new FastPatchError('GPT_UNSAFE', `${model} finds nothing bootable on ${path}: ${decision.reason}`);
+}
+
+/** `gpt repair`: rebuild a bad or disagreeing copy from the good one. */
+export async function repairCommand(path: string, o: GptOptions): Promise<void> {
+  const result = await repairGpt(path, diskOptions(o));
+  if (o.json) return printJson(result);
+  for (const p of result.problems) print(`  found: ${p}`);
+  print(result.written > 0 ? `repaired: ${result.written} sectors written; both copies now agree` : 'nothing to repair: both copies are valid and agree');
+}
+
+/** `gpt create --layout flatcar`: a new disk for image builders and tests. */
+export async function createCommand(path: string, o: GptOptions & { size?: number; force?: boolean; layout: string }): Promise<void> {
+  if (o.layout !== 'flatcar') throw new FastPatchError('USAGE', `unknown layout "${o.layout}" (known: flatcar)`);
+  const entries = await createFlatcarDisk(path, { ...diskOptions(o), ...(o.size !== undefined ? { size: o.size } : {}), force: o.force === true });
+  if (o.json) return printJson(entries.map((e) => ({ ...e, attributes: `0x${e.attributes.toString(16).padStart(16, '0')}` })));
+  for (const e of entries) print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} LBA ${e.firstLba}-${e.lastLba}`);
+  print(`created ${path}: flatcar layout, USR-A good and booted, USR-B empty`);
 }

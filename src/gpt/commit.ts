@@ -20,7 +20,7 @@ export interface GptRegion {
 }
 
 export interface SectorWrite {
-  role: GptRegion['role'];
+  role: GptRegion['role'] | 'pmbr';
   lba: number;
   bytes: Uint8Array;
 }

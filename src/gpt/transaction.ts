@@ -10,11 +10,12 @@
  *  3. write the changed sectors in the crash-safe order of commit.ts, flushing between phases;
  *  4. read everything back and check that the disk holds exactly the new table.
  */
-import { readSync } from 'node:fs';
+import { existsSync, promises as fsp, readSync } from 'node:fs';
 import { FastPatchError } from '../errors.js';
 import { flushDisk, openDisk, writeSectors, type Disk } from '../io/disk.js';
 import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
 import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
+import { flatcarLayout } from './layout.js';
 import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type SectorReader } from './table.js';
 
 export interface DiskOptions {
@@ -144,4 +145,64 @@ export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
     throw new FastPatchError('USAGE', matches.length === 0 ? `no partition is named "${name}" (a number, a label or a unique GUID)` : `"${name}" names ${matches.length} partitions`);
   }
   return matches[0]!;
+}
+
+/**
+ * Rebuilds a bad or disagreeing copy of the GPT from the good one (the primary when it is valid,
+ * as every reader prefers it), including a missing protective MBR, in the same crash-safe order.
+ * Returns the problems found before and the sectors written. Throws FastPatchError('GPT_CORRUPT')
+ * when neither copy is valid, or when problems remain that rewriting cannot fix.
+ */
+export async function repairGpt(path: string, options: DiskOptions = {}): Promise<{ problems: string[]; written: number }> {
+  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  try {
+    const read = diskReader(disk);
+    const result = readGpt(read, disk.sectorSize, disk.sectors);
+    if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from`);
+    const regions = writeGptPlan(result.table, disk.sectorSize, disk.sectors);
+    const plan = commitPlan(regions.filter((r): r is GptRegion => r.role !== 'pmbr'), disk.sectorSize, read);
+    // The protective MBR last: no GPT reader needs it, the Linux kernel does.
+    const pmbr = regions.find((r) => r.role === 'pmbr');
+    if (pmbr && Buffer.compare(pmbr.bytes, read(pmbr.lba, pmbr.bytes.length / disk.sectorSize)) !== 0) plan.push([{ role: 'pmbr', lba: pmbr.lba, bytes: pmbr.bytes }]);
+    for (const phase of plan) {
+      for (const write of phase) await writeSectors(disk, write.lba, write.bytes);
+      await flushDisk(disk);
+    }
+    const after = readGpt(read, disk.sectorSize, disk.sectors);
+    if (after.problems.length > 0) {
+      throw new FastPatchError('GPT_CORRUPT', `${path}: still wrong after repair: ${after.problems[0]!.message}`);
+    }
+    return { problems: result.problems.map((p) => `${p.severity} (${p.place}): ${p.message}`), written: plan.flat().length };
+  } finally {
+    await disk.handle.close();
+  }
+}
+
+/**
+ * Writes a new GPT with the Flatcar layout (layout.ts) onto `path`: an image file created with
+ * `size` bytes, or an existing whole-disk device. Refuses to replace an existing file or a disk
+ * that already holds a valid GPT unless `force`. Throws FastPatchError('USAGE' | 'IO').
+ */
+export async function createFlatcarDisk(path: string, options: { size?: number; sectorSize?: number; force?: boolean } = {}): Promise<GptEntry[]> {
+  if (!existsSync(path)) {
+    if (options.size === undefined) throw new FastPatchError('USAGE', `${path} does not exist: give --size to create an image file`);
+    await fsp.writeFile(path, new Uint8Array(0), { flag: 'wx' }).catch((err) => { throw new FastPatchError('IO', `create ${path}: ${(err as Error).message}`); });
+    await fsp.truncate(path, options.size);
+  } else if (!options.force) {
+    const existing = await readDiskGpt(path, options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}).catch(() => undefined);
+    if (existing?.table) throw new FastPatchError('USAGE', `${path} already holds a GPT: add --force to replace it`);
+    const { size } = await fsp.stat(path);
+    if (size > 0 && options.size !== undefined) throw new FastPatchError('USAGE', `${path} exists: add --force to overwrite it`);
+  }
+  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  try {
+    const table = flatcarLayout(disk.sectors * disk.sectorSize, disk.sectorSize);
+    for (const region of writeGptPlan(table, disk.sectorSize, disk.sectors)) await writeSectors(disk, region.lba, region.bytes);
+    await flushDisk(disk);
+    const check = readGpt(diskReader(disk), disk.sectorSize, disk.sectors);
+    if (check.problems.length > 0) throw new FastPatchError('IO', `${path}: the new table reads back with a problem: ${check.problems[0]!.message}`);
+    return check.table!.entries.filter(isUsed);
+  } finally {
+    await disk.handle.close();
+  }
 }

@@ -1,0 +1,47 @@
+/**
+ * Partition layouts for new disks (`fastpatch gpt create`), for image builders and tests. The
+ * "flatcar" layout has Flatcar's partitions, numbers, labels and types (EFI-SYSTEM 1, USR-A 3,
+ * USR-B 4, OEM 6, ROOT 9) with sizes scaled to the disk: 1/16 for EFI and OEM, 1/4 for each USR
+ * slot, ROOT the rest, all 1 MiB aligned. USR-A starts as the booted, good slot (priority 1,
+ * successful), USR-B empty (priority 0), as a fresh Flatcar image is.
+ */
+import { randomUUID } from 'node:crypto';
+import { FLATCAR_USR_TYPE, setSlotBits } from './attributes.js';
+import { PARTITION_TYPES } from './guid.js';
+import { STANDARD_ENTRY_COUNT, STANDARD_ENTRY_SIZE, entrySectors } from './header.js';
+import type { GptEntry, GptTable } from './table.js';
+
+const MiB = 1024 * 1024;
+
+export function flatcarLayout(diskBytes: number, sectorSize: number): GptTable {
+  const sectors = Math.floor(diskBytes / sectorSize);
+  const n = entrySectors(STANDARD_ENTRY_COUNT, STANDARD_ENTRY_SIZE, sectorSize);
+  const align = MiB / sectorSize;
+  if (diskBytes < 32 * MiB) throw new RangeError(`a flatcar layout needs at least 32 MiB, got ${diskBytes} bytes`);
+  const lastUsable = sectors - 2 - n;
+  const usable = lastUsable - align + 1;
+  const part = (fraction: number) => Math.max(align, Math.floor((usable * fraction) / align) * align);
+  let next = align;
+  const entries: GptEntry[] = [];
+  const add = (index: number, label: string, typeGuid: string, length: number | 'rest', attributes = 0n) => {
+    const size = length === 'rest' ? Math.floor((lastUsable + 1 - next) / align) * align : length;
+    entries.push({ index, label, typeGuid, uniqueGuid: randomUUID().toUpperCase(), firstLba: next, lastLba: next + size - 1, attributes });
+    next += size;
+  };
+  add(1, 'EFI-SYSTEM', PARTITION_TYPES.EFI_SYSTEM, part(1 / 16));
+  add(3, 'USR-A', FLATCAR_USR_TYPE, part(1 / 4), setSlotBits(0n, { priority: 1, tries: 0, successful: true }));
+  add(4, 'USR-B', FLATCAR_USR_TYPE, part(1 / 4));
+  add(6, 'OEM', PARTITION_TYPES.LINUX_FILESYSTEM, part(1 / 16));
+  add(9, 'ROOT', PARTITION_TYPES.COREOS_ROOT, 'rest');
+  return {
+    diskGuid: randomUUID().toUpperCase(),
+    firstUsableLba: 2 + n,
+    lastUsableLba: lastUsable,
+    primaryEntriesLba: 2,
+    backupHeaderLba: sectors - 1,
+    backupEntriesLba: sectors - 1 - n,
+    entryCount: STANDARD_ENTRY_COUNT,
+    entrySize: STANDARD_ENTRY_SIZE,
+    entries,
+  };
+}
