@@ -80,6 +80,18 @@ program
   .option('--json', 'print the result as JSON')
   .action(async (opts) => (await import('./commands/demo.js')).run(opts));
 
+program
+  .command('update')
+  .description('write a payload into the passive A/B slot of a disk, verify it, and make that slot boot next once')
+  .argument('<payload>', "payload file, or '-' for standard input")
+  .requiredOption('--disk <disk>', 'whole disk holding the slots (image file or block device)')
+  .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
+  .addOption(new Option('--tries <n>', 'boot attempts of the new slot (1-15)').argParser((v) => parseInteger(v, '--tries')))
+  .addOption(new Option('--sector-size <bytes>', 'logical sector size of a disk image file').argParser((v) => parseInteger(v, '--sector-size')))
+  .option('--json', 'print the result as JSON')
+  .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
+
 const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): show, set-next, mark-good, rollback, boot-next');
 /** Options every gpt subcommand takes. */
 function gptCommand(name: string, description: string) {

@@ -30,3 +30,5 @@ export { prioritize, setNext, markGood } from './gpt/prioritize.js';
 export { grubNext, grubBoot, vbootNext, type BootDecision } from './gpt/boot-model.js';
 export { getSlotBits, setSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE } from './gpt/attributes.js';
 export { PARTITION_TYPES } from './gpt/guid.js';
+export { updateDisk, type UpdateOptions, type UpdateResult } from './update/update.js';
+export type { ByteRange } from './apply/applier.js';

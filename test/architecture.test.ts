@@ -34,6 +34,7 @@ const forbidden: Record<string, string[]> = {
   // gpt/ sits beside apply/ and generate/: its codec and models work on plain buffers, its
   // transaction writes through io/.
   gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
+  update: ['commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
 };
 

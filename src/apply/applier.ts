@@ -4,7 +4,7 @@ import { extentBytes, type Extent, type Operation } from '../format/manifest.js'
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { openImageForRead, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
+import { imageRange, openImageForRead, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
@@ -48,9 +48,19 @@ export interface ApplyOptions {
    * each operation checks the source blocks it reads just before it writes.
    */
   checkSource?: boolean;
+  /** Write the image into this byte range of `target` (a slot partition inside a whole disk). */
+  targetRange?: ByteRange;
+  /** Read the source from this byte range of `source` (the running slot inside a whole disk). */
+  sourceRange?: ByteRange;
   /** WASM build to hash with (tests run both). */
   build?: CoreBuild;
   onProgress?: (progress: ApplyProgress) => void;
+}
+
+/** Bytes [offset, offset + length) of a file or device. */
+export interface ByteRange {
+  offset: number;
+  length: number;
 }
 
 export interface ApplyProgress {
@@ -196,7 +206,10 @@ export class PayloadApplier {
     const size = head.manifest.targetSize;
     if (head.manifest.sourceSize > 0) await this.openSource(head);
     if (this.options.target === undefined) return;
-    const target = await openTarget(this.options.target, size);
+    const opened = await openTarget(this.options.target, size);
+    this.target = opened;
+    const range = this.options.targetRange;
+    const target = range ? imageRange(opened, range.offset, range.length) : opened;
     this.target = target;
     this.targetIsFresh = target.created;
     if (this.source && this.source.identity === target.identity) {
@@ -213,13 +226,19 @@ export class PayloadApplier {
     if (this.options.source === undefined) {
       throw new FastPatchError('USAGE', `this is a delta payload made from a ${m.sourceSize}-byte source image: give the image it applies to (--source)`);
     }
-    const source = await openImageForRead(this.options.source);
-    this.source = source;
-    if (source.size !== m.sourceSize) {
+    const opened = await openImageForRead(this.options.source);
+    this.source = opened;
+    const range = this.options.sourceRange;
+    const source = range ? imageRange(opened, range.offset, range.length) : opened;
+    // An image file must be the source image exactly; a partition (a device, or a range of a disk)
+    // may be larger than the image it holds, whose bytes are its first sourceSize.
+    const exact = !range && !source.isBlockDevice;
+    if (exact ? source.size !== m.sourceSize : source.size < m.sourceSize) {
       throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} holds ${source.size} bytes, this delta was made from a source of ${m.sourceSize}`);
     }
+    this.source = imageRange(source, 0, m.sourceSize);
     if (this.options.checkSource) {
-      const hash = await hashOpenImage(this.core, source, source.size);
+      const hash = await hashOpenImage(this.core, this.source, m.sourceSize);
       if (!equal(hash, m.sourceHash)) {
         throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} is not the image this delta was made from (hash ${hex(hash)}, expected ${hex(m.sourceHash)})`);
       }

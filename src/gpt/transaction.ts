@@ -110,8 +110,11 @@ function sameAttributes(a: readonly GptEntry[], b: readonly GptEntry[]): boolean
   return a.length === b.length && a.every((e, i) => e.index === b[i]!.index && e.attributes === b[i]!.attributes);
 }
 
-/** The checks of step 2. */
-function checkInvariants(before: readonly GptEntry[], after: readonly GptEntry[], typeGuid: string, running: number | undefined, allowUnbootable: boolean): void {
+/**
+ * The checks of step 2, also for callers that must know a change is allowed before they do
+ * anything else (update: before writing the image). Throws FastPatchError('GPT_UNSAFE').
+ */
+export function checkInvariants(before: readonly GptEntry[], after: readonly GptEntry[], typeGuid: string, running: number | undefined, allowUnbootable: boolean): void {
   const unsafe = (m: string) => new FastPatchError('GPT_UNSAFE', m);
   if (after.length !== before.length) throw unsafe('a slot change may not add or remove partitions');
   after.forEach((e, i) => {

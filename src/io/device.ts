@@ -12,6 +12,23 @@ export interface OpenImage {
   created: boolean;
   /** Equal for two opens of the same file or device, whatever path led there. */
   identity: string;
+  /**
+   * Where the image starts inside the file or device (a partition's byte range inside a whole
+   * disk); reads and writes add it. 0 when absent. `size` is then the range's length.
+   */
+  offset?: number;
+}
+
+/**
+ * The same open image restricted to `length` bytes from `offset` (relative to its current start).
+ * Throws FastPatchError('USAGE') if the range does not lie inside it.
+ */
+export function imageRange(image: OpenImage, offset: number, length: number): OpenImage {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > image.size) {
+    throw new FastPatchError('USAGE', `${image.path}: bytes ${offset}+${length} lie outside its ${image.size} bytes`);
+  }
+  const base = image.offset ?? 0;
+  return { ...image, offset: base + offset, size: length, created: false, identity: `${image.identity} @${base + offset}` };
 }
 
 function identityOf(stats: Stats): string {
@@ -100,12 +117,12 @@ export async function openTarget(path: string, createSize: number): Promise<Open
 }
 
 /** Reads exactly `length` bytes at `position` into `buffer` (short reads retried). Throws FastPatchError('IO'). */
-export async function readFully(image: Pick<OpenImage, 'handle' | 'path'>, buffer: Uint8Array, length: number, position: number): Promise<void> {
+export async function readFully(image: Pick<OpenImage, 'handle' | 'path' | 'offset'>, buffer: Uint8Array, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
     let n: number;
     try {
-      ({ bytesRead: n } = await image.handle.read(buffer, done, length - done, position + done));
+      ({ bytesRead: n } = await image.handle.read(buffer, done, length - done, (image.offset ?? 0) + position + done));
     } catch (err) {
       throw ioError(`read ${image.path} at ${position + done}`, err);
     }
@@ -116,7 +133,7 @@ export async function readFully(image: Pick<OpenImage, 'handle' | 'path'>, buffe
 
 /** Writes all of `data` to an open image at `position` (short writes retried). Throws FastPatchError('IO'). */
 export function writeFully(image: OpenImage, data: Uint8Array, position: number): Promise<void> {
-  return writeAllAt(image.handle, data, position, image.path);
+  return writeAllAt(image.handle, data, (image.offset ?? 0) + position, image.path);
 }
 
 /** Writes all of `data` at `position` (short writes retried); `what` names the file in errors. */

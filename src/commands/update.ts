@@ -1,0 +1,22 @@
+import { readPayloadChunks, updateDisk } from '../index.js';
+import { loadTrustedKeys } from './keys.js';
+import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
+
+export async function run(payload: string, opts: { disk: string; pubkey: string[]; running?: string; tries?: number; sectorSize?: number; json?: boolean }): Promise<void> {
+  const trustedKeys = await loadTrustedKeys(opts.pubkey);
+  const progress = progressLine(`update ${opts.disk}`);
+  const result = await updateDisk(readPayloadChunks(payload), {
+    disk: opts.disk,
+    trustedKeys,
+    ...(opts.running !== undefined ? { running: opts.running } : {}),
+    ...(opts.tries !== undefined ? { tries: opts.tries } : {}),
+    ...(opts.sectorSize !== undefined ? { sectorSize: opts.sectorSize } : {}),
+    onProgress: (p) => progress.update(p.imageBytesDone, p.targetSize),
+  });
+  progress.done();
+  const next = result.nextBoot.bootable ? `partition ${result.nextBoot.index}` : 'nothing';
+  if (opts.json) return printJson({ ...result, nextBoot: { bootable: result.nextBoot.bootable, index: result.nextBoot.bootable ? result.nextBoot.index : null } });
+  const a = result.apply;
+  print(`wrote release ${a.version} (${formatBytes(a.targetSize)}, ${a.sourceSize > 0 ? 'delta' : 'full'}) into ${result.updated.label || result.updated.index} in ${a.seconds.toFixed(2)} s (${formatRate(a.targetSize, a.seconds)}); signature, every operation and the image hash checked`);
+  print(`next boot: ${next} (${result.updated.label}) once; if it does not come up and is not marked good, the bootloader falls back to ${result.running.label || result.running.index}`);
+}

@@ -1,0 +1,108 @@
+// `fastpatch update` (src/update/update.ts): the device's whole cycle on a disk image: v1 installed
+// in USR-A, a delta to v2 written into USR-B (reading USR-A), B boots once, fails, the bootloader
+// falls back to A; a second try is marked good and sticks. Also on a 4096-byte-sector loop device.
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, readDiskGpt, readPayloadChunks, sampleImage,
+  updateDisk, type GptEntry,
+} from '../../dist/src/index.js';
+import { runCli } from '../helpers/cli.js';
+import { asyncCodeOf } from '../helpers/errors.js';
+import { MiB, makeKeyPair, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
+
+const signer = makeKeyPair();
+const canLoop = rootOrWarn('update onto a loop device');
+let dir: string;
+let v1: Uint8Array;
+let v2: Uint8Array;
+let full: string;
+let delta: string;
+
+beforeAll(async () => {
+  dir = await tempDir('update');
+  v1 = sampleImage({ size: 8 * MiB, variant: 1 });
+  v2 = sampleImage({ size: 8 * MiB, variant: 2 });
+  await fsp.writeFile(join(dir, 'v1.img'), v1);
+  await fsp.writeFile(join(dir, 'v2.img'), v2);
+  full = join(dir, 'v1.fpay');
+  delta = join(dir, 'v1-v2.fpay');
+  await generateFullPayload({ target: join(dir, 'v1.img'), keys: [signer.key], version: '1.0.0', out: full });
+  await generateDeltaPayload({ source: join(dir, 'v1.img'), target: join(dir, 'v2.img'), keys: [signer.key], version: '2.0.0', out: delta });
+});
+afterAll(() => removeDir(dir));
+
+/** Bytes of partition `index` of a disk, up to `length`. */
+async function slotBytes(disk: string, index: number, length: number): Promise<Buffer> {
+  const gpt = await readDiskGpt(disk);
+  const e = gpt.table!.entries.find((x) => x.index === index)!;
+  const handle = await fsp.open(disk, 'r');
+  try {
+    const out = Buffer.alloc(length);
+    await handle.read(out, 0, length, e.firstLba * gpt.sectorSize);
+    return out;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function cycle(disk: string): Promise<void> {
+  // The image builder installs v1 into USR-A (partition 3).
+  const gpt = await readDiskGpt(disk);
+  const a = gpt.table!.entries.find((e) => e.index === 3)!;
+  await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: { offset: a.firstLba * gpt.sectorSize, length: (a.lastLba - a.firstLba + 1) * gpt.sectorSize } });
+  // The device updates: v2 into USR-B, from USR-A.
+  const result = await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub] });
+  expect(result).toMatchObject({ running: { index: 3, label: 'USR-A' }, updated: { index: 4, label: 'USR-B' }, nextBoot: { bootable: true, index: 4 } });
+  expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2))).toBe(0);
+  expect(Buffer.compare(await slotBytes(disk, 3, v1.length), Buffer.from(v1)), 'the running slot is only read').toBe(0);
+  const entries = async () => (await readDiskGpt(disk)).table!.entries.filter((e) => e.typeGuid !== '00000000-0000-0000-0000-000000000000');
+  // Boot 1: B, using its one try. It never marks itself good: boot 2 falls back to A.
+  const boot1 = grubNext(await entries());
+  expect(boot1).toMatchObject({ bootable: true, index: 4 });
+  await changeSlots(disk, () => boot1.entries as GptEntry[], { allowUnbootable: true });
+  expect(grubNext(await entries())).toMatchObject({ bootable: true, index: 3, written: false });
+  // Updating again while A runs is allowed; while B is about to boot it is refused.
+  await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub] });
+  expect(await asyncCodeOf(() => updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], running: 'USR-B' }))).toMatch(/GPT_UNSAFE|USAGE/);
+  // This time B comes up and is marked good: it sticks.
+  const boot3 = grubNext(await entries());
+  expect(boot3).toMatchObject({ index: 4 });
+  await changeSlots(disk, () => boot3.entries as GptEntry[], { allowUnbootable: true });
+  await changeSlots(disk, (e) => markGood(e, 4) as GptEntry[]);
+  expect(grubNext(await entries())).toMatchObject({ index: 4, written: false });
+}
+
+describe('update', () => {
+  it('runs the whole cycle on a disk image', async () => {
+    const disk = join(dir, 'disk.img');
+    await createFlatcarDisk(disk, { size: 64 * MiB });
+    await cycle(disk);
+  });
+
+  it.runIf(canLoop)('runs the whole cycle on a loop device with 4096-byte sectors', async () => {
+    const backing = join(dir, 'disk4k.img');
+    await fsp.writeFile(backing, new Uint8Array(64 * MiB));
+    await withLoopDevice(backing, { sectorSize: 4096 }, async (dev) => {
+      await createFlatcarDisk(dev);
+      await cycle(dev);
+    });
+  });
+
+  it('the CLI: a tampered payload is refused (exit 3) and the slots are left as they were', async () => {
+    const disk = join(dir, 'cli.img');
+    await createFlatcarDisk(disk, { size: 64 * MiB });
+    await fsp.writeFile(join(dir, 'k.pub'), formatPublicKey(signer.pub));
+    const bad = Buffer.from(await fsp.readFile(full));
+    bad[40] ^= 1;
+    await fsp.writeFile(join(dir, 'bad.fpay'), bad);
+    const before = await fsp.readFile(disk);
+    const r = await runCli(['update', join(dir, 'bad.fpay'), '--disk', disk, '--pubkey', join(dir, 'k.pub')]);
+    expect(r.code).toBe(3);
+    expect(Buffer.compare(await fsp.readFile(disk), before)).toBe(0);
+    const ok = await runCli(['update', full, '--disk', disk, '--pubkey', join(dir, 'k.pub')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/next boot: partition 4 \(USR-B\) once/);
+  });
+});
