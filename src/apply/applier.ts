@@ -4,7 +4,7 @@ import { extentBytes, type Extent, type Operation } from '../format/manifest.js'
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { imageRange, openImageForRead, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
+import { imageRange, openImageForRead, overlaps, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
@@ -212,7 +212,7 @@ export class PayloadApplier {
     const target = range ? imageRange(opened, range.offset, range.length) : opened;
     this.target = target;
     this.targetIsFresh = target.created;
-    if (this.source && this.source.identity === target.identity) {
+    if (this.source && overlaps(this.source, target)) {
       throw new FastPatchError('USAGE', `target ${target.path} is the source image: a delta is applied to the other slot`);
     }
     if (target.size < size) {

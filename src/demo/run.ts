@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPayload } from '../apply/applier.js';
@@ -7,7 +7,12 @@ import { generateDeltaPayload } from '../generate/delta.js';
 import { generateFullPayload } from '../generate/generator.js';
 import { readPayloadChunks } from '../io/input.js';
 import { writeKeyPair } from '../sign/files.js';
-import { generateKey, publicKeyOf } from '../sign/keys.js';
+import { generateKey, publicKeyOf, type PublicKey } from '../sign/keys.js';
+import { markGood } from '../gpt/prioritize.js';
+import { grubNext } from '../gpt/boot-model.js';
+import { isUsed, type GptEntry } from '../gpt/table.js';
+import { changeSlots, createFlatcarDisk, readDiskGpt } from '../gpt/transaction.js';
+import { updateDisk } from '../update/update.js';
 import { sampleImage } from './sample.js';
 
 export interface DemoResult {
@@ -22,6 +27,9 @@ export interface DemoResult {
   deltaSize: number;
   deltaIdentical: boolean;
   wrongSourceRefused: string;
+  /** The A/B cycle on a disk image: which partition each boot picked, in order. */
+  boots: number[];
+  cycleOk: boolean;
 }
 
 /** Size of the demo's sample images: big enough to show throughput, small enough to build in a second. */
@@ -98,6 +106,8 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
       wrongSource = `${err.code}: ${err.message}`;
     }
     log(`wrong source: the delta applied to v2.img instead of release 1 was refused (${wrongSource})`);
+
+    const { boots, ok: cycleOk } = await abCycle(dir, deltaPath, gen.targetSize, trustedKeys, v1, v2, log);
     return {
       dir,
       imageSize: DEMO_IMAGE_SIZE,
@@ -110,10 +120,69 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
       deltaSize: delta.payload.totalSize,
       deltaIdentical,
       wrongSourceRefused: wrongSource,
+      boots,
+      cycleOk,
     };
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The device's A/B cycle on a GPT disk image: USR-A holds release 1 and runs; `update` writes the
+ * delta into USR-B and sets it to boot next once; the bootloader (GRUB's gptprio, modelled) boots
+ * B, which "fails" (is never marked good), so the next boot falls back to A; a second update boots
+ * B, which is marked good and sticks.
+ */
+async function abCycle(
+  dir: string, deltaPath: string, imageSize: number, trustedKeys: PublicKey[], v1: Uint8Array, v2: Uint8Array, log: (line: string) => void,
+): Promise<{ boots: number[]; ok: boolean }> {
+  const disk = join(dir, 'disk.img');
+  await createFlatcarDisk(disk, { size: 4 * imageSize + 64 * 1024 * 1024 });
+  const table = async () => (await readDiskGpt(disk)).table!;
+  const slot = async (index: number) => (await table()).entries.find((e) => e.index === index)!;
+  const a = await slot(3);
+  // The image builder writes release 1 into USR-A as it is.
+  const writer = await open(disk, 'r+');
+  try {
+    await writer.write(v1, 0, v1.length, a.firstLba * 512);
+  } finally {
+    await writer.close();
+  }
+  log('disk: disk.img with a Flatcar GPT (EFI-SYSTEM, USR-A, USR-B, OEM, ROOT); release 1 installed in USR-A, which runs');
+  const boots: number[] = [];
+  const boot = async (markGoodAfter: boolean) => {
+    const used = (await table()).entries.filter(isUsed);
+    const decision = grubNext(used);
+    if (!decision.bootable) throw new Error(`demo: nothing bootable: ${decision.reason}`);
+    if (decision.written) await changeSlots(disk, () => decision.entries as GptEntry[], { allowUnbootable: true });
+    boots.push(decision.index);
+    if (markGoodAfter) await changeSlots(disk, (e) => markGood(e, decision.index) as GptEntry[]);
+    return decision.index;
+  };
+  const u1 = await updateDisk(readPayloadChunks(deltaPath), { disk, trustedKeys });
+  log(`update: delta written into ${u1.updated.label} from ${u1.running.label}, verified; ${u1.updated.label} boots next, once`);
+  const first = await boot(false);
+  log(`boot: GRUB boots partition ${first} (USR-B) using its one try; it does not come up (never marked good)`);
+  const second = await boot(false);
+  log(`boot: GRUB falls back to partition ${second} (USR-A), still successful`);
+  await updateDisk(readPayloadChunks(deltaPath), { disk, trustedKeys });
+  const third = await boot(true);
+  const fourth = await boot(false);
+  log(`update again: GRUB boots partition ${third}, it is marked good; the next boot stays on partition ${fourth}`);
+  const handle = await open(disk, 'r');
+  const b = await slot(4);
+  const inB = Buffer.alloc(v2.length);
+  const inA = Buffer.alloc(v1.length);
+  try {
+    await handle.read(inB, 0, inB.length, b.firstLba * 512);
+    await handle.read(inA, 0, inA.length, a.firstLba * 512);
+  } finally {
+    await handle.close();
+  }
+  const ok = boots.join(',') === '4,3,4,4' && inB.equals(v2) && inA.equals(v1);
+  log(`check: USR-B ${inB.equals(v2) ? 'holds' : 'DOES NOT hold'} release 2, USR-A ${inA.equals(v1) ? 'still holds' : 'NO LONGER holds'} release 1; boots ${boots.join(' → ')}`);
+  return { boots, ok };
 }
 
 const mib = (n: number) => (n / 1048576).toFixed(1);

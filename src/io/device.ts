@@ -19,6 +19,12 @@ export interface OpenImage {
   offset?: number;
 }
 
+/** True if two open images share bytes: the same file or device, with overlapping ranges. */
+export function overlaps(a: OpenImage, b: OpenImage): boolean {
+  const aStart = a.offset ?? 0, bStart = b.offset ?? 0;
+  return a.identity === b.identity && aStart < bStart + Math.max(b.size, 1) && bStart < aStart + Math.max(a.size, 1);
+}
+
 /**
  * The same open image restricted to `length` bytes from `offset` (relative to its current start).
  * Throws FastPatchError('USAGE') if the range does not lie inside it.
@@ -28,7 +34,7 @@ export function imageRange(image: OpenImage, offset: number, length: number): Op
     throw new FastPatchError('USAGE', `${image.path}: bytes ${offset}+${length} lie outside its ${image.size} bytes`);
   }
   const base = image.offset ?? 0;
-  return { ...image, offset: base + offset, size: length, created: false, identity: `${image.identity} @${base + offset}` };
+  return { ...image, offset: base + offset, size: length, created: false };
 }
 
 function identityOf(stats: Stats): string {

@@ -305,6 +305,7 @@ describe('demo', () => {
     const result = JSON.parse(run.stdout);
     expect(result).toMatchObject({ identical: true, tamperedTargetUnchanged: true, tamperRefused: expect.stringMatching(/^BAD_SIGNATURE: /), deltaIdentical: true, wrongSourceRefused: expect.stringMatching(/^SOURCE_MISMATCH: /) });
     expect(result.deltaSize).toBeLessThan(result.payloadSize / 2);
+    expect(result).toMatchObject({ cycleOk: true, boots: [4, 3, 4, 4] });
     expect(result.payloadSize).toBeGreaterThan(0);
     await expect(fsp.stat(result.dir), 'the demo folder is removed without --keep').rejects.toThrow(/ENOENT/);
   });
