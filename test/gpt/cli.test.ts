@@ -1,0 +1,54 @@
+// The `fastpatch gpt` commands as a user runs them: --json output, slots named by number, label
+// or unique GUID, boot-next with either bootloader model, and ChromeOS kernel slots made by cgpt.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { removeDir, tempDir } from '../helpers/payloads.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir('gpt-cli');
+});
+afterAll(() => removeDir(dir));
+
+const json = async (args: string[]) => {
+  const r = await runCli([...args, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+};
+
+describe('fastpatch gpt', () => {
+  it('show --json, and slots named by number, label or unique GUID', async () => {
+    const disk = join(dir, 'd.img');
+    expect((await runCli(['gpt', 'create', disk, '--size', '64M'])).code).toBe(0);
+    const shown = await json(['gpt', 'show', disk]);
+    expect(shown).toMatchObject({ sectorSize: 512, source: 'primary', problems: [], next: { grub: 3 } });
+    const b = shown.partitions.find((p: { label: string }) => p.label === 'USR-B');
+    expect(b.slot).toEqual({ priority: 0, tries: 0, successful: false });
+    for (const name of ['4', 'USR-B', b.uniqueGuid.toLowerCase()]) {
+      const r = await json(['gpt', 'set-next', disk, '--slot', name, '--running', 'USR-A']);
+      expect(r.partitions.find((p: { index: number }) => p.index === 4)).toMatchObject({ priority: 2, tries: 1, successful: false });
+    }
+    expect((await runCli(['gpt', 'set-next', disk, '--slot', 'USR-C'])).code).toBe(2);
+    expect(await json(['gpt', 'boot-next', disk, '--dry-run'])).toMatchObject({ model: 'grub', boots: 4, written: false });
+    expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 4, written: true });
+    expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 3, written: false });
+  });
+
+  it('ChromeOS kernel slots made by cgpt: set-next, vboot model, and cgpt reads the result', async () => {
+    const disk = join(dir, 'chromeos.img');
+    execFileSync('truncate', ['-s', '64M', disk]);
+    execFileSync('cgpt', ['create', disk]);
+    execFileSync('cgpt', ['boot', '-p', disk], { stdio: 'ignore' }); // the protective MBR, which cgpt create leaves out
+    execFileSync('cgpt', ['add', '-i', '2', '-t', 'kernel', '-b', '2048', '-s', '16384', '-l', 'KERN-A', '-P', '1', '-S', '1', disk]);
+    execFileSync('cgpt', ['add', '-i', '4', '-t', 'kernel', '-b', '18432', '-s', '16384', '-l', 'KERN-B', '-P', '0', '-S', '0', disk]);
+    expect((await runCli(['gpt', 'set-next', disk, '--type', 'chromeos-kernel', '--slot', 'KERN-B', '--tries', '6', '--running', 'KERN-A'])).code).toBe(0);
+    const bits = (flag: string) => execFileSync('cgpt', ['show', '-i', '4', flag, disk], { encoding: 'utf8' }).trim();
+    expect([bits('-P'), bits('-T'), bits('-S')]).toEqual(['2', '6', '0']);
+    expect(await json(['gpt', 'boot-next', disk, '--type', 'chromeos-kernel', '--model', 'vboot'])).toMatchObject({ model: 'vboot', boots: 4, written: true });
+    expect(bits('-T')).toBe('5');
+    expect((await runCli(['gpt', 'rollback', disk, '--type', 'chromeos-kernel'])).code).toBe(0);
+    expect(execFileSync('cgpt', ['show', '-i', '2', '-P', disk], { encoding: 'utf8' }).trim()).toBe('2');
+  });
+});
