@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as attrs from '../../dist/src/gpt/attributes.js';
 import { prioritize, setNext, markGood } from '../../dist/src/gpt/prioritize.js';
+import { rng } from '../helpers/rng.js';
 
 // prioritize() against Debian's cgpt (R106) on real images. Debian's cgpt only prioritizes the
 // ChromeOS kernel type (notes §6.2), so the images use kernel partitions, with rootfs/data
@@ -72,17 +73,6 @@ function prioritizeArgs(i: number | undefined, friends: boolean, max: number | u
   return ['prioritize', ...(i === undefined ? [] : ['-i', String(i)]), ...(friends ? ['-f'] : []), ...(max === undefined ? [] : ['-P', String(max)])];
 }
 
-/** Deterministic PRNG (xorshift32). */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-  return { int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), bool: () => next() < 0.5 };
-}
 
 describe('prioritize() matches cgpt prioritize on real images', () => {
   it('cgpt is installed', () => {

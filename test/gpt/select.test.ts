@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as attrs from '../../dist/src/gpt/attributes.js';
 import { markGood, prioritize, setNext } from '../../dist/src/gpt/prioritize.js';
 import { grubBoot, grubNext, vbootNext, type BootDecision } from '../../dist/src/gpt/boot-model.js';
+import { rng } from '../helpers/rng.js';
 
 type SlotEntry = attrs.SlotEntry;
 const { CHROMEOS_KERNEL_TYPE: KERNEL, CHROMEOS_ROOTFS_TYPE: ROOTFS, FLATCAR_USR_TYPE: USR, FLATCAR_ROOT_TYPE: ROOT } = attrs;
@@ -19,17 +20,6 @@ const priorities = (entries: SlotEntry[]) => entries.map((e) => attrs.getPriorit
 const kernels = (ps: number[]) => ps.map((p, i) => entry(i + 1, p, 0, 1, KERNEL));
 const chosen = (d: BootDecision) => (d.bootable ? d.index : undefined);
 
-/** Deterministic PRNG (xorshift32), so a failing property prints a reproducible seed. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-  return { int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), bool: () => next() < 0.5, u64: () => (BigInt(Math.floor(next() * 2 ** 32)) << 32n) | BigInt(Math.floor(next() * 2 ** 32)) };
-}
 
 describe('attribute bits (notes §1.1)', () => {
   it('reads the layout checked with xxd and cgpt show -A', () => {
