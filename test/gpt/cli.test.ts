@@ -1,6 +1,7 @@
 // The `fastpatch gpt` commands as a user runs them: --json output, slots named by number, label
 // or unique GUID, boot-next with either bootloader model, and ChromeOS kernel slots made by cgpt.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -34,6 +35,18 @@ describe('fastpatch gpt', () => {
     expect(await json(['gpt', 'boot-next', disk, '--dry-run'])).toMatchObject({ model: 'grub', boots: 4, written: false });
     expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 4, written: true });
     expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 3, written: false });
+  });
+
+  it('is idempotent: marking good twice, or repairing a healthy disk, leaves the bytes as they are (edge case 30)', async () => {
+    const disk = join(dir, 'idem.img');
+    expect((await runCli(['gpt', 'create', disk, '--size', '64M'])).code).toBe(0);
+    expect((await json(['gpt', 'mark-good', disk, '--slot', 'USR-A'])).sectorsWritten).toBe(0);
+    expect((await json(['gpt', 'set-next', disk, '--slot', 'USR-B', '--running', 'USR-A'])).sectorsWritten).toBe(4);
+    expect((await json(['gpt', 'mark-good', disk, '--slot', 'USR-B'])).sectorsWritten).toBe(4);
+    const before = readFileSync(disk);
+    expect((await json(['gpt', 'mark-good', disk, '--slot', 'USR-B'])).sectorsWritten).toBe(0);
+    expect(await json(['gpt', 'repair', disk])).toMatchObject({ written: 0 });
+    expect(Buffer.compare(readFileSync(disk), before)).toBe(0);
   });
 
   it('ChromeOS kernel slots made by cgpt: set-next, vboot model, and cgpt reads the result', async () => {
