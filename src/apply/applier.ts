@@ -206,9 +206,9 @@ export class PayloadApplier {
     const size = head.manifest.targetSize;
     if (head.manifest.sourceSize > 0) await this.openSource(head);
     if (this.options.target === undefined) return;
-    const opened = await openTarget(this.options.target, size);
-    this.target = opened;
     const range = this.options.targetRange;
+    const opened = await openTarget(this.options.target, size, range);
+    this.target = opened;
     const target = range ? imageRange(opened, range.offset, range.length) : opened;
     this.target = target;
     this.targetIsFresh = target.created;

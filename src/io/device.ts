@@ -1,6 +1,7 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { FastPatchError, ioError } from '../errors.js';
+import { rangeUsers } from './mounts.js';
 
 /** An open image: a regular file or a block device, with its size in bytes. */
 export interface OpenImage {
@@ -88,7 +89,7 @@ export async function openImageForRead(path: string): Promise<OpenImage> {
  * bytes until an operation overwrites them. A missing path is created as an empty regular file of
  * `createSize` bytes. Throws FastPatchError('IO').
  */
-export async function openTarget(path: string, createSize: number): Promise<OpenImage> {
+export async function openTarget(path: string, createSize: number, range?: { offset: number; length: number }): Promise<OpenImage> {
   let handle: fsp.FileHandle;
   let created = false;
   try {
@@ -105,7 +106,12 @@ export async function openTarget(path: string, createSize: number): Promise<Open
   try {
     if (created) await handle.truncate(createSize);
     let stats = await handle.stat();
-    if (stats.isBlockDevice()) {
+    if (stats.isBlockDevice() && range) {
+      // A slot inside a whole disk: another partition (the running system) may be mounted, so
+      // O_EXCL cannot be used; nothing may use the partitions the range overlaps.
+      const users = await rangeUsers(majorMinor(stats.rdev), range.offset, range.length);
+      if (users.length > 0) throw new FastPatchError('IO', `target ${path} bytes ${range.offset}+${range.length} are in use: ${users.join('; ')}; refusing to write there`);
+    } else if (stats.isBlockDevice()) {
       // O_EXCL on a block device fails with EBUSY while it is mounted or otherwise claimed: never
       // write under a mounted filesystem.
       const exclusive = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {

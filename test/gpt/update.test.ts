@@ -1,6 +1,7 @@
 // `fastpatch update` (src/update/update.ts): the device's whole cycle on a disk image: v1 installed
 // in USR-A, a delta to v2 written into USR-B (reading USR-A), B boots once, fails, the bootloader
 // falls back to A; a second try is marked good and sticks. Also on a 4096-byte-sector loop device.
+import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,5 +105,30 @@ describe('update', () => {
     const ok = await runCli(['update', full, '--disk', disk, '--pubkey', join(dir, 'k.pub')]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/next boot: partition 4 \(USR-B\) once/);
+  });
+});
+
+describe('writing a byte range of a block device that is in use', () => {
+  // This machine's kernel parses no partition tables (no loopNpM devices, even with losetup -P), so
+  // the per-partition check of io/mounts.ts cannot run here; the whole-disk case can.
+  it.runIf(canLoop)('refuses a range of a mounted device, before writing (no O_EXCL is used for ranges)', async () => {
+    const backing = join(dir, 'mounted.img');
+    await fsp.writeFile(backing, new Uint8Array(32 * MiB));
+    execFileSync('mkfs.ext4', ['-q', '-F', backing]);
+    const mnt = join(dir, 'mnt');
+    await fsp.mkdir(mnt, { recursive: true });
+    const dev = execFileSync('losetup', ['-f', '--show', backing], { encoding: 'utf8' }).trim();
+    let mounted = false;
+    try {
+      execFileSync('mount', [dev, mnt]);
+      mounted = true;
+      const before = await fsp.readFile(backing);
+      const err = await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: dev, targetRange: { offset: 16 * MiB, length: 16 * MiB } }).catch((e: Error) => e);
+      expect(String(err)).toMatch(/in use: the whole disk is mounted/);
+      expect(Buffer.compare(await fsp.readFile(backing), before)).toBe(0);
+    } finally {
+      if (mounted) execFileSync('umount', [mnt]);
+      execFileSync('losetup', ['-d', dev]);
+    }
   });
 });
