@@ -92,7 +92,7 @@ program
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
 
-const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): show, set-next, mark-good, rollback, boot-next');
+const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): create, show, set-next, mark-good, rollback, boot-next, repair');
 /** Options every gpt subcommand takes. */
 function gptCommand(name: string, description: string) {
   return gpt
