@@ -146,10 +146,7 @@ export class PayloadApplier {
 
   /** Declares the end of the payload; waits for every write, fsyncs and checks the image. */
   async finish(): Promise<ApplyResult> {
-    while (this.inflight.length > 0) {
-      await this.inflight.shift();
-      this.inflightBytes -= this.inflightSizes.shift()!;
-    }
+    while (this.inflight.length > 0) await this.retireOldest();
     while (this.writes.length > 0) await this.writes.shift();
     this.throwIfFailed();
     this.reader.end();
@@ -274,10 +271,13 @@ export class PayloadApplier {
     const bytes = blob.length + outputLength + (op.sourceHash ? op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0);
     this.inflightSizes.push(bytes);
     this.inflightBytes += bytes;
-    while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) {
-      await this.inflight.shift();
-      this.inflightBytes -= this.inflightSizes.shift()!;
-    }
+    while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();
+  }
+
+  /** Waits for the oldest operation in flight and takes it out of the window. */
+  private async retireOldest(): Promise<void> {
+    await this.inflight.shift();
+    this.inflightBytes -= this.inflightSizes.shift()!;
   }
 
   /** Runs strictly in operation order: checks the output hash, extends the image hash, writes. */
@@ -297,7 +297,7 @@ export class PayloadApplier {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
     const recycle = () => {
-      if (result && op.dataLength > 0) this.reader.recycle(result.blob);
+      if (result) this.reader.recycle(result.blob);
     };
     if (this.target) {
       const write = this.writeExtents(op, result?.output, length).then(recycle);

@@ -1,5 +1,5 @@
 import {
-  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, changeSlots, createFlatcarDisk, findSlot, getSlotBits, grubNext, isBootable, repairGpt,
+  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, changeSlots, createFlatcarDisk, findSlot, formatSlotBits, getSlotBits, grubNext, isBootable, repairGpt,
   markGood, prioritize, readDiskGpt, setNext, usableEntries, vbootNext, type BootDecision, type GptEntry,
 } from '../index.js';
 import { print, printJson } from './output.js';
@@ -39,10 +39,7 @@ export async function show(path: string, o: GptOptions): Promise<void> {
   print(`${path}: ${result.diskSectors} sectors of ${result.sectorSize} bytes; GPT read from the ${result.source ?? 'nowhere (no valid copy)'}`);
   for (const p of result.problems) print(`  ${p.severity} (${p.place}): ${p.message}`);
   for (const e of entries) {
-    const slot = e.typeGuid === type ? (() => {
-      const b = getSlotBits(e.attributes);
-      return `  P=${b.priority} T=${b.tries} S=${b.successful ? 1 : 0}${isBootable(e.attributes) ? ' bootable' : ''}`;
-    })() : '';
+    const slot = e.typeGuid === type ? `  ${formatSlotBits(e.attributes)}${isBootable(e.attributes) ? ' bootable' : ''}` : '';
     print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} ${(typeNames.get(e.typeGuid) ?? e.typeGuid).padEnd(16)} LBA ${e.firstLba}-${e.lastLba}${slot}`);
   }
   print(`next boot: GRUB gptprio would boot ${describeBoot(grub)}; vboot would boot ${describeBoot(vboot)}`);
@@ -53,11 +50,10 @@ async function change(path: string, o: GptOptions & { running?: string }, what: 
   // The running slot, named like any slot, must stay a fallback through the change.
   const running = o.running === undefined ? undefined : findSlot(usableEntries(await readDiskGpt(path, diskOptions(o)), path), o.running).index;
   const result = await changeSlots(path, fn, { ...diskOptions(o), typeGuid, ...(running !== undefined ? { running } : {}) });
-  const bits = (e: GptEntry) => { const b = getSlotBits(e.attributes); return `P=${b.priority} T=${b.tries} S=${b.successful ? 1 : 0}`; };
   if (o.json) return printJson({ action: what, partitions: result.after.filter((e) => e.typeGuid === typeGuid).map((e) => ({ index: e.index, label: e.label, ...getSlotBits(e.attributes) })), sectorsWritten: result.phases.flat().length });
   for (const e of result.after.filter((x) => x.typeGuid === typeGuid)) {
     const old = result.before.find((b) => b.index === e.index)!;
-    print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} ${bits(old)} -> ${bits(e)}`);
+    print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} ${formatSlotBits(old.attributes)} -> ${formatSlotBits(e.attributes)}`);
   }
   print(`${what}: ${result.phases.flat().length} sectors written in ${result.phases.length} flushed phases (backup first, then the primary header, then its entries)`);
 }

@@ -23,6 +23,8 @@ export const MIN_ZERO_RUN = 16;
 export const MIN_COPY_RUN = 32;
 /** Target blocks per diff operation: 4 MiB, enough context for the codec, small enough to parallelize. */
 export const DIFF_OP_BLOCKS = 1024;
+/** Largest block count one extent holds (u32 in the format): longer zero runs take several operations. */
+const MAX_EXTENT_BLOCKS = 0xffffffff;
 /** Blocks per SOURCE_COPY operation: its output is hashed in memory, so it obeys the output limit. */
 export const COPY_OP_BLOCKS = LIMITS.MAX_OP_OUTPUT / BLOCK_SIZE;
 
@@ -51,7 +53,7 @@ export function planDelta(blocks: number, zero: Uint8Array, match: Int32Array): 
       while (end < blocks && zero[end] === 1) end++;
       if (end - b >= MIN_ZERO_RUN) {
         closeDiff(b);
-        plan.push({ kind: 'zero', start: b, count: end - b });
+        for (let s = b; s < end; s += MAX_EXTENT_BLOCKS) plan.push({ kind: 'zero', start: s, count: Math.min(MAX_EXTENT_BLOCKS, end - s) });
         b = end;
         continue;
       }

@@ -22,7 +22,7 @@ import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
-import { feedZeroDigests } from '../wasm/zero-digests.js';
+import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import type { DiffJob, DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
 import { planDelta, type PlannedOp } from './delta-plan.js';
@@ -194,9 +194,7 @@ async function buildOperation(
   const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
   const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
   if (p.kind === 'zero') {
-    const hasher = new BlockListHasher(core);
-    feedZeroDigests(core, p.count * BLOCK_SIZE, (d) => hasher.updateDigests(d));
-    return { op: { ...base, type: OpType.ZERO, outputHash: hasher.digest() } };
+    return { op: { ...base, type: OpType.ZERO, outputHash: zeroBlockListHash(core, p.count * BLOCK_SIZE) } };
   }
   const outputHash = outputHashOf(core, scan, p.start, p.count);
   if (p.kind === 'copy') {

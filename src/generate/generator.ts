@@ -7,7 +7,7 @@ import { checkReleaseVersion, type Manifest, type Operation } from '../format/ma
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import type { PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
-import { feedZeroDigests } from '../wasm/zero-digests.js';
+import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import { writeAndDescribe, type GenerateResult } from './writer.js';
 
 export type { GenerateResult } from './writer.js';
@@ -169,10 +169,8 @@ class PlanState {
     await this.flushData();
     for (let done = 0; done < count; done += MAX_EXTENT_BLOCKS) {
       const blocks = Math.min(MAX_EXTENT_BLOCKS, count - done);
-      const hasher = new BlockListHasher(this.core);
-      feedZeroDigests(this.core, blocks * BLOCK_SIZE, (digests) => hasher.updateDigests(digests));
       this.enqueue(Promise.resolve({
-        op: zeroOp(start + done, blocks, hasher.digest()),
+        op: zeroOp(start + done, blocks, zeroBlockListHash(this.core, blocks * BLOCK_SIZE)),
         blob: undefined,
       }));
     }

@@ -1,5 +1,5 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
-import type { WasmCore } from './core.js';
+import { BlockListHasher, type WasmCore } from './core.js';
 
 const BATCH_BLOCKS = 1024;
 
@@ -22,4 +22,11 @@ export function feedZeroDigests(core: WasmCore, bytes: number, sink: (digests: U
     core.blockDigestsInto(zeros.subarray(0, tail), tailDigest);
     sink(tailDigest);
   }
+}
+
+/** Block-list hash of `bytes` zero bytes (a ZERO operation's output hash), without materializing them. */
+export function zeroBlockListHash(core: WasmCore, bytes: number): Uint8Array {
+  const hasher = new BlockListHasher(core);
+  feedZeroDigests(core, bytes, (digests) => hasher.updateDigests(digests));
+  return hasher.digest();
 }
