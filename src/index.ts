@@ -20,6 +20,8 @@ export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
 export { PayloadReader } from './apply/reader.js';
 export { readPayloadChunks } from './io/input.js';
 export { hashImage } from './io/hash-image.js';
+export { lockDisk, withDiskLock, type DiskLock } from './io/lock.js';
+export { openDisk, directSectorReader, type Disk } from './io/disk.js';
 export { checkReleaseVersion } from './format/manifest.js';
 export { runDemo, type DemoResult } from './demo/run.js';
 export { sampleImage } from './demo/sample.js';

@@ -17,6 +17,6 @@ export async function run(payload: string, opts: { disk: string; pubkey: string[
   const next = result.nextBoot.bootable ? `partition ${result.nextBoot.index}` : 'nothing';
   if (opts.json) return printJson({ ...result, nextBoot: { bootable: result.nextBoot.bootable, index: result.nextBoot.bootable ? result.nextBoot.index : null } });
   const a = result.apply;
-  print(`wrote release ${a.version} (${formatBytes(a.targetSize)}, ${a.sourceSize > 0 ? 'delta' : 'full'}) into ${result.updated.label || result.updated.index} in ${a.seconds.toFixed(2)} s (${formatRate(a.targetSize, a.seconds)}); signature, every operation and the image hash checked`);
+  print(`wrote release ${a.version} (${formatBytes(a.targetSize)}, ${a.sourceSize > 0 ? 'delta' : 'full'}) into ${result.updated.label || result.updated.index} (${result.updated.written}) in ${a.seconds.toFixed(2)} s (${formatRate(a.targetSize, a.seconds)}); signature, every operation and the image hash checked`);
   print(`next boot: ${next} (${result.updated.label}) once; if it does not come up and is not marked good, the bootloader falls back to ${result.running.label || result.running.index}`);
 }

@@ -12,7 +12,8 @@
  */
 import { existsSync, promises as fsp, readSync } from 'node:fs';
 import { FastPatchError } from '../errors.js';
-import { flushDisk, openDisk, writeSectors, type Disk } from '../io/disk.js';
+import { directSectorReader, flushDisk, openDisk, writeSectors, type Disk } from '../io/disk.js';
+import { withDiskLock } from '../io/lock.js';
 import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
 import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
 import { flatcarLayout } from './layout.js';
@@ -21,6 +22,8 @@ import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type 
 export interface DiskOptions {
   /** Logical sector size of an image file (block devices report theirs). */
   sectorSize?: number;
+  /** How long to wait for another program's lock on the disk (default io/lock.ts LOCK_WAIT_SECONDS). */
+  lockWaitSeconds?: number;
 }
 
 export interface SlotChangeOptions extends DiskOptions {
@@ -79,9 +82,7 @@ export function usableEntries(result: GptReadResult, path: string): GptEntry[] {
  */
 export async function changeSlots(path: string, change: (entries: GptEntry[]) => GptEntry[], options: SlotChangeOptions = {}): Promise<SlotChangeResult> {
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
-  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
-  try {
-    const read = diskReader(disk);
+  return editDisk(path, options, async (disk, read) => {
     const result = readGpt(read, disk.sectorSize, disk.sectors);
     const before = usableEntries(result, path);
     const after = change(before.map((e) => ({ ...e })));
@@ -90,24 +91,53 @@ export async function changeSlots(path: string, change: (entries: GptEntry[]) =>
       (r): r is GptRegion => r.role !== 'pmbr',
     );
     const plan = commitPlan(regions, disk.sectorSize, read);
+    const seen = regions.map((r) => read(r.lba, r.bytes.length / disk.sectorSize));
     options.beforeWrite?.(plan);
-    for (const phase of plan) {
-      for (const write of phase) await writeSectors(disk, write.lba, write.bytes);
-      await flushDisk(disk);
-    }
-    const check = readGpt(read, disk.sectorSize, disk.sectors);
-    const written = check.problems.length === 0 && check.table ? check.table.entries.filter(isUsed) : [];
-    if (!sameAttributes(written, after)) {
-      throw new FastPatchError('IO', `${path}: the table read back after writing is not the one written`);
-    }
+    await commit(disk, plan, regions, seen, read);
     return { before, after, phases: plan.map((p) => p.map((w) => ({ lba: w.lba, role: w.role }))) };
+  });
+}
+
+/**
+ * Opens the disk for writing and holds its advisory lock (io/lock.ts) while `work` reads and
+ * writes it, so no other partitioning tool or udev probe sees or makes a change in between.
+ */
+async function editDisk<T>(path: string, options: DiskOptions, work: (disk: Disk, read: SectorReader) => Promise<T>): Promise<T> {
+  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  try {
+    return await withDiskLock(path, () => work(disk, diskReader(disk)), options.lockWaitSeconds);
   } finally {
     await disk.handle.close();
   }
 }
 
-function sameAttributes(a: readonly GptEntry[], b: readonly GptEntry[]): boolean {
-  return a.length === b.length && a.every((e, i) => e.index === b[i]!.index && e.attributes === b[i]!.attributes);
+/**
+ * Steps 3 and 4: writes the plan phase by phase with a flush after each, then reads every region
+ * back past the page cache and compares it byte for byte with what it must hold. Just before the
+ * first write the regions are read again and compared with what the change was computed from
+ * (`seen`): a writer that ignored the lock, or a stale read, stops the transaction with nothing
+ * written.
+ */
+async function commit(disk: Disk, plan: CommitPlan, regions: readonly { lba: number; bytes: Uint8Array }[], seen: readonly Uint8Array[], read: SectorReader): Promise<void> {
+  regions.forEach((r, i) => {
+    if (Buffer.compare(read(r.lba, r.bytes.length / disk.sectorSize), seen[i]!) !== 0) {
+      throw new FastPatchError('GPT_UNSAFE', `${disk.path}: the partition table changed while it was being edited (another program?); nothing written, try again`);
+    }
+  });
+  for (const phase of plan) {
+    for (const write of phase) await writeSectors(disk, write.lba, write.bytes);
+    await flushDisk(disk);
+  }
+  const direct = directSectorReader(disk);
+  try {
+    for (const r of regions) {
+      if (Buffer.compare(direct.read(r.lba, r.bytes.length / disk.sectorSize), r.bytes) !== 0) {
+        throw new FastPatchError('IO', `${disk.path}: sectors ${r.lba}+${r.bytes.length / disk.sectorSize} (${'role' in r ? String(r.role) : 'table'}) read back different from what was written`);
+      }
+    }
+  } finally {
+    direct.close();
+  }
 }
 
 /**
@@ -157,9 +187,7 @@ export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
  * when neither copy is valid, or when problems remain that rewriting cannot fix.
  */
 export async function repairGpt(path: string, options: DiskOptions = {}): Promise<{ problems: string[]; written: number }> {
-  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
-  try {
-    const read = diskReader(disk);
+  return editDisk(path, options, async (disk, read) => {
     const result = readGpt(read, disk.sectorSize, disk.sectors);
     if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from`);
     const regions = writeGptPlan(result.table, disk.sectorSize, disk.sectors);
@@ -167,18 +195,14 @@ export async function repairGpt(path: string, options: DiskOptions = {}): Promis
     // The protective MBR last: no GPT reader needs it, the Linux kernel does.
     const pmbr = regions.find((r) => r.role === 'pmbr');
     if (pmbr && Buffer.compare(pmbr.bytes, read(pmbr.lba, pmbr.bytes.length / disk.sectorSize)) !== 0) plan.push([{ role: 'pmbr', lba: pmbr.lba, bytes: pmbr.bytes }]);
-    for (const phase of plan) {
-      for (const write of phase) await writeSectors(disk, write.lba, write.bytes);
-      await flushDisk(disk);
-    }
+    const seen = regions.map((r) => read(r.lba, r.bytes.length / disk.sectorSize));
+    await commit(disk, plan, regions, seen, read);
     const after = readGpt(read, disk.sectorSize, disk.sectors);
     if (after.problems.length > 0) {
       throw new FastPatchError('GPT_CORRUPT', `${path}: still wrong after repair: ${after.problems[0]!.message}`);
     }
     return { problems: result.problems.map((p) => `${p.severity} (${p.place}): ${p.message}`), written: plan.flat().length };
-  } finally {
-    await disk.handle.close();
-  }
+  });
 }
 
 /**
@@ -197,15 +221,14 @@ export async function createFlatcarDisk(path: string, options: { size?: number; 
     const { size } = await fsp.stat(path);
     if (size > 0 && options.size !== undefined) throw new FastPatchError('USAGE', `${path} exists: add --force to overwrite it`);
   }
-  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
-  try {
+  return editDisk(path, options, async (disk, read) => {
     const table = flatcarLayout(disk.sectors * disk.sectorSize, disk.sectorSize);
-    for (const region of writeGptPlan(table, disk.sectorSize, disk.sectors)) await writeSectors(disk, region.lba, region.bytes);
-    await flushDisk(disk);
-    const check = readGpt(diskReader(disk), disk.sectorSize, disk.sectors);
+    const regions = writeGptPlan(table, disk.sectorSize, disk.sectors);
+    const seen = regions.map((r) => read(r.lba, r.bytes.length / disk.sectorSize));
+    // A new table has no old state worth keeping crash-safe: one phase, every region.
+    await commit(disk, [regions.map((r) => ({ role: r.role, lba: r.lba, bytes: r.bytes }))], regions, seen, read);
+    const check = readGpt(read, disk.sectorSize, disk.sectors);
     if (check.problems.length > 0) throw new FastPatchError('IO', `${path}: the new table reads back with a problem: ${check.problems[0]!.message}`);
     return check.table!.entries.filter(isUsed);
-  } finally {
-    await disk.handle.close();
-  }
+  });
 }

@@ -8,9 +8,10 @@
  * LBA 1, so "EFI PART" at byte 512 means 512-byte sectors and at byte 4096 means 4096. A caller may
  * also say.
  */
-import { constants, promises as fsp } from 'node:fs';
+import { closeSync, constants, openSync, promises as fsp, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { FastPatchError, ioError } from '../errors.js';
+import { wasmApi } from '../wasm/webassembly.js';
 import { imageSize, majorMinor, readFully, writeAllAt } from './device.js';
 
 export interface Disk {
@@ -99,4 +100,51 @@ export async function flushDisk(disk: Disk): Promise<void> {
   } catch (err) {
     throw ioError(`flush ${disk.path}`, err);
   }
+}
+
+/**
+ * A synchronous reader of whole sectors that bypasses the page cache (O_DIRECT) on a block device,
+ * for reading back what a GPT transaction wrote: the bytes the device holds, not the ones the
+ * kernel still caches. O_DIRECT needs a buffer aligned to the logical sector; a Node Buffer is not,
+ * but a WebAssembly memory starts on a page boundary, so reads land there and are copied out. On an
+ * image file the page cache is the file's contents, and a plain read is returned. Close when done.
+ */
+export function directSectorReader(disk: Disk): { read: (lba: number, count: number) => Uint8Array; close: () => void } {
+  if (!disk.isBlockDevice) {
+    return {
+      read: (lba, count) => {
+        const bytes = Buffer.alloc(count * disk.sectorSize);
+        const n = readSync(disk.handle.fd, bytes, 0, bytes.length, lba * disk.sectorSize);
+        return bytes.subarray(0, n);
+      },
+      close: () => {},
+    };
+  }
+  let fd: number;
+  try {
+    fd = openSync(disk.path, constants.O_RDONLY | constants.O_DIRECT);
+  } catch (err) {
+    throw ioError(`open ${disk.path} for reading back`, err);
+  }
+  const memory = new wasmApi.Memory({ initial: 1 });
+  return {
+    read: (lba, count) => {
+      const length = count * disk.sectorSize;
+      const pages = Math.ceil(length / 65536) - memory.buffer.byteLength / 65536;
+      if (pages > 0) memory.grow(pages);
+      const view = new Uint8Array(memory.buffer, 0, length);
+      let done = 0;
+      try {
+        while (done < length) {
+          const n = readSync(fd, view, done, length - done, lba * disk.sectorSize + done);
+          if (n === 0) break;
+          done += n;
+        }
+      } catch (err) {
+        throw ioError(`read back ${disk.path}`, err);
+      }
+      return view.slice(0, done);
+    },
+    close: () => closeSync(fd),
+  };
 }

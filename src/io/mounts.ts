@@ -25,25 +25,45 @@ export async function rangeUsers(diskMajorMinor: string, offset: number, length:
   const mounted = await mountedDevices();
   const users: string[] = [];
   if (mounted.has(diskMajorMinor)) users.push('the whole disk is mounted');
+  for (const part of await diskPartitions(diskMajorMinor)) {
+    if (part.offset + part.length <= offset || part.offset >= offset + length) continue;
+    if (mounted.has(part.dev)) users.push(`partition ${part.name} is mounted`);
+    if (part.holders.length > 0) users.push(`partition ${part.name} is held by ${part.holders.join(', ')}`);
+  }
+  return users;
+}
+
+/** A partition of a whole disk as the kernel knows it (sysfs), in bytes. */
+export interface KernelPartition {
+  /** Kernel name, also the node under /dev: "loop0p4", "sda4", "nvme0n1p4". */
+  name: string;
+  /** MAJ:MIN of the partition device. */
+  dev: string;
+  offset: number;
+  length: number;
+  /** Devices stacked on it (device-mapper, md). */
+  holders: string[];
+}
+
+/** The partitions the kernel has registered for the whole disk MAJ:MIN (none for an image file's loop device without partx). */
+export async function diskPartitions(diskMajorMinor: string): Promise<KernelPartition[]> {
   let diskDir: string;
   try {
     diskDir = await realpath(`/sys/dev/block/${diskMajorMinor}`);
   } catch {
-    return users;
+    return [];
   }
   const disk = basename(diskDir);
+  const parts: KernelPartition[] = [];
   for (const name of await readdir(diskDir).catch(() => [] as string[])) {
     if (!name.startsWith(disk)) continue;
     const dir = join(diskDir, name);
     const read = (f: string) => readFile(join(dir, f), 'utf8').then((s) => s.trim()).catch(() => undefined);
     const [start, size, dev] = await Promise.all([read('start'), read('size'), read('dev')]);
     if (start === undefined || size === undefined || dev === undefined) continue;
-    const from = Number(start) * 512;
-    const to = from + Number(size) * 512;
-    if (to <= offset || from >= offset + length) continue;
-    if (mounted.has(dev)) users.push(`partition ${name} is mounted`);
+    // sysfs counts in 512-byte units whatever the logical sector size.
     const holders = await readdir(join(dir, 'holders')).catch(() => [] as string[]);
-    if (holders.length > 0) users.push(`partition ${name} is held by ${holders.join(', ')}`);
+    parts.push({ name, dev, offset: Number(start) * 512, length: Number(size) * 512, holders });
   }
-  return users;
+  return parts;
 }

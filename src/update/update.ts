@@ -7,10 +7,16 @@
  *    update), unless the caller names it; the passive slot is the other one. Updating the slot
  *    that boots next is refused: that is the running system.
  *  - A delta reads the running slot's partition as its source; the payload is written into the
- *    passive slot's byte range of the disk (an image file or a whole-disk device), never past it.
+ *    passive slot, never past it. On a block device whose partitions the kernel knows, that is the
+ *    partition device (/dev/sda4), opened exclusively, so a mounted passive slot is refused by the
+ *    kernel itself; otherwise (an image file, a loop device without partitions) it is the slot's
+ *    byte range of the whole disk.
  *  - Only after the whole image is written, fsynced and its hash checked does the GPT change.
  */
+import { stat } from 'node:fs/promises';
 import { applyPayload, type ApplyResult } from '../apply/applier.js';
+import { majorMinor } from '../io/device.js';
+import { diskPartitions } from '../io/mounts.js';
 import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
@@ -38,7 +44,8 @@ export interface UpdateOptions {
 export interface UpdateResult {
   apply: ApplyResult;
   running: { index: number; label: string };
-  updated: { index: number; label: string };
+  /** `written`: the device or byte range the image went to. */
+  updated: { index: number; label: string; written: string };
   /** What the bootloader will do on the next boot (GRUB model, not written). */
   nextBoot: BootDecision;
 }
@@ -62,12 +69,14 @@ export async function updateDisk(chunks: AsyncIterable<Uint8Array>, options: Upd
   const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
   checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
   const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
+  const targetSlot = await slotDevice(options.disk, range(passive));
+  const sourceSlot = await slotDevice(options.disk, range(running));
   const apply = await applyPayload(chunks, {
     trustedKeys: options.trustedKeys,
-    target: options.disk,
-    targetRange: range(passive),
-    source: options.disk,
-    sourceRange: range(running),
+    target: targetSlot.path,
+    ...(targetSlot.range ? { targetRange: targetSlot.range } : {}),
+    source: sourceSlot.path,
+    ...(sourceSlot.range ? { sourceRange: sourceSlot.range } : {}),
     ...(options.build ? { build: options.build } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
@@ -79,7 +88,33 @@ export async function updateDisk(chunks: AsyncIterable<Uint8Array>, options: Upd
   return {
     apply,
     running: { index: running.index, label: running.label },
-    updated: { index: passive.index, label: passive.label },
+    updated: { index: passive.index, label: passive.label, written: targetSlot.description },
     nextBoot: grubNext(changed.after, typeGuid),
   };
+}
+
+interface SlotDevice {
+  path: string;
+  /** The slot's bytes within `path`, when `path` is the whole disk. */
+  range?: { offset: number; length: number };
+  description: string;
+}
+
+/**
+ * Where a slot's bytes are reached: the kernel's partition device when one covers exactly the
+ * slot's byte range, else the range inside the whole disk.
+ */
+async function slotDevice(disk: string, range: { offset: number; length: number }): Promise<SlotDevice> {
+  const stats = await stat(disk).catch(() => undefined);
+  if (stats?.isBlockDevice()) {
+    for (const part of await diskPartitions(majorMinor(stats.rdev))) {
+      if (part.offset !== range.offset || part.length !== range.length) continue;
+      const node = `/dev/${part.name}`;
+      const nodeStats = await stat(node).catch(() => undefined);
+      if (nodeStats?.isBlockDevice() && majorMinor(nodeStats.rdev) === part.dev) {
+        return { path: node, description: node };
+      }
+    }
+  }
+  return { path: disk, range, description: `${disk} bytes ${range.offset}+${range.length}` };
 }

@@ -19,6 +19,8 @@ export interface WasmImportDescriptor {
 /** A linear memory. */
 export interface WasmMemory {
   readonly buffer: ArrayBuffer;
+  /** Adds `pages` 64 KiB pages; returns the previous size in pages. */
+  grow(pages: number): number;
 }
 
 /** An instantiated module. */
@@ -32,7 +34,7 @@ export type WasmImports = Record<string, Record<string, unknown>>;
 interface WasmApi {
   Module: { new (bytes: Uint8Array): WasmModule; imports(module: WasmModule): WasmImportDescriptor[] };
   Instance: new (module: WasmModule, imports?: WasmImports) => WasmInstance;
-  Memory: abstract new (...args: never[]) => WasmMemory;
+  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
 }
 
 /** The runtime's global WebAssembly object (present in every Node version this package supports). */

@@ -11,7 +11,7 @@ import {
 } from '../../dist/src/index.js';
 import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';
-import { MiB, makeKeyPair, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
+import { MiB, makeKeyPair, readHead, removeDir, rootOrWarn, tempDir, withLoopDevice, withPartitionedLoop } from '../helpers/payloads.js';
 
 const signer = makeKeyPair();
 const canLoop = rootOrWarn('update onto a loop device');
@@ -109,26 +109,98 @@ describe('update', () => {
 });
 
 describe('writing a byte range of a block device that is in use', () => {
-  // This machine's kernel parses no partition tables (no loopNpM devices, even with losetup -P), so
-  // the per-partition check of io/mounts.ts cannot run here; the whole-disk case can.
   it.runIf(canLoop)('refuses a range of a mounted device, before writing (no O_EXCL is used for ranges)', async () => {
     const backing = join(dir, 'mounted.img');
     await fsp.writeFile(backing, new Uint8Array(32 * MiB));
     execFileSync('mkfs.ext4', ['-q', '-F', backing]);
-    const mnt = join(dir, 'mnt');
-    await fsp.mkdir(mnt, { recursive: true });
-    const dev = execFileSync('losetup', ['-f', '--show', backing], { encoding: 'utf8' }).trim();
-    let mounted = false;
+    await withLoopDevice(backing, {}, async (dev) => {
+      await withMount(dev, async () => {
+        const before = await fsp.readFile(backing);
+        const err = await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: dev, targetRange: { offset: 16 * MiB, length: 16 * MiB } }).catch((e: Error) => e);
+        expect(String(err)).toMatch(/in use: the whole disk is mounted/);
+        expect(Buffer.compare(await fsp.readFile(backing), before)).toBe(0);
+      });
+    });
+  });
+});
+
+/** Mounts `device` on a fresh directory for `fn`, always unmounting. */
+async function withMount<T>(device: string, fn: (mountpoint: string) => Promise<T>, options: string[] = []): Promise<T> {
+  const mnt = await fsp.mkdtemp(join(dir, 'mnt-'));
+  execFileSync('mount', [...options, device, mnt]);
+  try {
+    return await fn(mnt);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+}
+
+// With the disk's partitions registered in the kernel (partx --add), the slots are written through
+// their partition devices, opened exclusively, as on a real device: /dev/sda4, here /dev/loopNp4.
+describe('slots as partition devices', () => {
+  /** A disk image with v1 (an ext4 image) installed in USR-A, and a delta v1 -> v2 for it. */
+  async function ext4Disk(name: string): Promise<{ disk: string; delta: string; v2: Buffer }> {
+    const v1Path = join(dir, `${name}-v1.ext4`);
+    await fsp.writeFile(v1Path, new Uint8Array(8 * MiB));
+    execFileSync('mkfs.ext4', ['-q', '-F', '-U', 'clear', '-E', 'hash_seed=00000000-0000-0000-0000-000000000000', v1Path]);
+    const v2Path = join(dir, `${name}-v2.ext4`);
+    await fsp.copyFile(v1Path, v2Path);
+    const note = join(dir, `${name}-release`);
+    await fsp.writeFile(note, 'VERSION=2.0.0\n');
+    execFileSync('debugfs', ['-w', '-R', `write ${note} release`, v2Path], { stdio: 'ignore' });
+    const deltaPath = join(dir, `${name}.fpay`);
+    await generateDeltaPayload({ source: v1Path, target: v2Path, keys: [signer.key], version: '2.0.0', out: deltaPath });
+    const disk = join(dir, `${name}.img`);
+    await createFlatcarDisk(disk, { size: 64 * MiB });
+    const gpt = await readDiskGpt(disk);
+    const a = gpt.table!.entries.find((e) => e.index === 3)!;
+    const handle = await fsp.open(disk, 'r+');
     try {
-      execFileSync('mount', [dev, mnt]);
-      mounted = true;
-      const before = await fsp.readFile(backing);
-      const err = await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: dev, targetRange: { offset: 16 * MiB, length: 16 * MiB } }).catch((e: Error) => e);
-      expect(String(err)).toMatch(/in use: the whole disk is mounted/);
-      expect(Buffer.compare(await fsp.readFile(backing), before)).toBe(0);
+      await handle.write(await fsp.readFile(v1Path), 0, 8 * MiB, a.firstLba * gpt.sectorSize);
     } finally {
-      if (mounted) execFileSync('umount', [mnt]);
-      execFileSync('losetup', ['-d', dev]);
+      await handle.close();
     }
+    return { disk, delta: deltaPath, v2: await fsp.readFile(v2Path) };
+  }
+
+  it.runIf(canLoop)('updates USR-B through /dev/loopNp4 while USR-A, the running system, is mounted', async () => {
+    const { disk, delta: d, v2: want } = await ext4Disk('parts');
+    await withPartitionedLoop(disk, {}, async (dev) => {
+      await withMount(`${dev}p3`, async (mnt) => {
+        const result = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] });
+        expect(result.updated).toEqual({ index: 4, label: 'USR-B', written: `${dev}p4` });
+        expect(result.nextBoot).toMatchObject({ bootable: true, index: 4 });
+        expect((await fsp.readdir(mnt)).includes('release'), 'the running slot is still v1').toBe(false);
+      }, ['-o', 'ro']);
+      expect(Buffer.compare((await readHead(`${dev}p4`, want.length)), want)).toBe(0);
+      await withMount(`${dev}p4`, async (mnt) => {
+        expect(await fsp.readFile(join(mnt, 'release'), 'utf8')).toBe('VERSION=2.0.0\n');
+      }, ['-o', 'ro']);
+    });
+  });
+
+  it.runIf(canLoop)('refuses when the passive slot is mounted: the kernel says busy, nothing written, no flip', async () => {
+    const { disk, delta: d } = await ext4Disk('busy');
+    // USR-B holds a filesystem someone has mounted.
+    const gpt = await readDiskGpt(disk);
+    const b = gpt.table!.entries.find((e) => e.index === 4)!;
+    const handle = await fsp.open(disk, 'r+');
+    try {
+      await handle.write(await fsp.readFile(join(dir, 'busy-v1.ext4')), 0, 8 * MiB, b.firstLba * gpt.sectorSize);
+    } finally {
+      await handle.close();
+    }
+    await withPartitionedLoop(disk, {}, async (dev) => {
+      await withMount(`${dev}p4`, async () => {
+        const before = await readHead(dev, 64 * MiB);
+        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] }).catch((e: Error) => e);
+        expect(err).toMatchObject({ code: 'IO', message: expect.stringMatching(/p4 is in use \(mounted\?\)/) });
+        expect(Buffer.compare(await readHead(dev, 64 * MiB), before)).toBe(0);
+        // The byte-range path checks the same through sysfs.
+        const range = { offset: b.firstLba * gpt.sectorSize, length: (b.lastLba - b.firstLba + 1) * gpt.sectorSize };
+        const err2 = await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: dev, targetRange: range }).catch((e: Error) => e);
+        expect(String(err2)).toMatch(/partition loop\d+p4 is mounted/);
+      });
+    });
   });
 });

@@ -348,6 +348,21 @@ export async function withLoopDevice<T>(backing: string, options: { sectorSize?:
   }
 }
 
+/**
+ * Like withLoopDevice, with the disk's GPT partitions registered in the kernel (`partx --add`,
+ * which works here although the kernel parses no partition table itself): /dev/loopNpM exist.
+ */
+export async function withPartitionedLoop<T>(backing: string, options: { sectorSize?: number }, fn: (device: string) => Promise<T>): Promise<T> {
+  return withLoopDevice(backing, options, async (device) => {
+    execFileSync('partx', ['--add', device]);
+    try {
+      return await fn(device);
+    } finally {
+      execFileSync('partx', ['--delete', device]);
+    }
+  });
+}
+
 /** Reads `length` bytes from the start of a file or block device. */
 export async function readHead(path: string, length: number): Promise<Buffer> {
   const handle = await fsp.open(path, 'r');
