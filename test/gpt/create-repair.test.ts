@@ -38,6 +38,24 @@ describe('gpt create --layout flatcar', () => {
     expect((await runCli(['gpt', 'create', disk, '--force'])).code).toBe(0);
   });
 
+  it("has Flatcar's own partition sizes on a disk big enough (disk_layout.json), scaled ones below", async () => {
+    const big = join(dir, 'big.img');
+    expect((await runCli(['gpt', 'create', big, '--size', '8G'])).code).toBe(0);
+    toolsAccept(big);
+    const sectors = (index: number, disk: string) =>
+      execFileSync('cgpt', ['show', '-i', String(index), '-s', disk], { encoding: 'utf8' }).trim();
+    const starts = (index: number, disk: string) =>
+      Number(execFileSync('cgpt', ['show', '-i', String(index), '-b', disk], { encoding: 'utf8' }).trim());
+    // In 512-byte sectors, as Flatcar's disk_layout.json gives them.
+    expect([1, 3, 4, 6].map((i) => sectors(i, big))).toEqual(['2097152', '4194304', '4194304', '2097152']);
+    for (const i of [1, 3, 4, 6, 9]) expect(starts(i, big) % 4096, `partition ${i} is 2 MiB aligned`).toBe(0);
+    const small = join(dir, 'small.img');
+    expect((await runCli(['gpt', 'create', small, '--size', '2G'])).code).toBe(0);
+    toolsAccept(small);
+    expect(Number(sectors(3, small))).toBeLessThan(4194304);
+    expect(Number(sectors(3, small))).toBeGreaterThan(0);
+  });
+
   it.runIf(canLoop)('on a loop device with 4096-byte sectors', async () => {
     const backing = join(dir, 'new4k.img');
     await fsp.writeFile(backing, new Uint8Array(128 * MiB));
