@@ -1,12 +1,13 @@
 // The `fastpatch gpt` commands as a user runs them: --json output, slots named by number, label
 // or unique GUID, boot-next with either bootloader model, and ChromeOS kernel slots made by cgpt.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { removeDir, tempDir } from '../helpers/payloads.js';
+import { MiB, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 
+const canLoop = rootOrWarn('gpt commands on loop devices');
 let dir: string;
 beforeAll(async () => {
   dir = await tempDir('gpt-cli');
@@ -64,4 +65,42 @@ describe('fastpatch gpt', () => {
     expect((await runCli(['gpt', 'rollback', disk, '--type', 'chromeos-kernel'])).code).toBe(0);
     expect(execFileSync('cgpt', ['show', '-i', '2', '-P', disk], { encoding: 'utf8' }).trim()).toBe('2');
   });
+});
+
+describe('every gpt command on a whole-disk block device', () => {
+  // cgpt reads the loop device after each command: P/T/S of USR-A (3) and USR-B (4).
+  const pts = (dev: string, i: number) => ['-P', '-T', '-S'].map((f) => execFileSync('cgpt', ['show', '-i', String(i), f, dev], { encoding: 'utf8' }).trim()).join('/');
+
+  for (const sectorSize of [512, 4096]) {
+    it.runIf(canLoop)(`${sectorSize}-byte sectors: create, set-next, boot-next, mark-good, rollback, repair, show`, async () => {
+      const backing = join(dir, `loop${sectorSize}.img`);
+      await fsp.writeFile(backing, new Uint8Array(64 * MiB));
+      await withLoopDevice(backing, { sectorSize }, async (dev) => {
+        expect((await runCli(['gpt', 'create', dev])).code).toBe(0);
+        expect(pts(dev, 3)).toBe('1/0/1');
+        await json(['gpt', 'set-next', dev, '--slot', 'USR-B', '--running', 'USR-A']);
+        expect([pts(dev, 3), pts(dev, 4)]).toEqual(['1/0/1', '2/1/0']);
+        expect(await json(['gpt', 'boot-next', dev])).toMatchObject({ boots: 4, written: true });
+        expect(pts(dev, 4)).toBe('2/0/0');
+        await json(['gpt', 'mark-good', dev, '--slot', 'USR-B']);
+        expect(pts(dev, 4)).toBe('2/0/1');
+        await json(['gpt', 'rollback', dev]);
+        expect([pts(dev, 3), pts(dev, 4)], 'USR-A on top again, USR-B its good fallback').toEqual(['2/0/1', '1/0/1']);
+        // Break the backup header's CRC: show reports it, set-next refuses, repair fixes it.
+        const show = await json(['gpt', 'show', dev]);
+        expect(show).toMatchObject({ sectorSize, problems: [], next: { grub: 3 } });
+        const handle = await fsp.open(dev, 'r+');
+        try {
+          await handle.write(Buffer.from([0xff]), 0, 1, (64 * MiB) - sectorSize + 16);
+        } finally {
+          await handle.close();
+        }
+        expect((await runCli(['gpt', 'set-next', dev, '--slot', 'USR-B'])).code).toBe(9);
+        expect((await json(['gpt', 'repair', dev])).written).toBeGreaterThan(0);
+        expect((await json(['gpt', 'show', dev])).problems).toEqual([]);
+        const verify = execFileSync('sgdisk', ['-v', dev], { encoding: 'utf8' });
+        expect(verify).toContain('No problems found.');
+      });
+    });
+  }
 });
