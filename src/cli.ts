@@ -57,11 +57,12 @@ program
 program
   .command('apply')
   .description('verify a payload and write its image onto a file or block device')
-  .argument('<payload>', "payload file, or '-' for standard input")
+  .argument('<payload>', "payload file, http(s):// URL, or '-' for standard input")
   .requiredOption('--target <path>', 'file or block device to write (a missing file is created)')
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from, e.g. the running slot (only read)')
   .option('--check-source', 'hash the whole source before writing anything, so a wrong source leaves the target untouched')
+  .option('--resume', 'finish an interrupted apply: keep what the target already holds (checked against the signed hashes), fetch the rest')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, opts));
 
@@ -89,6 +90,7 @@ program
   .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
   .addOption(new Option('--tries <n>', 'boot attempts of the new slot (1-15)').argParser((v) => parseInteger(v, '--tries')))
   .addOption(new Option('--sector-size <bytes>', 'logical sector size of a disk image file').argParser((v) => parseInteger(v, '--sector-size')))
+  .option('--resume', 'finish an interrupted update: keep what the passive slot already holds (checked against the signed hashes), fetch the rest')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
 

@@ -19,6 +19,7 @@ export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type A
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
 export { PayloadReader } from './apply/reader.js';
 export { readPayloadChunks } from './io/input.js';
+export { openPayload, isSeekable, type PayloadInput, type SeekablePayload } from './io/payload-source.js';
 export { httpChunks, HTTP_DEFAULTS, type HttpChunksOptions, type HttpRetryInfo } from './io/http.js';
 export { hashImage } from './io/hash-image.js';
 export { lockDisk, withDiskLock, type DiskLock } from './io/lock.js';

@@ -1,15 +1,18 @@
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
+import { BLOCK_SIZE, HEADER_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
+import { decodeHeader } from '../format/header.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { imageRange, openImageForRead, overlaps, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
+import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { DecodePool } from './decode-pool.js';
+import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 
 /**
@@ -52,9 +55,17 @@ export interface ApplyOptions {
   targetRange?: ByteRange;
   /** Read the source from this byte range of `source` (the running slot inside a whole disk). */
   sourceRange?: ByteRange;
+  /**
+   * Finish an interrupted apply: before writing, check which operations the target already holds
+   * (apply/resume.ts), and leave those alone. Their data is not needed: a seekable input
+   * (applyPayload with a PayloadSource) does not fetch it; a plain stream is read past it.
+   */
+  resume?: boolean;
   /** WASM build to hash with (tests run both). */
   build?: CoreBuild;
   onProgress?: (progress: ApplyProgress) => void;
+  /** Progress of resume's scan of the target: bytes checked of the image. */
+  onScanProgress?: (bytes: number, total: number) => void;
 }
 
 /** Bytes [offset, offset + length) of a file or device. */
@@ -86,6 +97,8 @@ export interface ApplyResult {
   payloadBytes: number;
   bytesWritten: number;
   seconds: number;
+  /** With `resume`: the operations found already on the target, left alone, and their image bytes. */
+  resumed?: { operationsSkipped: number; bytesSkipped: number };
 }
 
 const noop = () => {};
@@ -119,6 +132,10 @@ export class PayloadApplier {
   private readonly pool: DecodePool;
   private readonly started = performance.now();
   private opsDone = 0;
+  /** With `resume`: done[i] = 1 for the operations the target already holds. */
+  private done: Uint8Array | undefined;
+  private skippedBytes = 0;
+  private skippedOps = 0;
   private imageBytesDone = 0;
   private bytesWritten = 0;
 
@@ -160,8 +177,9 @@ export class PayloadApplier {
       }
     }
     // validateManifest made the operations write blocks 0, 1, 2, ... in order, so the digests of
-    // their verified outputs, in order, are the image's.
-    const imageHash = this.root.digest();
+    // their verified outputs, in order, are the image's. Skipped operations added none: then the
+    // image is hashed as it now is on the target.
+    const imageHash = this.skippedOps > 0 ? await hashOpenImage(this.core, this.target!, m.targetSize) : this.root.digest();
     if (!equal(imageHash, m.targetHash)) {
       throw new FastPatchError('HASH_MISMATCH', `finished image does not match the signed image hash (${hex(imageHash)} != ${hex(m.targetHash)})`);
     }
@@ -175,7 +193,34 @@ export class PayloadApplier {
       payloadBytes: this.reader.offset,
       bytesWritten: this.bytesWritten,
       seconds: (performance.now() - this.started) / 1000,
+      ...(this.done ? { resumed: { operationsSkipped: this.skippedOps, bytesSkipped: this.skippedBytes } } : {}),
     };
+  }
+
+  /** The head, once push() has read it (signature verified, manifest validated). */
+  get payloadHead(): PayloadHead | undefined {
+    return this.head;
+  }
+
+  /**
+   * For a resumed apply fed from a seekable input: the byte ranges of the payload still needed
+   * (the data of the operations not yet on the target), in order and coalesced. From then on,
+   * push() must be fed exactly those bytes. Call right after the head has been pushed.
+   */
+  neededRanges(): ByteRange[] {
+    const head = this.head;
+    if (!head || !this.done) throw new Error('neededRanges: only after the head of a resumed apply');
+    const done = this.done;
+    this.reader.skipData((i) => done[i] === 1);
+    const ranges: ByteRange[] = [];
+    head.manifest.operations.forEach((op, i) => {
+      if (done[i] === 1 || op.dataLength === 0) return;
+      const offset = head.dataStart + op.dataOffset;
+      const last = ranges[ranges.length - 1];
+      if (last && last.offset + last.length === offset) last.length += op.dataLength;
+      else ranges.push({ offset, length: op.dataLength });
+    });
+    return ranges;
   }
 
   /**
@@ -215,6 +260,12 @@ export class PayloadApplier {
     if (target.size < size) {
       throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
     }
+    if (this.options.resume && !target.created) {
+      const onScan = this.options.onScanProgress;
+      this.done = (await scanTarget(this.core, target, head.manifest, onScan && ((bytes) => onScan(bytes, size)))).done;
+    } else if (this.options.resume) {
+      this.done = new Uint8Array(head.manifest.operations.length);
+    }
   }
 
   /** Opens a delta's source read-only and checks it before the target is opened. */
@@ -245,6 +296,7 @@ export class PayloadApplier {
   private async startOperation(index: number, blob: Uint8Array): Promise<void> {
     const m = this.head!.manifest;
     const op = m.operations[index]!;
+    if (this.done?.[index] === 1) return this.skipOperation(op, blob);
     // Data hash, inflate and output digests run in a worker; the blob moves there by transfer. The
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
@@ -272,6 +324,19 @@ export class PayloadApplier {
     this.inflightSizes.push(bytes);
     this.inflightBytes += bytes;
     while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();
+  }
+
+  /** An operation resume found already on the target: nothing to check, decode or write. */
+  private skipOperation(op: Operation, blob: Uint8Array): void {
+    const length = extentBytes(op.dstExtents, this.head!.manifest.targetSize);
+    this.reader.recycle(blob);
+    // Progress is reported in operation order, after the operations before it.
+    const step = this.tail.then(() => {
+      this.skippedOps++;
+      this.skippedBytes += length;
+      this.reportDone(length);
+    });
+    this.tail = step.catch(noop);
   }
 
   /** Waits for the oldest operation in flight and takes it out of the window. */
@@ -307,6 +372,11 @@ export class PayloadApplier {
     } else {
       recycle();
     }
+    this.reportDone(length);
+  }
+
+  private reportDone(length: number): void {
+    const m = this.head!.manifest;
     this.opsDone++;
     this.imageBytesDone += length;
     this.options.onProgress?.({
@@ -351,13 +421,33 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Applies (or with no target, verifies) a payload from an async stream of chunks.
+ * Applies (or with no target, verifies) a payload: an async stream of chunks, or a seekable
+ * payload (io/payload-source.ts), from which a resumed apply fetches only what the target lacks.
  * Throws FastPatchError; the target is closed whatever happens.
  */
-export async function applyPayload(chunks: AsyncIterable<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
+export async function applyPayload(input: PayloadInput, options: ApplyOptions): Promise<ApplyResult> {
   const applier = new PayloadApplier(options);
   try {
-    for await (const chunk of chunks) await applier.push(chunk);
+    if (isSeekable(input) && options.resume && options.target !== undefined) {
+      // The header says how long the head is; the head is checked (signature, manifest, and the
+      // target scanned) before any data is fetched.
+      const first = new Uint8Array(HEADER_SIZE);
+      let filled = 0;
+      for await (const chunk of readRange(input, 0, HEADER_SIZE)) {
+        first.set(chunk, filled);
+        filled += chunk.length;
+      }
+      const header = decodeHeader(first);
+      if ('need' in header) throw new Error('unreachable: a whole header was read');
+      await applier.push(first);
+      for await (const chunk of readRange(input, HEADER_SIZE, header.manifestSize + header.signaturesSize)) await applier.push(chunk);
+      for (const range of applier.neededRanges()) {
+        for await (const chunk of readRange(input, range.offset, range.length)) await applier.push(chunk);
+      }
+      await applier.push(new Uint8Array(0)); // the skipped operations after the last range
+    } else {
+      for await (const chunk of isSeekable(input) ? input.read(0) : input) await applier.push(chunk);
+    }
     return await applier.finish();
   } finally {
     await applier.close();

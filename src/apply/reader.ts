@@ -51,6 +51,9 @@ export class PayloadReader {
   private manifestBytes: Uint8Array | undefined;
   private manifest: Manifest | undefined;
   private opIndex = 0;
+  private dataStart = -1;
+  /** Operations whose data the input leaves out (resume); see skipData(). */
+  private skipped: ((index: number) => boolean) | undefined;
   /** Blob buffers handed back by recycle(), so later blobs of similar size reuse mapped pages. */
   private readonly blobPool: ArrayBuffer[] = [];
   /** The chunk being consumed by next(), and how far. */
@@ -113,6 +116,17 @@ export class PayloadReader {
   }
 
   /**
+   * From now on the input leaves out the data of the operations `skipped` names (a resumed apply
+   * fetches only what the target still needs): each of them yields an empty blob at once. Call it
+   * after the head event, before any data byte is fed.
+   */
+  skipData(skipped: (index: number) => boolean): void {
+    if (this.stage === 'header' || this.stage === 'manifest' || this.stage === 'signatures' || this.offset !== this.dataStart) throw new Error('skipData: only before the first data byte');
+    this.skipped = skipped;
+    this.nextBlob();
+  }
+
+  /**
    * Hands back the buffer of a data blob this reader emitted, once the caller is done with it (and
    * with anything sharing its memory), so later blobs are read into it instead of fresh memory.
    */
@@ -172,6 +186,7 @@ export class PayloadReader {
           },
         };
         this.stage = 'data';
+        this.dataStart = this.offset;
         this.nextBlob();
         return event;
       }
@@ -194,6 +209,6 @@ export class PayloadReader {
       this.expect(0);
       return;
     }
-    this.expectBlob(ops[this.opIndex]!.dataLength);
+    this.expectBlob(this.skipped?.(this.opIndex) ? 0 : ops[this.opIndex]!.dataLength);
   }
 }

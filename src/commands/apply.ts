@@ -1,13 +1,15 @@
-import { applyPayload, readPayloadChunks } from '../index.js';
+import { applyPayload, openPayload } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
-export async function run(payload: string, opts: { target?: string; source?: string; checkSource?: boolean; pubkey: string[]; json?: boolean }): Promise<void> {
+export async function run(payload: string, opts: { target?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean }): Promise<void> {
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
-  const result = await applyPayload(readPayloadChunks(payload), {
+  const result = await applyPayload(openPayload(payload), {
     trustedKeys,
+    resume: opts.resume === true,
+    onScanProgress: (bytes, total) => progress.update(bytes, total),
     ...(opts.target !== undefined ? { target: opts.target } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
     checkSource: opts.checkSource === true,
@@ -18,5 +20,6 @@ export async function run(payload: string, opts: { target?: string; source?: str
   const verb = opts.target ? `applied to ${opts.target}` : 'verified';
   print(`${verb}: release ${result.version}, ${formatBytes(result.targetSize)} image, ${result.operations} operations, ${formatBytes(result.payloadBytes)} payload in ${result.seconds.toFixed(2)} s (${formatRate(result.targetSize, result.seconds)})`);
   const sourceNote = result.sourceSize > 0 ? `, every source block read checked against ${opts.source}` : '';
+  if (result.resumed) print(`resumed: ${result.resumed.operationsSkipped} operations (${formatBytes(result.resumed.bytesSkipped)}) were already on the target and checked; the rest fetched and written`);
   print(`signature by ${result.keyId}; every operation's data and output checked${sourceNote}; image hash ${result.targetHash} checked`);
 }

@@ -1,13 +1,14 @@
-import { readPayloadChunks, updateDisk } from '../index.js';
+import { openPayload, updateDisk } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
-export async function run(payload: string, opts: { disk: string; pubkey: string[]; running?: string; tries?: number; sectorSize?: number; json?: boolean }): Promise<void> {
+export async function run(payload: string, opts: { disk: string; pubkey: string[]; running?: string; tries?: number; sectorSize?: number; resume?: boolean; json?: boolean }): Promise<void> {
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(`update ${opts.disk}`);
-  const result = await updateDisk(readPayloadChunks(payload), {
+  const result = await updateDisk(openPayload(payload), {
     disk: opts.disk,
     trustedKeys,
+    resume: opts.resume === true,
     ...(opts.running !== undefined ? { running: opts.running } : {}),
     ...(opts.tries !== undefined ? { tries: opts.tries } : {}),
     ...(opts.sectorSize !== undefined ? { sectorSize: opts.sectorSize } : {}),

@@ -17,6 +17,7 @@ import { stat } from 'node:fs/promises';
 import { applyPayload, type ApplyResult } from '../apply/applier.js';
 import { majorMinor } from '../io/device.js';
 import { diskPartitions } from '../io/mounts.js';
+import type { PayloadInput } from '../io/payload-source.js';
 import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
@@ -37,6 +38,8 @@ export interface UpdateOptions {
   /** Boot attempts of the new slot before the bootloader falls back (default 1, as Flatcar). */
   tries?: number;
   sectorSize?: number;
+  /** Finish an interrupted update (ApplyOptions.resume). */
+  resume?: boolean;
   build?: CoreBuild;
   onProgress?: (p: { imageBytesDone: number; targetSize: number }) => void;
 }
@@ -50,7 +53,7 @@ export interface UpdateResult {
   nextBoot: BootDecision;
 }
 
-export async function updateDisk(chunks: AsyncIterable<Uint8Array>, options: UpdateOptions): Promise<UpdateResult> {
+export async function updateDisk(input: PayloadInput, options: UpdateOptions): Promise<UpdateResult> {
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   const diskOptions = options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {};
   const read = await readDiskGpt(options.disk, diskOptions);
@@ -71,8 +74,9 @@ export async function updateDisk(chunks: AsyncIterable<Uint8Array>, options: Upd
   const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
   const targetSlot = await slotDevice(options.disk, range(passive));
   const sourceSlot = await slotDevice(options.disk, range(running));
-  const apply = await applyPayload(chunks, {
+  const apply = await applyPayload(input, {
     trustedKeys: options.trustedKeys,
+    resume: options.resume === true,
     target: targetSlot.path,
     ...(targetSlot.range ? { targetRange: targetSlot.range } : {}),
     source: sourceSlot.path,

@@ -1,0 +1,82 @@
+/**
+ * A payload that can be read from any offset: a file or an HTTP(S) URL. A resumed apply reads the
+ * head, checks the target, then fetches only the data the target still needs, range by range,
+ * instead of streaming the payload from the start (apply/applier.ts, `resume`). Standard input
+ * cannot seek and stays a plain stream (readPayloadChunks).
+ */
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { FastPatchError, ioError } from '../errors.js';
+import { httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
+import { INPUT_CHUNK, readPayloadChunks } from './input.js';
+
+export interface SeekablePayload {
+  readonly seekable: true;
+  /** The file or URL, for messages. */
+  readonly name: string;
+  /**
+   * Bytes [from, to) of the payload (`to` omitted: to its end), in chunks the caller owns. Stops
+   * early at the payload's end; the caller checks the count.
+   */
+  read(from: number, to?: number): AsyncIterable<Uint8Array>;
+}
+
+/** What apply reads a payload from. */
+export type PayloadInput = AsyncIterable<Uint8Array> | SeekablePayload;
+
+export function isSeekable(input: PayloadInput): input is SeekablePayload {
+  return (input as Partial<SeekablePayload>).seekable === true;
+}
+
+/** A file path or URL as a seekable payload; '-' as standard input, a plain stream. */
+export function openPayload(spec: string, options: { stdin?: Readable; http?: HttpChunksOptions } = {}): PayloadInput {
+  if (spec === '-') return readPayloadChunks('-', options.stdin ?? process.stdin);
+  if (isHttpUrl(spec)) {
+    return { seekable: true, name: spec, read: (from, to) => cut(httpChunks(spec, { ...options.http, from }), to === undefined ? Infinity : to - from) };
+  }
+  return {
+    seekable: true,
+    name: spec,
+    read: (from, to) => fileChunks(spec, from, to),
+  };
+}
+
+async function* fileChunks(path: string, from: number, to: number | undefined): AsyncGenerator<Uint8Array> {
+  if (to !== undefined && to <= from) return;
+  const stream = createReadStream(path, { start: from, ...(to !== undefined ? { end: to - 1 } : {}), highWaterMark: INPUT_CHUNK });
+  try {
+    for await (const chunk of stream) yield chunk as Uint8Array;
+  } catch (err) {
+    throw ioError(`read payload ${path}`, err);
+  }
+}
+
+/** The first `limit` bytes of a stream; stops (and so closes) the stream there. */
+async function* cut(chunks: AsyncIterable<Uint8Array>, limit: number): AsyncGenerator<Uint8Array> {
+  if (limit <= 0) return;
+  let left = limit;
+  for await (const chunk of chunks) {
+    if (chunk.length >= left) {
+      yield chunk.subarray(0, left);
+      return;
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+}
+
+/**
+ * All of bytes [from, from + length) of `input`, chunk by chunk, or FastPatchError
+ * ('TRUNCATED_PAYLOAD') when the payload ends first: a short range must not let the next range's
+ * bytes be taken for the rest of this one.
+ */
+export async function* readRange(input: SeekablePayload, from: number, length: number): AsyncGenerator<Uint8Array> {
+  let got = 0;
+  for await (const chunk of input.read(from, from + length)) {
+    got += chunk.length;
+    yield chunk;
+  }
+  if (got < length) {
+    throw new FastPatchError('TRUNCATED_PAYLOAD', `payload ${input.name} ends at byte ${from + got}; bytes up to ${from + length} were expected`);
+  }
+}
