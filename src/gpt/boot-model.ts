@@ -143,3 +143,62 @@ export function vbootNext(entries: readonly SlotEntry[], options: VbootOptions =
   }
   return { bootable: false, reason: 'no valid kernel', entries: table, written, failed };
 }
+
+/** Which copy of the GPT GRUB's strict reader (`grub_gpt_read`, notes §2.1 step 2) ends up using. */
+export interface GrubGptRead {
+  /** 'primary' or 'backup' when the read succeeds; undefined when GRUB fails (Flatcar aborts the boot). */
+  source: 'primary' | 'backup' | undefined;
+  /** Why a copy was rejected, one line each (e.g. "backup GPT out of sync"). */
+  notes: string[];
+}
+
+/** The header fields GRUB's `grub_gpt_header_equal`-style check compares between the copies. */
+const GRUB_EQUAL_FIELDS = ['headerSize', 'firstUsableLba', 'lastUsableLba', 'entryCount', 'entrySize', 'entriesCrc32', 'diskGuid'] as const;
+
+interface GrubCopyView {
+  header: { headerSize: number; myLba: number; alternateLba: number; entryCount: number; entrySize: number } & Record<(typeof GRUB_EQUAL_FIELDS)[number], unknown>;
+  entriesBytes: Uint8Array | undefined;
+  valid: boolean;
+}
+
+/**
+ * GRUB gptprio's reading of a table that readGpt has decoded: the primary is used when its header
+ * and entries are valid; a CRC-valid primary header makes the backup usable only if the backup
+ * header "equals" it (shared fields, entries CRC, crossed LBAs) and, when the primary entries are
+ * valid too, the backup entries are byte-identical. A header is invalid to GRUB when HeaderSize is
+ * not 92 (GRUB checks the CRC over 92 bytes) or the entry array is under 16 KiB. So a torn write
+ * that leaves a CRC-valid primary header next to entries it does not describe and a backup that
+ * disagrees (states S4, S5) fails, where vboot and sgdisk fall back to the backup.
+ * Takes the `primary` and `backup` of a GptReadResult (structurally, to keep this module free of
+ * the codec).
+ */
+export function grubReadGpt(read: { primary: { header: unknown; entriesBytes: Uint8Array | undefined; valid: boolean }; backup: { header: unknown; entriesBytes: Uint8Array | undefined; valid: boolean } }): GrubGptRead {
+  const notes: string[] = [];
+  const grubHeaderOk = (c: { header: unknown }): boolean => {
+    const h = c.header as GrubCopyView['header'] | undefined;
+    return h !== undefined && h.headerSize === 92 && h.entryCount * h.entrySize >= 16384;
+  };
+  const p = read.primary as GrubCopyView, b = read.backup as GrubCopyView;
+  const pHeader = grubHeaderOk(p);
+  const pEntries = pHeader && p.valid;
+  let bOk = grubHeaderOk(b) && b.valid;
+  if (bOk && pHeader) {
+    const same = GRUB_EQUAL_FIELDS.every((f) => p.header[f] === b.header[f]) && p.header.myLba === b.header.alternateLba && p.header.alternateLba === b.header.myLba;
+    if (!same) {
+      notes.push('backup GPT out of sync (header)');
+      bOk = false;
+    } else if (pEntries && !sameBytes(p.entriesBytes, b.entriesBytes)) {
+      notes.push('backup GPT out of sync (entries)');
+      bOk = false;
+    }
+  }
+  if (!pHeader) notes.push('primary GPT header invalid');
+  else if (!pEntries) notes.push('primary GPT entries invalid');
+  return { source: pEntries ? 'primary' : bOk ? 'backup' : undefined, notes };
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
