@@ -9,7 +9,8 @@
 
 /** mulberry32: a small, fast seeded PRNG, so images are identical on every machine. */
 export class Prng {
-  private state: number;
+  /** Protected: the test and fuzz generators derive their own start states from a seed. */
+  protected state: number;
   constructor(seed: number) {
     this.state = (seed * 0x9e3779b1) >>> 0;
   }

@@ -4,6 +4,7 @@
  * userspace flows built on it: Flatcar's postinst (set-next) and setgoodroot (mark-good).
  * Plain data in, new plain data out; no I/O. Only priority, tries and successful are ever written.
  */
+import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, MAX_PRIORITY, MAX_TRIES, getPriority, sameGuid, setPriority, setSlotBits, type SlotEntry } from './attributes.js';
 
 export interface PrioritizeOptions {
@@ -28,11 +29,14 @@ function checkEntries(entries: readonly SlotEntry[]): void {
   }
 }
 
-/** The entry numbered `index` of the slot type; throws RangeError naming the partition otherwise (cgpt: "is not a ChromeOS kernel"). */
+/**
+ * The entry numbered `index` of the slot type; throws FastPatchError('USAGE') naming the partition
+ * otherwise (cgpt: "is not a ChromeOS kernel"): a user names slots, so this is a usage error.
+ */
 function slotEntry(entries: readonly SlotEntry[], index: number, typeGuid: string): SlotEntry {
   const entry = entries.find((e) => e.index === index);
   if (entry === undefined || !sameGuid(entry.typeGuid, typeGuid)) {
-    throw new RangeError(`partition ${index} is not a slot partition (type ${typeGuid})`);
+    throw new FastPatchError('USAGE', `partition ${index} is not a slot partition (type ${typeGuid})`);
   }
   return entry;
 }

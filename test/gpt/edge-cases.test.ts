@@ -505,7 +505,6 @@ describe('§7.17 torn-write fixtures and the toolkit write order', () => {
   });
 });
 
-
 describe('§7.19 both copies invalid', () => {
   // Also: create-repair.test.ts "refuses when neither copy is valid, writing nothing".
   it('valid headers whose entry arrays both fail their CRC: no table, no flip, no repair, nothing written', async () => {
@@ -799,7 +798,6 @@ describe('§7.30 idempotence', () => {
     expect(await sameFile(copy, once)).toBe(true);
   });
 });
-
 
 describe('§7.32 CRC known answers', () => {
   // Also: codec.test.ts "crc32" (check values, zlib agreement).
