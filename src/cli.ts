@@ -31,6 +31,7 @@ program
   .option('--source <image>', 'the image devices run now: write a delta payload against it (only read)')
   .requiredOption('--key <file>', 'private key to sign with (repeat for several keys)', collect)
   .requiredOption('--version <version>', 'release version of the image, e.g. 1.2.0')
+  .option('--source-version <version>', "for a delta: the source image's release, e.g. 1.1.0 (devices on another release are told which one they need)")
   .requiredOption('-o, --out <payload>', 'payload file to write')
   .addOption(new Option('--level <n>', 'deflate level 1-9 of full payloads').default(6).argParser((v) => parseInteger(v, '--level')))
   .addOption(new Option('--quality <n>', 'brotli quality 1-11 of delta diff streams').default(9).argParser((v) => parseInteger(v, '--quality')))
@@ -84,13 +85,15 @@ program
 program
   .command('update')
   .description('write a payload into the passive A/B slot of a disk, verify it, and make that slot boot next once')
-  .argument('<payload>', "payload file, or '-' for standard input")
+  .argument('<payload>', "payload file, http(s):// URL, or '-' for standard input")
   .requiredOption('--disk <disk>', 'whole disk holding the slots (image file or block device)')
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
   .addOption(new Option('--tries <n>', 'boot attempts of the new slot (1-15)').argParser((v) => parseInteger(v, '--tries')))
   .addOption(new Option('--sector-size <bytes>', 'logical sector size of a disk image file').argParser((v) => parseInteger(v, '--sector-size')))
   .option('--resume', 'finish an interrupted update: keep what the passive slot already holds (checked against the signed hashes), fetch the rest')
+  .option('--allow-downgrade', "install a release older than the running slot's")
+  .option('--status <file>', 'slot status record (default /var/lib/fastpatch/status.json; DISK.status.json for an image file)')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
 

@@ -17,6 +17,7 @@ export const EXIT = {
   TARGET_TOO_SMALL: 7,
   SOURCE_MISMATCH: 8,
   DISK: 9,
+  DOWNGRADE: 10,
 } as const;
 
 /** Stable error codes, each mapped to the exit code of its class. */
@@ -41,6 +42,8 @@ export const ERROR_CODES = {
   GPT_CORRUPT: EXIT.DISK,
   /** A slot change was refused because it would leave no bootable slot or drop the running one's fallback. */
   GPT_UNSAFE: EXIT.DISK,
+  /** The payload's release is older than the one the device runs (update without --allow-downgrade). */
+  DOWNGRADE: EXIT.DOWNGRADE,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -162,7 +162,7 @@ async function makeFixtures(): Promise<Fixtures> {
   const sourcePath = join(dir, 'source.img');
   await fsp.writeFile(sourcePath, source);
   await fsp.writeFile(join(dir, 'delta-target.img'), deltaTarget);
-  await generateDeltaPayload({ source: sourcePath, target: join(dir, 'delta-target.img'), keys: [key], version: '2.0.0', out: join(dir, 'delta.fpay'), workers: 1 });
+  await generateDeltaPayload({ source: sourcePath, target: join(dir, 'delta-target.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: join(dir, 'delta.fpay'), workers: 1 });
   const bases: Base[] = [];
   for (const [name, imageBytes] of [['full', fullImage], ['delta', deltaTarget]] as const) {
     const payload = await fsp.readFile(join(dir, `${name}.fpay`));

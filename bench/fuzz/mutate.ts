@@ -190,7 +190,11 @@ export function mutateStruct(rng: Rng, base: LooseManifest, targetBlocks: number
         else if (f === 2) { m.targetSize = smallOrSpecialU64(rng, Number(m.targetSize)); what.push(`targetSize=${m.targetSize}`); }
         else if (f === 3) { m.sourceSize = smallOrSpecialU64(rng, Number(m.sourceSize)); m.flags = m.sourceSize > 0n ? 1 : 0; what.push(`sourceSize=${m.sourceSize}`); }
         else if (f === 4) { m.targetHash = flipHash(rng, m.targetHash); what.push('targetHash flipped'); }
-        else {
+        else if (m.sourceSize !== 0n && rng.chance(0.5)) {
+          m.sourceVersion = rng.pick([new Uint8Array(0), new TextEncoder().encode('1.0 rc'), Uint8Array.of(0xff, 0xfe), new Uint8Array(65).fill(0x31), new TextEncoder().encode('-x')]);
+          if (rng.chance(0.3)) m.sourceVersionLength = rng.pick([0, 255, m.sourceVersion.length + 1]);
+          what.push(`source version ${m.sourceVersion.length} bytes (declared ${m.sourceVersionLength ?? m.sourceVersion.length})`);
+        } else {
           m.version = rng.pick([new Uint8Array(0), new TextEncoder().encode('1.0 rc'), Uint8Array.of(0xff, 0xfe), new Uint8Array(65).fill(0x31), new TextEncoder().encode('-x')]);
           if (rng.chance(0.3)) m.versionLength = rng.pick([0, 255, m.version.length + 1]);
           what.push(`version ${m.version.length} bytes (declared ${m.versionLength ?? m.version.length})`);
@@ -331,6 +335,7 @@ function structuredCloneLoose(m: LooseManifest): LooseManifest {
     targetHash: new Uint8Array(m.targetHash),
     sourceHash: new Uint8Array(m.sourceHash),
     version: new Uint8Array(m.version),
+    sourceVersion: new Uint8Array(m.sourceVersion),
     ops: m.ops.map((o) => ({ ...o, src: o.src.map((e) => ({ ...e })), dst: o.dst.map((e) => ({ ...e })) })),
   };
 }

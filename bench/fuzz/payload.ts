@@ -46,6 +46,10 @@ export interface LooseManifest {
   version: Uint8Array;
   /** Declared version length; default version.length. */
   versionLength?: number;
+  /** A delta's source release; written (length byte, then bytes) when the source size is non-zero. */
+  sourceVersion: Uint8Array;
+  /** Declared source version length; default sourceVersion.length. */
+  sourceVersionLength?: number;
   /** Declared operation count; default ops.length. */
   opCount?: number;
   ops: LooseOp[];
@@ -81,6 +85,10 @@ export function encodeLooseManifest(m: LooseManifest): Uint8Array {
   digest(m.sourceHash);
   u8(m.versionLength ?? m.version.length);
   parts.push(m.version);
+  if (m.sourceSize !== 0n) {
+    u8(m.sourceVersionLength ?? m.sourceVersion.length);
+    parts.push(m.sourceVersion);
+  }
   u32(m.opCount ?? m.ops.length);
   for (const op of m.ops) {
     const srcCount = op.srcCount ?? op.src.length;
@@ -158,6 +166,7 @@ export function looseFromPayload(payload: Uint8Array): LooseManifest {
     sourceSize: BigInt(m.sourceSize),
     sourceHash: new Uint8Array(m.sourceHash),
     version: new TextEncoder().encode(m.version),
+    sourceVersion: new TextEncoder().encode(m.sourceVersion),
     ops: m.operations.map((o) => ({
       type: o.type,
       flags: 0,
@@ -180,6 +189,7 @@ export function cloneLoose(m: LooseManifest): LooseManifest {
     targetHash: new Uint8Array(m.targetHash),
     sourceHash: new Uint8Array(m.sourceHash),
     version: new Uint8Array(m.version),
+    sourceVersion: new Uint8Array(m.sourceVersion),
     ops: m.ops.map((o) => ({
       ...o,
       dataHash: new Uint8Array(o.dataHash),

@@ -1,6 +1,7 @@
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, HEADER_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
+import { compareVersions } from '../format/version.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
@@ -51,6 +52,16 @@ export interface ApplyOptions {
    * each operation checks the source blocks it reads just before it writes.
    */
   checkSource?: boolean;
+  /**
+   * Refuse (FastPatchError 'DOWNGRADE', before the target is opened) a payload whose release is
+   * older than this (format/version.ts): the release the device runs now.
+   */
+  minimumVersion?: string;
+  /**
+   * The release the source image holds, when known: a delta made from another release is refused
+   * before the target is opened, naming the release it needs.
+   */
+  sourceVersion?: string;
   /** Write the image into this byte range of `target` (a slot partition inside a whole disk). */
   targetRange?: ByteRange;
   /** Read the source from this byte range of `source` (the running slot inside a whole disk). */
@@ -246,6 +257,7 @@ export class PayloadApplier {
   private async accept(head: PayloadHead): Promise<void> {
     this.head = head; // signature already verified by the reader's authenticator
     const size = head.manifest.targetSize;
+    checkReleases(head.manifest, this.options);
     if (head.manifest.sourceSize > 0) await this.openSource(head);
     if (this.options.target === undefined) return;
     const range = this.options.targetRange;
@@ -282,13 +294,13 @@ export class PayloadApplier {
     // may be larger than the image it holds, whose bytes are its first sourceSize.
     const exact = !range && !source.isBlockDevice;
     if (exact ? source.size !== m.sourceSize : source.size < m.sourceSize) {
-      throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} holds ${source.size} bytes, this delta was made from a source of ${m.sourceSize}`);
+      throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} holds ${source.size} bytes, this delta was made from a source of ${m.sourceSize}${needsRelease(m)}`);
     }
     this.source = imageRange(source, 0, m.sourceSize);
     if (this.options.checkSource) {
       const hash = await hashOpenImage(this.core, this.source, m.sourceSize);
       if (!equal(hash, m.sourceHash)) {
-        throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} is not the image this delta was made from (hash ${hex(hash)}, expected ${hex(m.sourceHash)})`);
+        throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} is not the image this delta was made from (hash ${hex(hash)}, expected ${hex(m.sourceHash)})${needsRelease(m)}`);
       }
     }
   }
@@ -315,6 +327,11 @@ export class PayloadApplier {
     } else {
       decoded = Promise.resolve(undefined);
     }
+    // A wrong source is reported with the release the delta needs, when the manifest names it.
+    decoded = decoded.catch((err: unknown) => {
+      if (err instanceof FastPatchError && err.code === 'SOURCE_MISMATCH' && m.sourceVersion !== '') throw new FastPatchError('SOURCE_MISMATCH', `${err.message}${needsRelease(m)}`);
+      throw err;
+    });
     decoded.catch(noop); // awaited in order below; this only marks the rejection as handled
     const step = this.tail.then(() => this.completeOperation(index, op, decoded));
     step.catch((err) => (this.failure ??= err));
@@ -414,6 +431,22 @@ export class PayloadApplier {
 function describeExtents(extents: readonly Extent[]): string {
   const shown = extents.slice(0, 3).map((e) => `${e.startBlock}+${e.blockCount}`).join(', ');
   return extents.length > 3 ? `${shown} and ${extents.length - 3} more` : shown;
+}
+
+/** The release checks of ApplyOptions.minimumVersion and sourceVersion, on a signed manifest. */
+function checkReleases(m: { version: string; sourceSize: number; sourceVersion: string }, options: ApplyOptions): void {
+  if (options.minimumVersion !== undefined && compareVersions(m.version, options.minimumVersion) < 0) {
+    throw new FastPatchError('DOWNGRADE', `release ${m.version} is older than release ${options.minimumVersion}, which the device runs; refusing to downgrade`);
+  }
+  const known = options.sourceVersion;
+  if (m.sourceSize > 0 && m.sourceVersion !== '' && known !== undefined && known !== m.sourceVersion) {
+    throw new FastPatchError('SOURCE_MISMATCH', `this delta needs release ${m.sourceVersion} as its source; the source holds release ${known}`);
+  }
+}
+
+/** "; this delta needs release 1.1.0" when the manifest names its source release. */
+function needsRelease(m: { sourceVersion: string }): string {
+  return m.sourceVersion !== '' ? `; this delta needs release ${m.sourceVersion}` : '';
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

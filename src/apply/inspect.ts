@@ -13,7 +13,7 @@ export interface PayloadInfo {
   targetSize: number;
   targetHash: string;
   /** null for a full payload. */
-  source: { size: number; hash: string } | null;
+  source: { size: number; hash: string; version: string | null } | null;
   signatures: { keyId: string }[];
   /** Key id whose signature verified, when trusted keys were given. */
   verifiedBy: string | null;
@@ -58,7 +58,7 @@ function describeHead(head: PayloadHead, verifiedBy: string | null): PayloadInfo
     blockSize: m.blockSize,
     targetSize: m.targetSize,
     targetHash: hex(m.targetHash),
-    source: m.sourceSize > 0 ? { size: m.sourceSize, hash: hex(m.sourceHash) } : null,
+    source: m.sourceSize > 0 ? { size: m.sourceSize, hash: hex(m.sourceHash), version: m.sourceVersion || null } : null,
     signatures: head.signatures.map((s) => ({ keyId: hex(s.keyId) })),
     verifiedBy,
     sizes: {

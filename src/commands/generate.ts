@@ -2,13 +2,21 @@ import { FastPatchError, checkReleaseVersion, generateDeltaPayload, generateFull
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
-export async function run(opts: { target: string; source?: string; key: string[]; version: string; out: string; level: number; quality: number; json?: boolean }): Promise<void> {
+export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; level: number; quality: number; json?: boolean }): Promise<void> {
   if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
   if (opts.quality < 1 || opts.quality > 11) throw new FastPatchError('USAGE', `--quality must be 1..11, got ${opts.quality}`);
   try {
     checkReleaseVersion(opts.version);
   } catch (err) {
     throw new FastPatchError('USAGE', `--version: ${(err as Error).message}`);
+  }
+  if (opts.sourceVersion !== undefined) {
+    if (opts.source === undefined) throw new FastPatchError('USAGE', '--source-version needs --source (a delta)');
+    try {
+      checkReleaseVersion(opts.sourceVersion);
+    } catch (err) {
+      throw new FastPatchError('USAGE', `--source-version: ${(err as Error).message}`);
+    }
   }
   const keys = await loadSigningKeys(opts.key);
   let result: GenerateResult | DeltaResult;
@@ -21,6 +29,7 @@ export async function run(opts: { target: string; source?: string; key: string[]
       target: opts.target,
       keys,
       version: opts.version,
+      ...(opts.sourceVersion !== undefined ? { sourceVersion: opts.sourceVersion } : {}),
       out: opts.out,
       quality: opts.quality,
       onProgress: (p) => {

@@ -12,6 +12,7 @@ import { markGood } from '../gpt/prioritize.js';
 import { grubNext } from '../gpt/boot-model.js';
 import { isUsed, type GptEntry } from '../gpt/table.js';
 import { changeSlots, createFlatcarDisk, readDiskGpt } from '../gpt/transaction.js';
+import { defaultStatusPath, writeStatus } from '../update/status.js';
 import { updateDisk } from '../update/update.js';
 import { sampleImage } from './sample.js';
 
@@ -30,6 +31,8 @@ export interface DemoResult {
   /** The A/B cycle on a disk image: which partition each boot picked, in order. */
   boots: number[];
   cycleOk: boolean;
+  /** The error the device gave for release 1 once release 2 ran and was marked good. */
+  downgradeRefused: string;
 }
 
 /** Size of the demo's sample images: big enough to show throughput, small enough to build in a second. */
@@ -90,7 +93,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
 
     // The delta: slot A runs release 1 and is the source; slot B (holding anything) gets release 2.
     const deltaPath = join(dir, 'v1-to-v2.fpay');
-    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: deltaPath });
+    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: deltaPath });
     log(`generate --source: v1-to-v2.fpay is ${mib(delta.payload.totalSize)} MiB (${pct(delta.payload.totalSize, delta.targetSize)}% of the image, ` +
       `${pct(delta.payload.totalSize, gen.payload.totalSize)}% of the full payload), ${Object.entries(delta.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(delta.targetSize, delta.seconds)}`);
     const slotB2 = join(dir, 'slot-b2.img');
@@ -107,7 +110,10 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
     }
     log(`wrong source: the delta applied to v2.img instead of release 1 was refused (${wrongSource})`);
 
-    const { boots, ok: cycleOk } = await abCycle(dir, deltaPath, gen.targetSize, trustedKeys, v1, v2, log);
+    // Release 1 as a full payload, for the downgrade the device refuses at the end.
+    const v1Path = join(dir, 'v1.fpay');
+    await generateFullPayload({ target: join(dir, 'v1.img'), keys: [key], version: '1.0.0', out: v1Path });
+    const { boots, ok: cycleOk, downgradeRefused } = await abCycle(dir, deltaPath, v1Path, gen.targetSize, trustedKeys, v1, v2, log);
     return {
       dir,
       imageSize: DEMO_IMAGE_SIZE,
@@ -122,6 +128,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
       wrongSourceRefused: wrongSource,
       boots,
       cycleOk,
+      downgradeRefused,
     };
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
@@ -132,11 +139,11 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
  * The device's A/B cycle on a GPT disk image: USR-A holds release 1 and runs; `update` writes the
  * delta into USR-B and sets it to boot next once; the bootloader (GRUB's gptprio, modelled) boots
  * B, which "fails" (is never marked good), so the next boot falls back to A; a second update boots
- * B, which is marked good and sticks.
+ * B, which is marked good and sticks; then release 1 is offered again and refused as a downgrade.
  */
 async function abCycle(
-  dir: string, deltaPath: string, imageSize: number, trustedKeys: PublicKey[], v1: Uint8Array, v2: Uint8Array, log: (line: string) => void,
-): Promise<{ boots: number[]; ok: boolean }> {
+  dir: string, deltaPath: string, v1Path: string, imageSize: number, trustedKeys: PublicKey[], v1: Uint8Array, v2: Uint8Array, log: (line: string) => void,
+): Promise<{ boots: number[]; ok: boolean; downgradeRefused: string }> {
   const disk = join(dir, 'disk.img');
   await createFlatcarDisk(disk, { size: 4 * imageSize + 64 * 1024 * 1024 });
   const table = async () => (await readDiskGpt(disk)).table!;
@@ -149,6 +156,9 @@ async function abCycle(
   } finally {
     await writer.close();
   }
+  // ...and records it, as `update` does, so the device knows which release runs.
+  const statusPath = defaultStatusPath(disk, false);
+  await writeStatus(statusPath, { format: 1, slots: { [a.uniqueGuid.toUpperCase()]: { version: '1.0.0', imageHash: '', imageSize: v1.length, label: a.label, installed: new Date().toISOString() } } });
   log('disk: disk.img with a Flatcar GPT (EFI-SYSTEM, USR-A, USR-B, OEM, ROOT); release 1 installed in USR-A, which runs');
   const boots: number[] = [];
   const boot = async (markGoodAfter: boolean) => {
@@ -161,7 +171,7 @@ async function abCycle(
     return decision.index;
   };
   const u1 = await updateDisk(readPayloadChunks(deltaPath), { disk, trustedKeys });
-  log(`update: delta written into ${u1.updated.label} from ${u1.running.label}, verified; ${u1.updated.label} boots next, once`);
+  log(`update: delta 1.0.0 → 2.0.0 written into ${u1.updated.label} from ${u1.running.label} (release ${u1.runningVersion}), verified; ${u1.updated.label} boots next, once`);
   const first = await boot(false);
   log(`boot: GRUB boots partition ${first} (USR-B) using its one try; it does not come up (never marked good)`);
   const second = await boot(false);
@@ -180,9 +190,17 @@ async function abCycle(
   } finally {
     await handle.close();
   }
-  const ok = boots.join(',') === '4,3,4,4' && inB.equals(v2) && inA.equals(v1);
+  let downgradeRefused = 'not refused';
+  try {
+    await updateDisk(readPayloadChunks(v1Path), { disk, trustedKeys });
+  } catch (err) {
+    if (!(err instanceof FastPatchError)) throw err;
+    downgradeRefused = `${err.code}: ${err.message}`;
+  }
+  log(`downgrade: release 1 offered while release 2 runs was refused (${downgradeRefused})`);
+  const ok = boots.join(',') === '4,3,4,4' && inB.equals(v2) && inA.equals(v1) && downgradeRefused.startsWith('DOWNGRADE');
   log(`check: USR-B ${inB.equals(v2) ? 'holds' : 'DOES NOT hold'} release 2, USR-A ${inA.equals(v1) ? 'still holds' : 'NO LONGER holds'} release 1; boots ${boots.join(' → ')}`);
-  return { boots, ok };
+  return { boots, ok, downgradeRefused };
 }
 
 const mib = (n: number) => (n / 1048576).toFixed(1);

@@ -34,6 +34,11 @@ export interface Manifest {
   sourceHash: Uint8Array;
   /** Release version of the image, e.g. "1.2.0" (for downgrade checks). */
   version: string;
+  /**
+   * A delta's source release, e.g. "1.1.0", so a device on another release is told which one the
+   * delta needs; '' when the generator was not told (and always for a full payload).
+   */
+  sourceVersion: string;
   operations: Operation[];
 }
 
@@ -65,8 +70,11 @@ export function checkReleaseVersion(version: string): void {
 /** Serializes a manifest. Throws RangeError for values the format cannot hold. */
 export function encodeManifest(m: Manifest): Uint8Array {
   checkReleaseVersion(m.version);
+  if (m.sourceVersion !== '') checkReleaseVersion(m.sourceVersion);
+  if (m.sourceVersion !== '' && m.sourceSize === 0) throw new RangeError('a full payload has no source version');
   const versionBytes = new TextEncoder().encode(m.version);
-  let size = FIXED_SIZE + 1 + versionBytes.length + 4;
+  const sourceVersionBytes = new TextEncoder().encode(m.sourceVersion);
+  let size = FIXED_SIZE + 1 + versionBytes.length + (m.sourceSize > 0 ? 1 + sourceVersionBytes.length : 0) + 4;
   for (const op of m.operations) size += operationSize(op);
   if (size > LIMITS.MAX_MANIFEST_SIZE) throw new RangeError(`manifest of ${size} bytes exceeds ${LIMITS.MAX_MANIFEST_SIZE}`);
   const out = new Uint8Array(size);
@@ -89,6 +97,10 @@ export function encodeManifest(m: Manifest): Uint8Array {
   bytes(m.sourceHash, DIGEST_SIZE);
   u8(versionBytes.length);
   bytes(versionBytes, versionBytes.length);
+  if (m.sourceSize > 0) {
+    u8(sourceVersionBytes.length);
+    bytes(sourceVersionBytes, sourceVersionBytes.length);
+  }
   u32(m.operations.length);
   for (const op of m.operations) {
     u8(op.type);
@@ -162,6 +174,13 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   if (versionLength === 0 || versionLength > LIMITS.MAX_VERSION_LENGTH) throw corrupt(`version length ${versionLength} out of range`);
   const version = new TextDecoder('utf-8', { fatal: false }).decode(r.bytes(versionLength, 'version'));
   if (!VERSION_RE.test(version)) throw corrupt('release version has characters outside [0-9A-Za-z.+~_-]');
+  let sourceVersion = '';
+  if (sourceSize > 0) {
+    const length = r.u8('source version length');
+    if (length > LIMITS.MAX_VERSION_LENGTH) throw corrupt(`source version length ${length} out of range`);
+    sourceVersion = new TextDecoder('utf-8', { fatal: false }).decode(r.bytes(length, 'source version'));
+    if (length > 0 && !VERSION_RE.test(sourceVersion)) throw corrupt('source version has characters outside [0-9A-Za-z.+~_-]');
+  }
   const opCount = r.u32('operation count');
   // Each operation takes at least OP_FIXED_SIZE + a digest + one extent, so a count the remaining
   // bytes cannot hold is refused before any array is sized by it.
@@ -177,7 +196,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
     operations.push(op);
   }
   if (r.remaining !== 0) throw corrupt(`${r.remaining} unexpected bytes after the last operation`);
-  return { blockSize, targetSize, targetHash, sourceSize, sourceHash, version, operations };
+  return { blockSize, targetSize, targetHash, sourceSize, sourceHash, version, sourceVersion, operations };
 }
 
 function readOperation(r: Reader, index: number): Operation {

@@ -37,6 +37,8 @@ export const DEFAULT_DIFF_QUALITY = 9;
 export interface DeltaOptions extends Omit<GenerateOptions, 'level' | 'onProgress'> {
   /** The image the device runs now: a regular file or a block device. Only read. */
   source: string;
+  /** Release version of the source image, recorded so a device on another release is told which one it needs. */
+  sourceVersion?: string;
   /** Brotli quality 1..11 of the diff streams. */
   quality?: number;
   /** Worker threads for diff ranges (default: one per core, at most 4). */
@@ -76,6 +78,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
   if (!Number.isInteger(quality) || quality < 1 || quality > 11) throw new RangeError(`quality: 1..11, got ${quality}`);
   if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
   checkReleaseVersion(options.version);
+  if (options.sourceVersion !== undefined) checkReleaseVersion(options.sourceVersion);
   const build = options.build ?? 'release';
   const core = WasmCore.load(build);
   const source = await openImageForRead(options.source);
@@ -135,6 +138,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
       sourceSize: source.size,
       sourceHash: index.hash,
       version: options.version,
+      sourceVersion: options.sourceVersion ?? '',
       operations,
     };
     await data.close();

@@ -106,6 +106,7 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
       sourceSize: 0,
       sourceHash: new Uint8Array(DIGEST_SIZE),
       version: options.version,
+      sourceVersion: '',
       operations,
     };
     await data.close();

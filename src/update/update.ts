@@ -18,6 +18,7 @@ import { applyPayload, type ApplyResult } from '../apply/applier.js';
 import { majorMinor } from '../io/device.js';
 import { diskPartitions } from '../io/mounts.js';
 import type { PayloadInput } from '../io/payload-source.js';
+import { defaultStatusPath, readStatus, writeStatus } from './status.js';
 import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
@@ -40,6 +41,10 @@ export interface UpdateOptions {
   sectorSize?: number;
   /** Finish an interrupted update (ApplyOptions.resume). */
   resume?: boolean;
+  /** Slot status record (status.ts); default /var/lib/fastpatch/status.json, or DISK.status.json for an image file. */
+  statusPath?: string;
+  /** Install a release older than the running slot's. */
+  allowDowngrade?: boolean;
   build?: CoreBuild;
   onProgress?: (p: { imageBytesDone: number; targetSize: number }) => void;
 }
@@ -51,6 +56,10 @@ export interface UpdateResult {
   updated: { index: number; label: string; written: string };
   /** What the bootloader will do on the next boot (GRUB model, not written). */
   nextBoot: BootDecision;
+  /** The running slot's release as the status record has it (undefined: unknown, no downgrade check). */
+  runningVersion: string | undefined;
+  /** Where the slot status was recorded, and a problem reading it, if any. */
+  status: { path: string; problem?: string };
 }
 
 export async function updateDisk(input: PayloadInput, options: UpdateOptions): Promise<UpdateResult> {
@@ -71,12 +80,17 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   // successful fallback (a slot that was set to boot next but never marked good is not).
   const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
   checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
+  const statusPath = options.statusPath ?? defaultStatusPath(options.disk, (await stat(options.disk)).isBlockDevice());
+  const { status, problem } = await readStatus(statusPath);
+  const runningVersion = status.slots[running.uniqueGuid.toUpperCase()]?.version;
   const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
   const targetSlot = await slotDevice(options.disk, range(passive));
   const sourceSlot = await slotDevice(options.disk, range(running));
   const apply = await applyPayload(input, {
     trustedKeys: options.trustedKeys,
     resume: options.resume === true,
+    ...(runningVersion !== undefined ? { sourceVersion: runningVersion } : {}),
+    ...(runningVersion !== undefined && !options.allowDowngrade ? { minimumVersion: runningVersion } : {}),
     target: targetSlot.path,
     ...(targetSlot.range ? { targetRange: targetSlot.range } : {}),
     source: sourceSlot.path,
@@ -89,7 +103,14 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
     typeGuid,
     running: running.index,
   });
+  // Recorded after the flip: a record that says more than the disk does is worse than none.
+  status.slots[passive.uniqueGuid.toUpperCase()] = {
+    version: apply.version, imageHash: apply.targetHash, imageSize: apply.targetSize, label: passive.label, installed: new Date().toISOString(),
+  };
+  await writeStatus(statusPath, status);
   return {
+    runningVersion,
+    status: { path: statusPath, ...(problem !== undefined ? { problem } : {}) },
     apply,
     running: { index: running.index, label: running.label },
     updated: { index: passive.index, label: passive.label, written: targetSlot.description },

@@ -87,7 +87,7 @@ describe('inspect', () => {
 
   it('--json carries the same', async () => {
     const info = JSON.parse(ok(await runCli(['inspect', at('delta.fpay'), '--json'])).stdout);
-    expect(info.source).toEqual({ size: oldImage.length, hash: blockListHashRef(oldImage) });
+    expect(info.source).toEqual({ size: oldImage.length, hash: blockListHashRef(oldImage), version: null }); // made without --source-version
     expect(Object.fromEntries(Object.entries(info.operations.byType).map(([t, s]) => [t, (s as { count: number }).count]))).toEqual(counts);
   });
 });

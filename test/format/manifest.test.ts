@@ -32,11 +32,29 @@ function delta(ops: Operation[], targetSize = 10 * 4096): Manifest {
 }
 
 function manifest(ops: Operation[], targetSize = 10 * 4096): Manifest {
-  return { blockSize: 4096, targetSize, targetHash: h(3), sourceSize: 0, sourceHash: h(0), version: '1.2.0', operations: ops };
+  return { blockSize: 4096, targetSize, targetHash: h(3), sourceSize: 0, sourceHash: h(0), version: '1.2.0', sourceVersion: '', operations: ops };
 }
 
 describe('manifest encoding', () => {
   const good = manifest([op(OpType.REPLACE, 0, 2, 0, 8192), op(OpType.ZERO, 2, 6, 8192, 0), op(OpType.REPLACE_DEFLATE, 8, 2, 8192, 100)]);
+
+  it("a delta's source version: after the release version, 1 + W bytes, '' allowed; none in a full payload", () => {
+    const d = { ...delta([srcOp(OpType.SOURCE_COPY, 0, 0, [[0, 2]], 0, 2)]), sourceVersion: '1.4.2' };
+    const bytes = encodeManifest(d);
+    expect(decodeManifest(bytes).sourceVersion).toBe('1.4.2');
+    expect(bytes.length).toBe(encodeManifest({ ...d, sourceVersion: '' }).length + 5);
+    // Offset 88 is the version length; the source version length follows the version.
+    expect(bytes[89 + bytes[88]!]).toBe(5);
+    expect(new TextDecoder().decode(bytes.subarray(90 + bytes[88]!, 95 + bytes[88]!))).toBe('1.4.2');
+    const bad = Uint8Array.from(bytes);
+    bad[89 + bad[88]!] = 65;
+    expect(codeOf(() => decodeManifest(bad))).toBe('CORRUPT_PAYLOAD');
+    bad[89 + bad[88]!] = 5;
+    bad[90 + bad[88]!] = 0x20; // a space
+    expect(codeOf(() => decodeManifest(bad))).toBe('CORRUPT_PAYLOAD');
+    expect(() => encodeManifest({ ...good, sourceVersion: '1.0' })).toThrow(RangeError);
+    expect(decodeManifest(encodeManifest(good)).sourceVersion).toBe('');
+  });
 
   it('round-trips every field', () => {
     const bytes = encodeManifest(good);
