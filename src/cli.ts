@@ -114,6 +114,7 @@ gptCommand('create', 'write a new GPT: EFI-SYSTEM, USR-A, USR-B, OEM, ROOT (--la
   .option('--force', 'replace an existing file or GPT')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).createCommand(disk, opts));
 gptCommand('repair', 'rebuild a bad or disagreeing GPT copy from the good one')
+  .option('--move-backup', "move a backup that is not at the disk's end (an image written to a larger disk) to the end")
   .action(async (disk, opts) => (await import('./commands/gpt.js')).repairCommand(disk, opts));
 gptCommand('show', 'partitions, priority/tries/successful per slot, and which slot each bootloader boots next')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).show(disk, opts));

@@ -98,8 +98,8 @@ export async function bootNextCommand(path: string, o: GptOptions & { model?: 'g
 }
 
 /** `gpt repair`: rebuild a bad or disagreeing copy from the good one. */
-export async function repairCommand(path: string, o: GptOptions): Promise<void> {
-  const result = await repairGpt(path, diskOptions(o));
+export async function repairCommand(path: string, o: GptOptions & { moveBackup?: boolean }): Promise<void> {
+  const result = await repairGpt(path, { ...diskOptions(o), moveBackup: o.moveBackup === true });
   if (o.json) return printJson(result);
   for (const p of result.problems) print(`  found: ${p}`);
   print(result.written > 0 ? `repaired: ${result.written} sectors written; both copies now agree` : 'nothing to repair: both copies are valid and agree');

@@ -17,7 +17,8 @@ import { withDiskLock } from '../io/lock.js';
 import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
 import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
 import { flatcarLayout } from './layout.js';
-import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type SectorReader } from './table.js';
+import { entrySectors } from './header.js';
+import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type GptTable, type SectorReader } from './table.js';
 
 export interface DiskOptions {
   /** Logical sector size of an image file (block devices report theirs). */
@@ -183,14 +184,24 @@ export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
 /**
  * Rebuilds a bad or disagreeing copy of the GPT from the good one (the primary when it is valid,
  * as every reader prefers it), including a missing protective MBR, in the same crash-safe order.
- * Returns the problems found before and the sectors written. Throws FastPatchError('GPT_CORRUPT')
- * when neither copy is valid, or when problems remain that rewriting cannot fix.
+ * With `moveBackup`, a backup that is not at the disk's last LBA (an image written to a larger
+ * disk) is moved there: never done silently, since it changes the geometry every reader sees.
+ * The repaired disk is checked in memory first (the planned writes over the sectors as they are,
+ * through readGpt): if a problem would remain (an entry count no reader accepts, overlapping
+ * partitions), nothing is written. Returns the problems found before and the sectors written.
+ * Throws FastPatchError('GPT_CORRUPT') when neither copy is valid or a problem would remain.
  */
-export async function repairGpt(path: string, options: DiskOptions = {}): Promise<{ problems: string[]; written: number }> {
+export async function repairGpt(path: string, options: DiskOptions & { moveBackup?: boolean } = {}): Promise<{ problems: string[]; written: number }> {
   return editDisk(path, options, async (disk, read) => {
     const result = readGpt(read, disk.sectorSize, disk.sectors);
     if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from`);
-    const regions = writeGptPlan(result.table, disk.sectorSize, disk.sectors);
+    const table = options.moveBackup ? backupAtEnd(result.table, disk, path) : result.table;
+    const regions = writeGptPlan(table, disk.sectorSize, disk.sectors);
+    const remaining = readGpt(overlay(read, regions, disk.sectorSize), disk.sectorSize, disk.sectors).problems;
+    if (remaining.length > 0) {
+      const hint = /AlternateLBA|last LBA|backup header at/i.test(remaining[0]!.message) && !options.moveBackup ? ' (add --move-backup to move the backup to the end of the disk)' : '';
+      throw new FastPatchError('GPT_CORRUPT', `${path}: repair cannot fix this: ${remaining[0]!.message}${hint}; nothing written`);
+    }
     const plan = commitPlan(regions.filter((r): r is GptRegion => r.role !== 'pmbr'), disk.sectorSize, read);
     // The protective MBR last: no GPT reader needs it, the Linux kernel does.
     const pmbr = regions.find((r) => r.role === 'pmbr');
@@ -203,6 +214,31 @@ export async function repairGpt(path: string, options: DiskOptions = {}): Promis
     }
     return { problems: result.problems.map((p) => `${p.severity} (${p.place}): ${p.message}`), written: plan.flat().length };
   });
+}
+
+/** The table with its backup copy at the disk's last LBA; refuses when partitions would be in the way. */
+function backupAtEnd(table: GptTable, disk: Disk, path: string): GptTable {
+  const n = entrySectors(table.entryCount, table.entrySize, disk.sectorSize);
+  const backupHeaderLba = disk.sectors - 1;
+  const backupEntriesLba = backupHeaderLba - n;
+  if (table.lastUsableLba >= backupEntriesLba) {
+    throw new FastPatchError('GPT_CORRUPT', `${path}: the table's usable area ends at LBA ${table.lastUsableLba}, past where the backup must go (LBA ${backupEntriesLba}): the disk is smaller than the table; nothing written`);
+  }
+  return { ...table, backupHeaderLba, backupEntriesLba };
+}
+
+/** A reader of the disk as it would be after writing `regions`. */
+function overlay(read: SectorReader, regions: readonly { lba: number; bytes: Uint8Array }[], sectorSize: number): SectorReader {
+  return (lba, count) => {
+    const out = Uint8Array.from(read(lba, count));
+    for (const r of regions) {
+      const rCount = r.bytes.length / sectorSize;
+      const from = Math.max(lba, r.lba);
+      const to = Math.min(lba + out.length / sectorSize, r.lba + rCount);
+      if (from < to) out.set(r.bytes.subarray((from - r.lba) * sectorSize, (to - r.lba) * sectorSize), (from - lba) * sectorSize);
+    }
+    return out;
+  };
 }
 
 /**

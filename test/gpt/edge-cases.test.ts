@@ -646,6 +646,25 @@ describe('§7.24 backup not at the last LBA (image dd-ed to a larger disk)', () 
     expect(plan.find((w) => w.role === 'backup-header')!.lba).toBe(32 * 2048 - 1);
     expect(plan.find((w) => w.role === 'backup-entries')!.lba).toBe(32 * 2048 - 33);
   });
+
+  it('repair moves the backup to the end only when asked (--move-backup); sgdisk then finds no problems and flips work', async () => {
+    const img = sgdiskFlatcar('grown2.img', 32);
+    await fsp.truncate(img, 40 * MiB);
+    const bytes = await fsp.readFile(img);
+    const plain = await repairGpt(img).catch((e: Error) => e);
+    expect(plain).toMatchObject({ code: 'GPT_CORRUPT', message: expect.stringMatching(/repair cannot fix this: AlternateLBA .* \(add --move-backup .*\); nothing written$/) });
+    expect(await sameFile(img, bytes)).toBe(true);
+    const r = await runCli(['gpt', 'repair', img, '--move-backup']);
+    expect(r.code, r.stderr).toBe(0);
+    const after = await readDiskGpt(img);
+    expect(after.problems).toEqual([]);
+    expect(after.table!.backupHeaderLba).toBe(40 * 2048 - 1);
+    expect(after.table!.lastUsableLba, 'the usable area is not grown: that is a partitioning decision').toBe(readFile(img).table!.lastUsableLba);
+    const v = run('sgdisk', ['-v', img]);
+    expect(v.stdout).toContain('No problems found.');
+    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    expect(pts(used(await readDiskGpt(img)), 4)).toEqual([2, 1, 0]);
+  });
 });
 
 describe('§7.25 AlternateLBA beyond the end of the device (truncated image)', () => {
