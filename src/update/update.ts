@@ -18,9 +18,11 @@ import { applyPayload, type ApplyResult } from '../apply/applier.js';
 import { majorMinor } from '../io/device.js';
 import { diskPartitions } from '../io/mounts.js';
 import type { PayloadInput } from '../io/payload-source.js';
+import { alreadyInstalled } from './installed.js';
+import { findRunningSlot, type RunningSlot } from './running.js';
 import { defaultStatusPath, readStatus, writeStatus } from './status.js';
 import { FastPatchError } from '../errors.js';
-import { FLATCAR_USR_TYPE, sameGuid } from '../gpt/attributes.js';
+import { FLATCAR_USR_TYPE, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
 import { setNext } from '../gpt/prioritize.js';
 import type { GptEntry } from '../gpt/table.js';
@@ -51,7 +53,8 @@ export interface UpdateOptions {
 
 export interface UpdateResult {
   apply: ApplyResult;
-  running: { index: number; label: string };
+  /** `how`: named by the caller, the slot partition in use, or the bootloader's choice (running.ts). */
+  running: { index: number; label: string; how: RunningSlot['how'] };
   /** `written`: the device or byte range the image went to. */
   updated: { index: number; label: string; written: string };
   /** What the bootloader will do on the next boot (GRUB model, not written). */
@@ -69,21 +72,43 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   const entries = usableEntries(read, options.disk);
   const slots = entries.filter((e) => sameGuid(e.typeGuid, typeGuid));
   if (slots.length !== 2) throw new FastPatchError('USAGE', `${options.disk} has ${slots.length} slot partitions of type ${typeGuid}; an A/B update needs exactly 2`);
-  const booting = grubNext(entries, typeGuid);
-  const running = options.running !== undefined ? findSlot(entries, options.running) : booting.bootable ? slots.find((s) => s.index === booting.index) : undefined;
-  if (!running || !sameGuid(running.typeGuid, typeGuid)) throw new FastPatchError('USAGE', `cannot tell which slot of ${options.disk} is running: name it (--running)`);
+  const { slot: running, how } = await findRunningSlot(options.disk, entries, slots, typeGuid, read.sectorSize, options.running);
   const passive = slots.find((s) => s.index !== running.index)!;
+  const booting = grubNext(entries, typeGuid);
+  const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
+  const statusPath = options.statusPath ?? defaultStatusPath(options.disk, (await stat(options.disk)).isBlockDevice());
+  const { status, problem } = await readStatus(statusPath);
+  const runningVersion = status.slots[running.uniqueGuid.toUpperCase()]?.version;
+  const record = async (apply: ApplyResult, written: string, nextBoot: BootDecision): Promise<UpdateResult> => {
+    // Recorded after the flip: a record that says more than the disk does is worse than none.
+    status.slots[passive.uniqueGuid.toUpperCase()] = {
+      version: apply.version, imageHash: apply.targetHash, imageSize: apply.targetSize, label: passive.label, installed: new Date().toISOString(),
+    };
+    await writeStatus(statusPath, status);
+    return {
+      runningVersion,
+      status: { path: statusPath, ...(problem !== undefined ? { problem } : {}) },
+      apply,
+      running: { index: running.index, label: running.label, how },
+      updated: { index: passive.index, label: passive.label, written },
+      nextBoot,
+    };
+  };
   if (booting.bootable && booting.index === passive.index) {
-    throw new FastPatchError('USAGE', `slot ${passive.label || passive.index} boots next: it is the running system or about to be; refusing to overwrite it`);
+    // Already set to boot next: the previous update got as far as the flip. With --resume, finish
+    // it if the slot holds exactly this payload's image; never write a slot that boots next.
+    const done = options.resume ? await alreadyInstalled(input, options, range(passive)) : undefined;
+    if (done) return record(done, `${options.disk} (already written)`, booting);
+    const passiveName = passive.label || String(passive.index);
+    const runningName = `${running.label || running.index} (${how === 'named' ? 'as named' : how === 'in use' ? 'its partition is in use' : "the bootloader's choice"})`;
+    throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
+      ? `slot ${passiveName} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
+      : `slot ${passiveName} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or \`fastpatch gpt rollback\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
   }
   // The slot change must be allowed before anything is written: the running slot has to be a
   // successful fallback (a slot that was set to boot next but never marked good is not).
   const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
   checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
-  const statusPath = options.statusPath ?? defaultStatusPath(options.disk, (await stat(options.disk)).isBlockDevice());
-  const { status, problem } = await readStatus(statusPath);
-  const runningVersion = status.slots[running.uniqueGuid.toUpperCase()]?.version;
-  const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
   const targetSlot = await slotDevice(options.disk, range(passive));
   const sourceSlot = await slotDevice(options.disk, range(running));
   const apply = await applyPayload(input, {
@@ -103,19 +128,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
     typeGuid,
     running: running.index,
   });
-  // Recorded after the flip: a record that says more than the disk does is worse than none.
-  status.slots[passive.uniqueGuid.toUpperCase()] = {
-    version: apply.version, imageHash: apply.targetHash, imageSize: apply.targetSize, label: passive.label, installed: new Date().toISOString(),
-  };
-  await writeStatus(statusPath, status);
-  return {
-    runningVersion,
-    status: { path: statusPath, ...(problem !== undefined ? { problem } : {}) },
-    apply,
-    running: { index: running.index, label: running.label },
-    updated: { index: passive.index, label: passive.label, written: targetSlot.description },
-    nextBoot: grubNext(changed.after, typeGuid),
-  };
+  return record(apply, targetSlot.description, grubNext(changed.after, typeGuid));
 }
 
 interface SlotDevice {

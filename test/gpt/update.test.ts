@@ -6,8 +6,8 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, readDiskGpt, readPayloadChunks, sampleImage,
-  updateDisk, type GptEntry,
+  applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, openPayload, readDiskGpt, readPayloadChunks, sampleImage,
+  isUsed, setNext, updateDisk, type GptEntry,
 } from '../../dist/src/index.js';
 import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';
@@ -108,6 +108,40 @@ describe('update', () => {
   });
 });
 
+describe('update --resume after a power cut', () => {
+  it('after the flip: finishes without writing when the slot holds this image; refuses another payload', async () => {
+    const disk = join(dir, 'after-flip.img');
+    await createFlatcarDisk(disk, { size: 64 * MiB });
+    await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
+    await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub] });
+    // The power went out here, before update could report. USR-B is set to boot next.
+    const before = await fsp.readFile(disk);
+    expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub] }))).toBe('USAGE');
+    const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], resume: true });
+    expect(again).toMatchObject({ running: { index: 3, how: 'bootloader' }, updated: { index: 4 }, nextBoot: { index: 4 }, apply: { bytesWritten: 0, version: '2.0.0' } });
+    expect(Buffer.compare(await fsp.readFile(disk), before), 'nothing written').toBe(0);
+    const other = await updateDisk(openPayload(full), { disk, trustedKeys: [signer.pub], resume: true }).catch((e: Error) => e);
+    expect(other).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/already set to boot next with another image/) });
+  });
+
+  it('before the flip: the written image is kept, checked, and the slot flipped', async () => {
+    const disk = join(dir, 'before-flip.img');
+    await createFlatcarDisk(disk, { size: 64 * MiB });
+    await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
+    // The image got written into USR-B, then the power went out before the flip.
+    await applyPayload(readPayloadChunks(delta), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 4), source: disk, sourceRange: await slotRange(disk, 3) });
+    const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], resume: true });
+    expect(r.apply).toMatchObject({ bytesWritten: 0, resumed: { bytesSkipped: v2.length } });
+    expect(r.nextBoot).toMatchObject({ bootable: true, index: 4 });
+  });
+});
+
+async function slotRange(disk: string, index: number): Promise<{ offset: number; length: number }> {
+  const gpt = await readDiskGpt(disk);
+  const e = gpt.table!.entries.find((x) => x.index === index)!;
+  return { offset: e.firstLba * gpt.sectorSize, length: (e.lastLba - e.firstLba + 1) * gpt.sectorSize };
+}
+
 describe('writing a byte range of a block device that is in use', () => {
   it.runIf(canLoop)('refuses a range of a mounted device, before writing (no O_EXCL is used for ranges)', async () => {
     const backing = join(dir, 'mounted.img');
@@ -179,6 +213,33 @@ describe('slots as partition devices', () => {
     });
   });
 
+  it.runIf(canLoop)('the running slot is the one in use, not the bootloader\'s pick: USR-B on trial and mounted is never overwritten', async () => {
+    const { disk, delta: d } = await ext4Disk('trial');
+    const gpt = await readDiskGpt(disk);
+    const b = gpt.table!.entries.find((e) => e.index === 4)!;
+    const handle = await fsp.open(disk, 'r+');
+    try {
+      await handle.write(await fsp.readFile(join(dir, 'trial-v1.ext4')), 0, 8 * MiB, b.firstLba * gpt.sectorSize);
+    } finally {
+      await handle.close();
+    }
+    // USR-B was set to boot next and GRUB booted it (its one try used): it runs, not yet marked good.
+    await changeSlots(disk, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    const booted = grubNext((await readDiskGpt(disk)).table!.entries.filter(isUsed));
+    await changeSlots(disk, () => booted.entries as GptEntry[], { allowUnbootable: true });
+    expect(grubNext((await readDiskGpt(disk)).table!.entries).index, "the bootloader's pick is now USR-A").toBe(3);
+    await withPartitionedLoop(disk, {}, async (dev) => {
+      await withMount(`${dev}p4`, async () => {
+        const before = await readHead(dev, 64 * MiB);
+        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] }).catch((e: Error) => e);
+        // USR-A is the only fallback of the unconfirmed USR-B: it must not be overwritten. (Taking the
+        // bootloader's pick, USR-A, for the running slot would have written the delta over it.)
+        expect(err).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/slot USR-A boots next and is marked good: it is the running system or its fallback.*running slot taken to be USR-B \(its partition is in use\)/) });
+        expect(Buffer.compare(await readHead(dev, 64 * MiB), before)).toBe(0);
+      }, ['-o', 'ro']);
+    });
+  });
+
   it.runIf(canLoop)('refuses when the passive slot is mounted: the kernel says busy, nothing written, no flip', async () => {
     const { disk, delta: d } = await ext4Disk('busy');
     // USR-B holds a filesystem someone has mounted.
@@ -193,7 +254,8 @@ describe('slots as partition devices', () => {
     await withPartitionedLoop(disk, {}, async (dev) => {
       await withMount(`${dev}p4`, async () => {
         const before = await readHead(dev, 64 * MiB);
-        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] }).catch((e: Error) => e);
+        // Named: with USR-B mounted and USR-A not, FastPatch would otherwise take USR-B for the running slot.
+        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub], running: 'USR-A' }).catch((e: Error) => e);
         expect(err).toMatchObject({ code: 'IO', message: expect.stringMatching(/p4 is in use \(mounted\?\)/) });
         expect(Buffer.compare(await readHead(dev, 64 * MiB), before)).toBe(0);
         // The byte-range path checks the same through sysfs.

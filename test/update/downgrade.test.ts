@@ -93,7 +93,7 @@ describe('update with a slot status record', () => {
     expect(Buffer.compare(await fsp.readFile(d), disk0), 'nothing written').toBe(0);
     const ok = await runCli(['update', payload['1.5.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub'), '--allow-downgrade']);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/running slot USR-B has release 2\.0\.0/);
+    expect(ok.stdout).toMatch(/running slot USR-B \(the bootloader's choice\) has release 2\.0\.0/);
   });
 
   it('a delta from another release: SOURCE_MISMATCH naming the release it needs, before anything is written', async () => {
