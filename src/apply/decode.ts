@@ -30,6 +30,8 @@ export interface Decoded {
   digests: Uint8Array;
   /** The job's blob, handed back for reuse; a REPLACE output shares its memory. */
   blob: Uint8Array;
+  /** The job's source data, handed back for reuse when the output is not a view of it (SOURCE_DIFF). */
+  source?: Uint8Array;
 }
 
 /**
@@ -63,6 +65,10 @@ export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => De
   if (job.type === OpType.SOURCE_DIFF) {
     if (!delta) throw new Error('unreachable: SOURCE_DIFF without a delta module');
     output = applyDiff(delta(), source, job, what);
+    if (output.length !== job.outputLength) {
+      throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
+    }
+    return { output, digests: blockDigests(core, output), blob: job.blob, ...(job.source && job.source.byteLength > 0 ? { source: job.source } : {}) };
   } else if (job.type === OpType.REPLACE) {
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);

@@ -1,4 +1,5 @@
 import { FastPatchError } from '../errors.js';
+import { BufferPool } from './buffer-pool.js';
 import { HEADER_SIZE } from '../format/constants.js';
 import { decodeHeader, type Header } from '../format/header.js';
 import { decodeManifest, validateManifest, type Manifest } from '../format/manifest.js';
@@ -55,7 +56,7 @@ export class PayloadReader {
   /** Operations whose data the input leaves out (resume); see skipData(). */
   private skipped: ((index: number) => boolean) | undefined;
   /** Blob buffers handed back by recycle(), so later blobs of similar size reuse mapped pages. */
-  private readonly blobPool: ArrayBuffer[] = [];
+  private readonly blobPool = new BufferPool(BLOB_POOL_SIZE);
   /** The chunk being consumed by next(), and how far. */
   private input: Uint8Array = new Uint8Array(0);
   private inputAt = 0;
@@ -131,9 +132,7 @@ export class PayloadReader {
    * with anything sharing its memory), so later blobs are read into it instead of fresh memory.
    */
   recycle(blob: Uint8Array): void {
-    if (blob.byteLength === 0) return;
-    if (this.blobPool.length >= BLOB_POOL_SIZE) this.blobPool.shift(); // keep the most recent sizes
-    this.blobPool.push(blob.buffer as ArrayBuffer);
+    if (blob.byteLength > 0) this.blobPool.give(blob.buffer);
   }
 
   private expect(size: number): void {
@@ -146,9 +145,7 @@ export class PayloadReader {
    * it, else on a new buffer of exactly `size` (a length the manifest bounded).
    */
   private expectBlob(size: number): void {
-    const fit = this.blobPool.findIndex((b) => b.byteLength >= size);
-    const buffer = fit >= 0 ? this.blobPool.splice(fit, 1)[0]! : new ArrayBuffer(size);
-    this.buf = new Uint8Array(buffer, 0, size);
+    this.buf = this.blobPool.take(size);
     this.filled = 0;
   }
 

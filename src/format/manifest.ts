@@ -70,10 +70,12 @@ export function checkReleaseVersion(version: string): void {
 /** Serializes a manifest. Throws RangeError for values the format cannot hold. */
 export function encodeManifest(m: Manifest): Uint8Array {
   checkReleaseVersion(m.version);
-  if (m.sourceVersion !== '') checkReleaseVersion(m.sourceVersion);
-  if (m.sourceVersion !== '' && m.sourceSize === 0) throw new RangeError('a full payload has no source version');
+  // Absent (a manifest built by hand, in JS) is the same as '': not recorded.
+  const sourceVersion = m.sourceVersion ?? '';
+  if (sourceVersion !== '') checkReleaseVersion(sourceVersion);
+  if (sourceVersion !== '' && m.sourceSize === 0) throw new RangeError('a full payload has no source version');
   const versionBytes = new TextEncoder().encode(m.version);
-  const sourceVersionBytes = new TextEncoder().encode(m.sourceVersion);
+  const sourceVersionBytes = new TextEncoder().encode(sourceVersion);
   let size = FIXED_SIZE + 1 + versionBytes.length + (m.sourceSize > 0 ? 1 + sourceVersionBytes.length : 0) + 4;
   for (const op of m.operations) size += operationSize(op);
   if (size > LIMITS.MAX_MANIFEST_SIZE) throw new RangeError(`manifest of ${size} bytes exceeds ${LIMITS.MAX_MANIFEST_SIZE}`);

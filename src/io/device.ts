@@ -162,14 +162,18 @@ export async function writeAllAt(handle: fsp.FileHandle, data: Uint8Array, posit
 }
 
 /**
- * Reads whole blocks of `image` (extents in BLOCK_SIZE units) one after another into a new buffer.
+ * Reads whole blocks of `image` (extents in BLOCK_SIZE units) one after another into a new buffer
+ * (or one from `buffer`, which must return exactly the length asked for; its old bytes do not matter).
  * Bytes past the image's end read as zero, so a short last block is a full block padded with zeros
  * (what a delta operation's source data is, docs/FORMAT.md). Throws FastPatchError('IO').
  */
-export async function readExtents(image: OpenImage, extents: readonly { startBlock: number; blockCount: number }[], blockSize: number): Promise<Uint8Array> {
+export async function readExtents(
+  image: OpenImage, extents: readonly { startBlock: number; blockCount: number }[], blockSize: number, buffer?: (length: number) => Uint8Array,
+): Promise<Uint8Array> {
   let total = 0;
   for (const e of extents) total += e.blockCount * blockSize;
-  const out = new Uint8Array(total);
+  const out = buffer ? buffer(total) : new Uint8Array(total);
+  if (out.length !== total) throw new RangeError(`buffer(${total}) returned ${out.length} bytes`);
   // Extents of a delta's operation are often many and small (a file's blocks scattered by a
   // rebuilt filesystem): reading them one after another would wait on each. Up to READ_AHEAD
   // reads are in flight at once.
@@ -180,6 +184,8 @@ export async function readExtents(image: OpenImage, extents: readonly { startBlo
     const bytes = e.blockCount * blockSize;
     const present = Math.max(0, Math.min(bytes, image.size - start));
     if (present > 0) reads.push({ at, start, present });
+    // Past the image's end: zeros (a reused buffer holds old bytes there).
+    if (present < bytes) out.fill(0, at + present, at + bytes);
     at += bytes;
   }
   for (let i = 0; i < reads.length; i += READ_AHEAD) {
