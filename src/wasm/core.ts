@@ -91,6 +91,8 @@ export class WasmCore {
   readonly #memory: Uint8Array;
   readonly #window: Uint8Array;
   readonly #initialState: Uint8Array;
+  /** SHA-256 of one all-zero block (see #hashBlocksAt). */
+  readonly #zeroDigest: Uint8Array;
   /** The hasher whose state is currently in the module's state slot (saves copying it back in). */
   #slotOwner: object | null = null;
   /** What CoreSha256 may do with the state slot; closures so the slot stays private to this class. */
@@ -107,6 +109,9 @@ export class WasmCore {
     this.#window = this.#memory.subarray(layout.windowOffset, layout.windowOffset + layout.windowSize);
     core.sha256Init(layout.stateOffset);
     this.#initialState = this.#memory.slice(layout.stateOffset, layout.stateOffset + layout.stateSize);
+    this.#window.fill(0, 0, BLOCK_SIZE);
+    core.hashBlocks(layout.windowOffset, BLOCK_SIZE, layout.digestOffset);
+    this.#zeroDigest = this.#memory.slice(layout.digestOffset, layout.digestOffset + DIGEST_SIZE);
     this.#slot = {
       initialState: this.#initialState,
       update: (owner, state, data) => {
@@ -290,9 +295,34 @@ export class WasmCore {
 
   /** Hashes [ptr, ptr + length) of module memory per block and copies the digests to out[offset...]. */
   #hashBlocksAt(ptr: number, length: number, out: Uint8Array, offset: number): number {
-    const { digestOffset } = this.#layout;
-    const n = this.#core.hashBlocks(ptr, length, digestOffset);
-    out.set(this.#memory.subarray(digestOffset, digestOffset + n * DIGEST_SIZE), offset);
+    const { digestOffset, flagsOffset } = this.#layout;
+    const n = pieces(length);
+    // All-zero whole blocks all have the same digest: images are mostly zeros past their data (a
+    // sparse 8 GiB image is read at ~5 GiB/s but hashed at ~0.7 GiB/s), so zero blocks take the
+    // known digest and only the runs of other blocks are hashed. The zero check stops at a block's
+    // first non-zero 64 bytes, so data costs almost nothing extra. Results are unchanged.
+    const zeros = length >= BLOCK_SIZE ? this.#core.zeroBlockFlags(ptr, length, flagsOffset) : 0;
+    if (zeros === 0) {
+      this.#core.hashBlocks(ptr, length, digestOffset);
+      out.set(this.#memory.subarray(digestOffset, digestOffset + n * DIGEST_SIZE), offset);
+      return n;
+    }
+    const flags = this.#memory.subarray(flagsOffset, flagsOffset + n);
+    // A short last piece is hashed as it is (its digest is not the zero block's).
+    const zeroAt = (b: number) => flags[b] === 1 && (b + 1) * BLOCK_SIZE <= length;
+    for (let b = 0; b < n; ) {
+      let end = b + 1;
+      const zero = zeroAt(b);
+      while (end < n && zeroAt(end) === zero) end++;
+      if (zero) {
+        for (let i = b; i < end; i++) out.set(this.#zeroDigest, offset + i * DIGEST_SIZE);
+      } else {
+        const bytes = Math.min(length, end * BLOCK_SIZE) - b * BLOCK_SIZE;
+        this.#core.hashBlocks(ptr + b * BLOCK_SIZE, bytes, digestOffset);
+        out.set(this.#memory.subarray(digestOffset, digestOffset + (end - b) * DIGEST_SIZE), offset + b * DIGEST_SIZE);
+      }
+      b = end;
+    }
     return n;
   }
 
