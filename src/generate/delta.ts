@@ -98,8 +98,13 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const plan = planDelta(scan.blocks, scan.zero, scan.match);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
-    const workerData: DiffWorkerData = { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality };
-    pool = new WorkerPool<DiffJob, DiffResult>(new URL('./diff-worker.js', import.meta.url), workerData, 'diff worker', options.workers ?? defaultWorkers());
+    // The pool holds the only reference to the tables, and drops it once the workers have them.
+    pool = new WorkerPool<DiffJob, DiffResult>(
+      new URL('./diff-worker.js', import.meta.url),
+      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality } satisfies DiffWorkerData,
+      'diff worker',
+      options.workers ?? defaultWorkers(),
+    );
     data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
 
     const operations: Operation[] = [];

@@ -56,8 +56,10 @@ export interface DiffContext {
 }
 
 /** Copies the fingerprint tables into the worker's delta module. */
-export function loadAnchors(delta: DeltaCore, tables: AnchorTables): DiffContext['anchors'] {
-  return { keys: delta.put(tables.keys), positions: delta.put(tables.positions), mask: tables.mask };
+export function loadAnchors(delta: DeltaCore, tables: AnchorTables, loaded?: () => void): DiffContext['anchors'] {
+  const anchors = { keys: delta.put(tables.keys), positions: delta.put(tables.positions), mask: tables.mask };
+  loaded?.();
+  return anchors;
 }
 
 export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promise<DiffResult> {

@@ -25,7 +25,10 @@ const ready: Promise<DiffContext> = (async () => ({
   delta,
   source: await openImageForRead(data.sourcePath),
   target: await openImageForRead(data.targetPath),
-  anchors: loadAnchors(delta, data.anchors),
+  anchors: loadAnchors(delta, data.anchors, () => {
+    // Loaded into this worker's WASM memory: let go of the shared copy (the last worker to do so frees it).
+    data.anchors = { keys: new Uint8Array(0), positions: new Uint8Array(0), mask: data.anchors.mask };
+  }),
   quality: data.quality,
 }))();
 

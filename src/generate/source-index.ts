@@ -16,7 +16,11 @@ import { BlockListHasher, type WasmCore } from '../wasm/core.js';
 /** One anchor per 512 bytes on average (assembly/delta/anchors.ts), with room for a dense source. */
 const ANCHOR_SPACING = 512;
 
-/** The fingerprint index's tables as they travel to the diff workers (copies, by transfer). */
+/**
+ * The fingerprint index's tables as they travel to the diff workers: views of one
+ * SharedArrayBuffer, so every worker reads the same copy (a structured clone per worker would cost
+ * the table's size again for each; at 8 GiB of source the table is 384 MiB).
+ */
 export interface AnchorTables {
   keys: Uint8Array;
   positions: Uint8Array;
@@ -128,15 +132,16 @@ export class SourceIndex {
     return this.anchorCount;
   }
 
-  /** Copies of the fingerprint tables for the diff workers. */
+  /** One shared copy of the fingerprint tables for the diff workers. */
   anchorTables(): AnchorTables {
     const mem = this.delta.bytes();
     const slots = this.anchorMask + 1;
-    return {
-      keys: mem.slice(this.anchorKeys, this.anchorKeys + slots * 4),
-      positions: mem.slice(this.anchorPositions, this.anchorPositions + slots * 8),
-      mask: this.anchorMask,
-    };
+    const shared = new SharedArrayBuffer(slots * 12);
+    const keys = new Uint8Array(shared, 0, slots * 4);
+    const positions = new Uint8Array(shared, slots * 4, slots * 8);
+    keys.set(mem.subarray(this.anchorKeys, this.anchorKeys + slots * 4));
+    positions.set(mem.subarray(this.anchorPositions, this.anchorPositions + slots * 8));
+    return { keys, positions, mask: this.anchorMask };
   }
 }
 

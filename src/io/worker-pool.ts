@@ -49,7 +49,7 @@ export class WorkerPool<J, R> {
    */
   constructor(
     private readonly script: URL,
-    private readonly workerData: unknown,
+    private workerData: unknown,
     private readonly name: string,
     readonly size = defaultWorkers(),
   ) {}
@@ -85,8 +85,12 @@ export class WorkerPool<J, R> {
   }
 
   private start(): void {
+    const workerData = this.workerData;
+    // Workers start once, together, and are never replaced: their data (a diff pool's index tables,
+    // hundreds of MiB) need not be kept here.
+    this.workerData = undefined;
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(this.script, { workerData: this.workerData });
+      const worker = new Worker(this.script, { workerData });
       worker.on('message', (m: { id: number; result?: R; failure?: JobFailure }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
