@@ -1,5 +1,5 @@
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, HEADER_SIZE, OP_NAMES, SOURCE_OPS } from '../format/constants.js';
+import { BLOCK_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
 import { compareVersions } from '../format/version.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
@@ -35,12 +35,14 @@ export const PIPELINE_BYTES = 32 * 1024 * 1024;
 export const WRITE_DEPTH = 4;
 
 /**
- * Source buffers kept for reuse (at most 8, 16 MiB): most reads of a delta's copies then reuse
- * memory instead of leaving garbage behind (measured: keeping as many as are in flight, 32 MiB,
- * peaked higher than this).
+ * A delta's source and output buffers kept for reuse (at most 8, 16 MiB): most of its operations
+ * then read their source blocks, and have their patched output written, into memory the main
+ * thread already owns, instead of leaving a fresh buffer behind as garbage each time (measured:
+ * keeping as many as are in flight, 32 MiB, peaked higher than this). An inflated output cannot be
+ * placed: node:zlib allocates it, and copying it here was measured to raise peak memory.
  */
-const SOURCE_POOL_SIZE = 8;
-const SOURCE_POOL_BYTES = 16 * 1024 * 1024;
+const BUFFER_POOL_SIZE = 8;
+const BUFFER_POOL_BYTES = 16 * 1024 * 1024;
 
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);
@@ -147,7 +149,7 @@ export class PayloadApplier {
   private inflightBytes = 0;
   private readonly writes: Promise<void>[] = [];
   /** Buffers for the source blocks of a delta's operations (buffer-pool.ts). */
-  private readonly sourceBuffers = new BufferPool(SOURCE_POOL_SIZE, SOURCE_POOL_BYTES);
+  private readonly buffers = new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES);
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
   private root: BlockListHasher;
@@ -324,17 +326,18 @@ export class PayloadApplier {
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
     let decoded: Promise<Decoded | undefined>;
+    const out = () => (op.type === OpType.SOURCE_DIFF ? { out: this.buffers.take(outputLength) } : {});
     if (SOURCE_OPS.has(op.type) && op.sourceHash) {
       // Read here, checked in the worker against the signed source hash before it is used.
       const sourceHash = op.sourceHash.slice();
-      decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE, (n) => this.sourceBuffers.take(n)).then((source) =>
+      decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE, (n) => this.buffers.take(n)).then((source) =>
         this.pool.decode({
           index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
-          source, sourceHash, sourceExtents: describeExtents(op.srcExtents),
+          source, sourceHash, sourceExtents: describeExtents(op.srcExtents), ...out(),
         }),
       );
     } else if (op.dataHash) {
-      decoded = this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength });
+      decoded = this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength, ...out() });
     } else {
       decoded = Promise.resolve(undefined);
     }
@@ -394,12 +397,12 @@ export class PayloadApplier {
     const recycle = () => {
       if (!result) return;
       this.reader.recycle(result.blob);
-      // Source blocks (a SOURCE_COPY's output is a view of them) and a SOURCE_DIFF's output are
-      // read into again for later operations of a delta.
-      if (m.sourceSize > 0) {
-        if (result.output.buffer !== result.blob.buffer) this.sourceBuffers.give(result.output.buffer);
-        if (result.source) this.sourceBuffers.give(result.source.buffer);
-      }
+      // A REPLACE's output is its blob; in a delta, every other output, source and unused buffer
+      // is read or patched into again (a full payload has no use for them).
+      if (m.sourceSize === 0) return;
+      if (result.output.buffer !== result.blob.buffer) this.buffers.give(result.output.buffer);
+      if (result.source) this.buffers.give(result.source.buffer);
+      if (result.spare) this.buffers.give(result.spare.buffer);
     };
     if (this.target) {
       const write = this.writeExtents(op, result?.output, length).then(recycle);

@@ -15,7 +15,7 @@ export class DecodePool {
   }
 
   decode(job: DecodeJob): Promise<Decoded> {
-    const transfer = new Set([job.blob.buffer, job.source?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
+    const transfer = new Set([job.blob.buffer, job.source?.buffer, job.out?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
     return this.pool.run(job, [...transfer]);
   }
 

@@ -19,7 +19,7 @@ parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
   try {
     const result = decodeOperation(core, message.job, deltaCore);
     // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.
-    const transfer = new Set([result.output.buffer, result.digests.buffer, result.blob.buffer, result.source?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
+    const transfer = new Set([result.output.buffer, result.digests.buffer, result.blob.buffer, result.source?.buffer, result.spare?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
     parentPort!.postMessage({ id: message.id, result }, [...transfer]);
   } catch (err) {
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });

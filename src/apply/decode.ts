@@ -21,6 +21,13 @@ export interface DecodeJob {
   sourceHash?: Uint8Array;
   /** The source extents, as text for error messages ("1200+16, 5000+3"). */
   sourceExtents?: string;
+  /**
+   * Where to put a SOURCE_DIFF's output (outputLength bytes), a buffer the main thread reuses:
+   * patching into it, rather than into memory of the worker's own, keeps large buffers from being
+   * allocated on one thread and freed on another (which grows the allocator's arenas) and from
+   * piling up as garbage.
+   */
+  out?: Uint8Array;
 }
 
 /** A decoded operation: its output and the per-block SHA-256 digests of that output. */
@@ -32,6 +39,8 @@ export interface Decoded {
   blob: Uint8Array;
   /** The job's source data, handed back for reuse when the output is not a view of it (SOURCE_DIFF). */
   source?: Uint8Array;
+  /** The job's `out`, handed back when the output did not go there (REPLACE, SOURCE_COPY, or an error). */
+  spare?: Uint8Array;
 }
 
 /**
@@ -39,6 +48,11 @@ export interface Decoded {
  * computation, run in decode workers. Throws FastPatchError('HASH_MISMATCH' | 'CORRUPT_PAYLOAD').
  */
 export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
+  const decoded = decodeInto(core, job, delta);
+  return job.out && decoded.output.buffer !== job.out.buffer ? { ...decoded, spare: job.out } : decoded;
+}
+
+function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
   const what = `operation ${job.index} (${OP_NAMES[job.type]})`;
   const source = job.source ?? new Uint8Array(0);
   let sourceDigests: Uint8Array | undefined;
@@ -64,7 +78,7 @@ export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => De
   let output: Uint8Array;
   if (job.type === OpType.SOURCE_DIFF) {
     if (!delta) throw new Error('unreachable: SOURCE_DIFF without a delta module');
-    output = applyDiff(delta(), source, job, what);
+    output = applyDiff(delta(), source, job, what, outBuffer(job));
     if (output.length !== job.outputLength) {
       throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
     }
@@ -95,14 +109,19 @@ export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => De
   return { output, digests: blockDigests(core, output), blob: job.blob };
 }
 
+/** The job's `out` when it holds exactly the output. */
+function outBuffer(job: DecodeJob): Uint8Array | undefined {
+  return job.out && job.out.length === job.outputLength ? job.out : undefined;
+}
+
 /** Rebuilds a SOURCE_DIFF's output: streams checked against the header, decompressed with exact limits, patched in WASM. */
-function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string): Uint8Array {
+function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string, into: Uint8Array | undefined): Uint8Array {
   const streams = decodeDiffBlob(job.blob, job.outputLength, what);
   const [control, diff, extra] = streams.map((s, i) => {
     const raw = unpack(s, what, ['control', 'difference', 'extra'][i]!);
     return s.filter === Filter.X86 ? delta.x86Filter(raw, 'decode') : raw;
   });
-  const result = delta.patchApply(source, control!, diff!, extra!, job.outputLength);
+  const result = delta.patchApply(source, control!, diff!, extra!, job.outputLength, into);
   if (typeof result === 'number') throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${PATCH_ERRORS[result] ?? `diff error ${result}`}`);
   return result;
 }

@@ -148,10 +148,12 @@ export class DeltaCore {
   }
 
   /**
-   * Rebuilds `outLen` bytes from `source` and the decompressed streams. Returns the output, or a
-   * negative code (PATCH_ERRORS) if the streams are inconsistent.
+   * Rebuilds `outLen` bytes from `source` and the decompressed streams. Returns the output (in
+   * `into` when given, which must hold exactly outLen bytes), or a negative code (PATCH_ERRORS)
+   * if the streams are inconsistent.
    */
-  patchApply(source: Uint8Array, ctrl: Uint8Array, diff: Uint8Array, extra: Uint8Array, outLen: number): Uint8Array | number {
+  patchApply(source: Uint8Array, ctrl: Uint8Array, diff: Uint8Array, extra: Uint8Array, outLen: number, into?: Uint8Array): Uint8Array | number {
+    if (into !== undefined && into.length !== outLen) throw new RangeError(`into holds ${into.length} bytes, not ${outLen}`);
     const start = this.mark();
     try {
       const s = this.put(source);
@@ -161,7 +163,9 @@ export class DeltaCore {
       const out = this.alloc(outLen);
       const code = this.#x.patchApply(s, source.length, c, ctrl.length, d, diff.length, e, extra.length, out, outLen);
       if (code !== 0) return code;
-      return this.bytes().slice(out, out + outLen);
+      if (!into) return this.bytes().slice(out, out + outLen);
+      into.set(this.bytes().subarray(out, out + outLen));
+      return into;
     } finally {
       this.reset(start);
     }
