@@ -10,12 +10,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyPayload, httpChunks, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
+import { applyPayload, httpChunks, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
 import { runCli } from '../helpers/cli.js';
 import {
   KiB,
   MiB,
   buildPayload,
+  dataStartOf,
   expectFastPatchError,
   firstDifference,
   makeKeyPair,
@@ -616,6 +617,26 @@ describe('applying a signed payload over HTTP', () => {
     );
     const err = await rejectionOf(applyPayload(readPayloadChunks(server.url(), undefined, { backoffMs: 1 }), { trustedKeys: [signer.pub], target: at('bad.img') }));
     expectFastPatchError(err, 'HASH_MISMATCH', 4);
+  });
+
+  it('--resume over HTTP asks only for the data the target lacks (Range requests past what it holds)', async () => {
+    const server = await payloadServer(built.payload, () => ({ etag: '"p1"' }));
+    const target = at('resume.img');
+    // An earlier apply wrote the first 2 MiB of the image, then stopped.
+    const partial = new Uint8Array(built.image.length);
+    partial.set(built.image.subarray(0, 2 * MiB));
+    await fsp.writeFile(target, partial);
+    const result = await applyPayload(openPayload(server.url()), { trustedKeys: [signer.pub], target, resume: true });
+    expectSame(await fsp.readFile(target), built.image);
+    expect(result.resumed!.bytesSkipped).toBeGreaterThan(0);
+    const starts = server.seen.map((x) => Number(/bytes=(\d+)-/.exec(x.range ?? 'bytes=0-')![1]));
+    const dataStart = dataStartOf(built.payload);
+    // The header, the rest of the head, then data ranges only: none of the data of the operations
+    // already on the target (the first 2 MiB of image) is asked for.
+    expect(starts.slice(0, 2)).toEqual([0, 32]);
+    expect(starts.length).toBeGreaterThan(2);
+    expect(Math.min(...starts.slice(2))).toBeGreaterThan(dataStart);
+    expect(result.payloadBytes).toBeLessThan(built.payload.length);
   });
 
   it('the CLI: `fastpatch apply URL --target` with drops; a 404 is one IO line and exit 6', async () => {
