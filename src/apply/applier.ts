@@ -13,6 +13,7 @@ import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
+import { GarbageMeter } from './collect.js';
 import { DecodePool } from './decode-pool.js';
 import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
@@ -150,6 +151,8 @@ export class PayloadApplier {
   private readonly writes: Promise<void>[] = [];
   /** Buffers for the source blocks of a delta's operations (buffer-pool.ts). */
   private readonly buffers = new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES);
+  /** Collects the buffers operations let go of as the apply goes (collect.ts). */
+  private readonly garbage = new GarbageMeter();
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
   private root: BlockListHasher;
@@ -396,6 +399,7 @@ export class PayloadApplier {
     }
     const recycle = () => {
       if (!result) return;
+      this.garbage.released(result.blob.byteLength + result.output.byteLength + (result.source?.byteLength ?? 0));
       this.reader.recycle(result.blob);
       // A REPLACE's output is its blob; in a delta, every other output, source and unused buffer
       // is read or patched into again (a full payload has no use for them).

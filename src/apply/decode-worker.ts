@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { toFailure } from '../io/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
+import { GarbageMeter } from './collect.js';
 import { decodeOperation, type DecodeJob } from './decode.js';
 
 const build = (workerData as { build: CoreBuild }).build;
@@ -14,6 +15,8 @@ const core = WasmCore.load(build);
 // Only delta payloads need the delta module; it is made on their first SOURCE_DIFF.
 let delta: DeltaCore | undefined;
 const deltaCore = () => (delta ??= new DeltaCore(build));
+// What decoding leaves behind here: inflated and patched streams, source copies (collect.ts).
+const garbage = new GarbageMeter();
 
 parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
   try {
@@ -21,6 +24,7 @@ parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
     // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.
     const transfer = new Set([result.output.buffer, result.digests.buffer, result.blob.buffer, result.source?.buffer, result.spare?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
     parentPort!.postMessage({ id: message.id, result }, [...transfer]);
+    garbage.released(message.job.blob.byteLength + result.output.byteLength);
   } catch (err) {
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
   }
