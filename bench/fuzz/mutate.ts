@@ -4,7 +4,7 @@
  * before the payload is signed, so the parser, validator, decoders and patch kernel see them.
  */
 import { BLOCK_SIZE, DIGEST_SIZE, OpType } from '../../src/format/constants.js';
-import { blockListHashRef, type LooseHeader, type LooseManifest, type LooseOp } from './payload.js';
+import { blockListHashRef, cloneLoose, type LooseHeader, type LooseManifest, type LooseOp } from './payload.js';
 import type { Rng } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ function mutateDiffBlob(rng: Rng, op: LooseOp, outputLength: number, what: strin
  * and `sourceBlocks` are the base image sizes in blocks.
  */
 export function mutateStruct(rng: Rng, base: LooseManifest, targetBlocks: number, sourceBlocks: number): StructMutation {
-  const m = structuredCloneLoose(base);
+  const m = cloneLoose(base);
   const h: LooseHeader = {};
   const s: StructMutation = { m, h, relayout: true, untrusted: false, what: [] };
   const what = s.what;
@@ -327,15 +327,4 @@ function padTo(blob: Uint8Array, len: number): Uint8Array {
   const out = new Uint8Array(len);
   out.set(blob);
   return out;
-}
-
-function structuredCloneLoose(m: LooseManifest): LooseManifest {
-  return {
-    ...m,
-    targetHash: new Uint8Array(m.targetHash),
-    sourceHash: new Uint8Array(m.sourceHash),
-    version: new Uint8Array(m.version),
-    sourceVersion: new Uint8Array(m.sourceVersion),
-    ops: m.ops.map((o) => ({ ...o, src: o.src.map((e) => ({ ...e })), dst: o.dst.map((e) => ({ ...e })) })),
-  };
 }

@@ -25,6 +25,7 @@ import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf, codeOf } from '../helpers/errors.js';
 import { MiB, removeDir, rootOrWarn, tempDir } from '../helpers/payloads.js';
 import { rng } from '../helpers/rng.js';
+import { CGPT_PRIORITIZE_VECTORS } from '../helpers/cgpt-vectors.js';
 
 const USR = FLATCAR_USR_TYPE;
 const KERNEL = CHROMEOS_KERNEL_TYPE;
@@ -286,19 +287,7 @@ describe('§7.10 prioritize renumbering matches the cgpt vectors', () => {
   // The 11 vectors against the model: select.test.ts "cgpt prioritize renumbering (notes §2.4, all checked vectors)";
   // against real cgpt: prioritize-interop.test.ts "notes §2.4 vector %j prioritize %j".
   const P = (ps: number[]) => ps.map((p, i) => slot(i + 1, bits(p, i % 3, i % 2 === 0), KERNEL));
-  const vectors: Array<[number[], number | undefined, { friends?: boolean; maxPriority?: number }, number[]]> = [
-    [[5, 3, 3, 0, 1], undefined, {}, [3, 2, 2, 0, 1]],
-    [[5, 3, 3, 0, 1], 4, {}, [3, 2, 2, 4, 1]],
-    [[5, 3, 3, 0, 1], 2, {}, [3, 4, 2, 0, 1]],
-    [[5, 3, 3, 0, 1], 2, { friends: true }, [2, 3, 3, 0, 1]],
-    [[5, 3, 3, 0, 1], 5, { maxPriority: 15 }, [14, 13, 13, 0, 15]],
-    [[5, 3, 3, 0, 1], 5, { maxPriority: 2 }, [1, 1, 1, 0, 2]],
-    [[0, 0, 0, 0, 0], 3, {}, [0, 0, 1, 0, 0]],
-    [[0, 0, 0, 0, 0], 3, { friends: true }, [1, 1, 1, 1, 1]],
-    [[15, 15, 0, 0, 0], 2, {}, [1, 2, 0, 0, 0]],
-    [[1, 1, 1, 1, 1], 5, {}, [1, 1, 1, 1, 2]],
-    [[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0], 16, {}, [14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1, 15]],
-  ];
+  const vectors = CGPT_PRIORITIZE_VECTORS;
   it.each(vectors)('%j -i %s %j, given in reverse array order, still gives %j with T and S untouched', (before, i, opts, after) => {
     const input = P(before);
     const out = prioritize([...input].reverse(), i, { typeGuid: KERNEL, ...opts });

@@ -4,6 +4,7 @@ import { markGood, prioritize, setNext } from '../../dist/src/gpt/prioritize.js'
 import { grubBoot, grubNext, vbootNext, type BootDecision } from '../../dist/src/gpt/boot-model.js';
 import { codeOf } from '../helpers/errors.js';
 import { rng } from '../helpers/rng.js';
+import { CGPT_PRIORITIZE_VECTORS } from '../helpers/cgpt-vectors.js';
 
 type SlotEntry = attrs.SlotEntry;
 const { CHROMEOS_KERNEL_TYPE: KERNEL, CHROMEOS_ROOTFS_TYPE: ROOTFS, FLATCAR_USR_TYPE: USR, FLATCAR_ROOT_TYPE: ROOT } = attrs;
@@ -80,19 +81,7 @@ describe('attribute bits (notes §1.1)', () => {
 });
 
 describe('cgpt prioritize renumbering (notes §2.4, all checked vectors)', () => {
-  const cases: Array<[number[], number | undefined, { friends?: boolean; maxPriority?: number }, number[]]> = [
-    [[5, 3, 3, 0, 1], undefined, {}, [3, 2, 2, 0, 1]],
-    [[5, 3, 3, 0, 1], 4, {}, [3, 2, 2, 4, 1]],
-    [[5, 3, 3, 0, 1], 2, {}, [3, 4, 2, 0, 1]],
-    [[5, 3, 3, 0, 1], 2, { friends: true }, [2, 3, 3, 0, 1]],
-    [[5, 3, 3, 0, 1], 5, { maxPriority: 15 }, [14, 13, 13, 0, 15]],
-    [[5, 3, 3, 0, 1], 5, { maxPriority: 2 }, [1, 1, 1, 0, 2]],
-    [[0, 0, 0, 0, 0], 3, {}, [0, 0, 1, 0, 0]],
-    [[0, 0, 0, 0, 0], 3, { friends: true }, [1, 1, 1, 1, 1]],
-    [[15, 15, 0, 0, 0], 2, {}, [1, 2, 0, 0, 0]],
-    [[1, 1, 1, 1, 1], 5, {}, [1, 1, 1, 1, 2]],
-    [[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0], 16, {}, [14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1, 15]],
-  ];
+  const cases = CGPT_PRIORITIZE_VECTORS;
   it.each(cases)('%j -i %s %j -> %j', (before, i, opts, after) => {
     const out = prioritize(kernels(before), i, { typeGuid: KERNEL, ...opts });
     expect(priorities(out)).toEqual(after);
