@@ -40,6 +40,11 @@ export class GarbageMeter {
 
   constructor(private readonly every = COLLECT_EVERY) {}
 
+  /** A young-generation collection only (cheap): frees what the last operation just let go. */
+  minor(): void {
+    (collector() as ((o?: { type: string }) => void) | null)?.({ type: 'minor' });
+  }
+
   released(bytes: number): void {
     this.since += bytes;
     if (this.since < this.every) return;

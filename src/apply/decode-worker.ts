@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { toFailure } from '../io/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
+import { OpType } from '../format/constants.js';
 import { GarbageMeter } from './collect.js';
 import { decodeOperation, type DecodeJob } from './decode.js';
 
@@ -25,6 +26,9 @@ parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
     const transfer = new Set([result.output.buffer, result.digests.buffer, result.blob.buffer, result.source?.buffer, result.spare?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
     parentPort!.postMessage({ id: message.id, result }, [...transfer]);
     garbage.released(message.job.blob.byteLength + result.output.byteLength);
+    // A SOURCE_DIFF leaves brotli decoders and decoded streams behind; a young-generation collection
+    // right away frees them (measured: a delta's apply peak at 8 GiB 150 -> 121 MiB, 1 GiB 113 -> 106).
+    if (message.job.type === OpType.SOURCE_DIFF) garbage.minor();
   } catch (err) {
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
   }
