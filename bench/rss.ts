@@ -1,5 +1,5 @@
 /**
- * `npm run rss [-- --sizes 1,8] [--dir DIR] [--keep]`: peak resident memory (RSS) of generate
+ * `npm run rss [-- --sizes 1,8] [--fixed-data MiB] [--dir DIR] [--keep]`: peak resident memory (RSS) of generate
  * (full and delta) and apply (full and delta) at image sizes of 1 GiB and 8 GiB (or --sizes, in
  * GiB), each operation in a fresh child process (this file, run as `rss.js child ...`) that prints
  * its own process.resourceUsage().maxRSS (all threads, worker threads included) when done.
@@ -99,8 +99,8 @@ interface Layout {
 }
 
 /** Where the data extents of a `size`-byte image go: evenly spaced, block-aligned. */
-function layoutOf(size: number): Layout {
-  const count = Math.floor((size * DATA_FRACTION) / EXTENT);
+function layoutOf(size: number, dataBytes = size * DATA_FRACTION): Layout {
+  const count = Math.floor(dataBytes / EXTENT);
   const stride = Math.floor(size / count / 4096) * 4096;
   return { size, v1: Array.from({ length: count }, (_, i) => ({ at: i * stride, seed: i + 1 })) };
 }
@@ -178,7 +178,9 @@ async function main(argv: string[]): Promise<void> {
   const results = new Map<string, Measured>();
   try {
     for (const gib of sizes) {
-      const layout = layoutOf(Math.round(gib * GiB));
+      // --fixed-data MiB: the same data in every image, so only the image size (zero space) grows.
+      const fixed = option('--fixed-data');
+      const layout = layoutOf(Math.round(gib * GiB), fixed !== undefined ? Number(fixed) * MiB : undefined);
       process.stderr.write(`${gib} GiB: writing images (${layout.v1.length} MiB of data each)...\n`);
       const { v1, v2 } = await writeImages(dir, layout);
       const full = join(dir, `full-${gib}g.fpay`);
@@ -202,7 +204,9 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const mib = (op: Operation, gib: number) => results.get(`${op}@${gib}`)!.maxRssKiB / 1024;
-  console.log(`Peak RSS (MiB), one fresh process per operation; images sparse, ${DATA_FRACTION * 1024} MiB of data per GiB (same density at every size), node ${process.version}\n`);
+  const fixedData = option('--fixed-data');
+  const density = fixedData !== undefined ? `${fixedData} MiB of data in every image (only the zero space grows)` : `${DATA_FRACTION * 1024} MiB of data per GiB (same density at every size)`;
+  console.log(`Peak RSS (MiB), one fresh process per operation; images sparse, ${density}, node ${process.version}\n`);
   console.log(`| operation | ${sizes.map((s) => `${s} GiB`).join(' | ')} |`);
   console.log(`|---|${sizes.map(() => '---:').join('|')}|`);
   for (const op of OPERATIONS) console.log(`| ${op} | ${sizes.map((s) => mib(op, s).toFixed(0)).join(' | ')} |`);
