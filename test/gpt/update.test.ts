@@ -1,7 +1,7 @@
 // `fastpatch update` (src/update/update.ts): the device's whole cycle on a disk image: v1 installed
 // in USR-A, a delta to v2 written into USR-B (reading USR-A), B boots once, fails, the bootloader
 // falls back to A; a second try is marked good and sticks. Also on a 4096-byte-sector loop device.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import {
   applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, openPayload, readDiskGpt, readPayloadChunks, sampleImage,
   isUsed, setNext, updateDisk, type GptEntry,
 } from '../../dist/src/index.js';
-import { runCli } from '../helpers/cli.js';
+import { CLI_PATH, runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';
 import { MiB, makeKeyPair, readHead, removeDir, rootOrWarn, tempDir, withLoopDevice, withPartitionedLoop } from '../helpers/payloads.js';
 
@@ -133,6 +133,33 @@ describe('update --resume after a power cut', () => {
     const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], resume: true });
     expect(r.apply).toMatchObject({ bytesWritten: 0, resumed: { bytesSkipped: v2.length } });
     expect(r.nextBoot).toMatchObject({ bootable: true, index: 4 });
+  });
+});
+
+describe('fastpatch update killed (kill -9) at any point, then run again with --resume', () => {
+  it('ends with USR-B holding release 2 and booting next, USR-A untouched, every time', async () => {
+    await fsp.writeFile(join(dir, 'k2.pub'), formatPublicKey(signer.pub));
+    const outcomes: string[] = [];
+    for (const delayMs of [60, 140, 220, 300, 380, 460, 600]) {
+      const disk = join(dir, `killed-${delayMs}.img`);
+      await createFlatcarDisk(disk, { size: 64 * MiB });
+      await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
+      const args = [CLI_PATH, 'update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub')];
+      const child = spawn(process.execPath, args, { stdio: 'ignore' });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+      const code = await exited;
+      clearTimeout(timer);
+      outcomes.push(code === 0 ? 'finished' : 'killed');
+      const again = await runCli(['update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub'), '--resume', '--json']);
+      expect(again.code, `killed after ${delayMs} ms: ${again.stderr}`).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ updated: { index: 4 }, nextBoot: { bootable: true, index: 4 } });
+      expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2)), `killed after ${delayMs} ms`).toBe(0);
+      expect(Buffer.compare(await slotBytes(disk, 3, v1.length), Buffer.from(v1))).toBe(0);
+      expect((await readDiskGpt(disk)).problems).toEqual([]);
+    }
+    console.log(`update kill -9 then --resume: ${outcomes.join(', ')}`);
+    expect(outcomes).toContain('killed');
   });
 });
 
