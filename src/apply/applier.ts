@@ -13,7 +13,7 @@ import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
-import { GarbageMeter } from './collect.js';
+import { GarbageMeter, enableCollection } from './collect.js';
 import { DecodePool } from './decode-pool.js';
 import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
@@ -169,6 +169,7 @@ export class PayloadApplier {
   constructor(private readonly options: ApplyOptions) {
     if (options.trustedKeys.length === 0) throw new TypeError('trustedKeys: at least one public key is needed');
     this.core = WasmCore.load(options.build);
+    enableCollection(); // before the decode workers exist
     this.pool = new DecodePool(options.build ?? 'release');
     this.reader = new PayloadReader((header, manifest, signatures) => {
       this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;

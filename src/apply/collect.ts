@@ -9,20 +9,37 @@
  * at 1 GiB and 188 MiB at 8 GiB to 136 and 145 MiB, with no measurable cost in time (each
  * collection of these small heaps takes a few milliseconds).
  *
- * Node exposes no collection call without a command-line flag; the flag is set at run time and the
- * function taken from a fresh context (the documented effect of --expose-gc). Where that fails, the
- * collector does nothing and V8 collects on its own schedule.
+ * Node exposes no collection call without a command-line flag; the flag is set at run time, once,
+ * and the function taken from a fresh context (the documented effect of --expose-gc). Where that
+ * fails, the collector does nothing and V8 collects on its own schedule.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { isMainThread } from 'node:worker_threads';
 
 let collectNow: (() => void) | null | undefined;
+let flagSet = false;
+
+/**
+ * Exposes the collection function, once per process and from the main thread only, before any
+ * decode worker starts (enableCollection, called by the applier's constructor): V8 flags are
+ * process-wide and are not meant to change while other threads run. A worker only takes the
+ * function from a fresh context, where the flag makes V8 install it.
+ */
+export function enableCollection(): void {
+  if (!isMainThread || flagSet) return;
+  flagSet = true;
+  try {
+    setFlagsFromString('--expose-gc');
+  } catch {
+    collectNow = null;
+  }
+}
 
 function collector(): (() => void) | null {
   if (collectNow === undefined) {
     try {
-      setFlagsFromString('--expose-gc');
-      const gc = runInNewContext('gc') as unknown;
+      const gc = runInNewContext('typeof gc === "function" ? gc : null') as unknown;
       collectNow = typeof gc === 'function' ? (gc as () => void) : null;
     } catch {
       collectNow = null;
