@@ -4,7 +4,7 @@
  * (io/worker-pool.ts protocol); buffers move by transfer, never by copy.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { toFailure } from '../io/worker-pool.js';
+import { isCloseMessage, toFailure } from '../io/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { OpType } from '../format/constants.js';
@@ -20,6 +20,8 @@ const deltaCore = () => (delta ??= new DeltaCore(build));
 const garbage = new GarbageMeter();
 
 parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
+  // Jobs run one at a time, in order: every job sent before the close is done.
+  if (isCloseMessage(message)) return parentPort!.close();
   try {
     const result = decodeOperation(core, message.job, deltaCore);
     // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openImageForRead } from '../io/device.js';
-import { toFailure } from '../io/worker-pool.js';
+import { isCloseMessage, toFailure } from '../io/worker-pool.js';
 import { DeltaCore } from '../wasm/delta.js';
 import type { CoreBuild } from '../wasm/core.js';
 import { encodeDiffOperation, loadAnchors, type DiffContext, type DiffJob } from './diff-op.js';
@@ -35,6 +35,10 @@ const ready: Promise<DiffContext> = (async () => ({
 // One job at a time per worker: the delta module's scratch memory is reused from job to job.
 let queue: Promise<void> = Promise.resolve();
 parentPort!.on('message', (message: { id: number; job: DiffJob }) => {
+  if (isCloseMessage(message)) {
+    queue = queue.then(() => parentPort!.close()); // after the jobs already queued
+    return;
+  }
   queue = queue.then(async () => {
     try {
       const result = await encodeDiffOperation(await ready, message.job);

@@ -17,6 +17,17 @@ interface Pending<R> {
   reject: (e: Error) => void;
 }
 
+
+/** The message that asks a worker to finish its jobs and exit (see isCloseMessage). */
+export const CLOSE = { close: true } as const;
+/** How long a closing worker may take to finish its jobs before it is terminated. */
+const CLOSE_TIMEOUT_MS = 30_000;
+
+/** True for the pool's request to stop: the worker closes its port once its jobs are done. */
+export function isCloseMessage(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && (message as { close?: unknown }).close === true;
+}
+
 /** A job failure as it crosses a thread boundary. */
 export interface JobFailure {
   code: ErrorCode | null;
@@ -80,7 +91,14 @@ export class WorkerPool<J, R> {
     this.closed = true;
     const workers = this.workers;
     this.workers = [];
-    await Promise.all(workers.map((w) => w.worker.terminate()));
+    // Asked to stop, not terminated: a worker terminated in the middle of a job can take the whole
+    // process down (Node 20 asserts "close before init" tearing down a zlib stream the job was
+    // making: seen in CI). A worker finishes the jobs it has, then closes its port and exits.
+    await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+      w.worker.once('exit', () => resolve());
+      w.worker.postMessage(CLOSE);
+      setTimeout(() => void w.worker.terminate(), CLOSE_TIMEOUT_MS).unref();
+    })));
     this.failAll(new Error(`${this.name} pool closed`));
   }
 
