@@ -35,4 +35,5 @@ export { grubNext, grubBoot, vbootNext, type BootDecision } from './gpt/boot-mod
 export { getSlotBits, setSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE } from './gpt/attributes.js';
 export { PARTITION_TYPES } from './gpt/guid.js';
 export { updateDisk, type UpdateOptions, type UpdateResult } from './update/update.js';
+export { RUNNING_HOW } from './update/running.js';
 export type { ByteRange } from './apply/applier.js';

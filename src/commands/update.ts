@@ -1,4 +1,4 @@
-import { openPayload, updateDisk } from '../index.js';
+import { RUNNING_HOW, openPayload, updateDisk } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
@@ -22,7 +22,7 @@ export async function run(payload: string, opts: { disk: string; pubkey: string[
   const a = result.apply;
   print(`wrote release ${a.version} (${formatBytes(a.targetSize)}, ${a.sourceSize > 0 ? 'delta' : 'full'}) into ${result.updated.label || result.updated.index} (${result.updated.written}) in ${a.seconds.toFixed(2)} s (${formatRate(a.targetSize, a.seconds)}); signature, every operation and the image hash checked`);
   if (result.status.problem) print(`warning: ${result.status.problem}`);
-  const how = { named: 'as named', 'in use': 'its partition is in use', bootloader: "the bootloader's choice" }[result.running.how];
+  const how = RUNNING_HOW[result.running.how];
   print(result.runningVersion ? `running slot ${result.running.label || result.running.index} (${how}) has release ${result.runningVersion}` : `running slot ${result.running.label || result.running.index} (${how}): release unknown (no record in ${result.status.path}), no downgrade check`);
   print(`next boot: ${next} (${result.updated.label}) once; if it does not come up and is not marked good, the bootloader falls back to ${result.running.label || result.running.index}`);
 }

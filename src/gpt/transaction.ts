@@ -10,9 +10,9 @@
  *  3. write the changed sectors in the crash-safe order of commit.ts, flushing between phases;
  *  4. read everything back and check that the disk holds exactly the new table.
  */
-import { existsSync, promises as fsp, readSync } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { FastPatchError } from '../errors.js';
-import { directSectorReader, flushDisk, openDisk, writeSectors, type Disk } from '../io/disk.js';
+import { directSectorReader, flushDisk, openDisk, sectorReader, writeSectors, type Disk } from '../io/disk.js';
 import { withDiskLock } from '../io/lock.js';
 import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
 import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
@@ -50,11 +50,7 @@ export interface SlotChangeResult {
 
 /** A synchronous sector reader over an open disk (readGpt reads a few KiB, synchronously). */
 export function diskReader(disk: Disk): SectorReader {
-  return (lba, count) => {
-    const bytes = Buffer.alloc(count * disk.sectorSize);
-    const n = readSync(disk.handle.fd, bytes, 0, bytes.length, lba * disk.sectorSize);
-    return bytes.subarray(0, n);
-  };
+  return sectorReader(disk);
 }
 
 /** Reads both copies of a disk's GPT. */
@@ -119,7 +115,7 @@ async function editDisk<T>(path: string, options: DiskOptions, work: (disk: Disk
  * (`seen`): a writer that ignored the lock, or a stale read, stops the transaction with nothing
  * written.
  */
-async function commit(disk: Disk, plan: CommitPlan, regions: readonly { lba: number; bytes: Uint8Array }[], seen: readonly Uint8Array[], read: SectorReader): Promise<void> {
+async function commit(disk: Disk, plan: CommitPlan, regions: readonly { role: string; lba: number; bytes: Uint8Array }[], seen: readonly Uint8Array[], read: SectorReader): Promise<void> {
   regions.forEach((r, i) => {
     if (Buffer.compare(read(r.lba, r.bytes.length / disk.sectorSize), seen[i]!) !== 0) {
       throw new FastPatchError('GPT_UNSAFE', `${disk.path}: the partition table changed while it was being edited (another program?); nothing written, try again`);
@@ -133,7 +129,7 @@ async function commit(disk: Disk, plan: CommitPlan, regions: readonly { lba: num
   try {
     for (const r of regions) {
       if (Buffer.compare(direct.read(r.lba, r.bytes.length / disk.sectorSize), r.bytes) !== 0) {
-        throw new FastPatchError('IO', `${disk.path}: sectors ${r.lba}+${r.bytes.length / disk.sectorSize} (${'role' in r ? String(r.role) : 'table'}) read back different from what was written`);
+        throw new FastPatchError('IO', `${disk.path}: sectors ${r.lba}+${r.bytes.length / disk.sectorSize} (${r.role}) read back different from what was written`);
       }
     }
   } finally {

@@ -102,6 +102,15 @@ export async function flushDisk(disk: Disk): Promise<void> {
   }
 }
 
+/** A synchronous reader of whole sectors through the page cache (short at the end of the disk). */
+export function sectorReader(disk: Disk): (lba: number, count: number) => Uint8Array {
+  return (lba, count) => {
+    const bytes = Buffer.alloc(count * disk.sectorSize);
+    const n = readSync(disk.handle.fd, bytes, 0, bytes.length, lba * disk.sectorSize);
+    return bytes.subarray(0, n);
+  };
+}
+
 /**
  * A synchronous reader of whole sectors that bypasses the page cache (O_DIRECT) on a block device,
  * for reading back what a GPT transaction wrote: the bytes the device holds, not the ones the
@@ -110,16 +119,7 @@ export async function flushDisk(disk: Disk): Promise<void> {
  * image file the page cache is the file's contents, and a plain read is returned. Close when done.
  */
 export function directSectorReader(disk: Disk): { read: (lba: number, count: number) => Uint8Array; close: () => void } {
-  if (!disk.isBlockDevice) {
-    return {
-      read: (lba, count) => {
-        const bytes = Buffer.alloc(count * disk.sectorSize);
-        const n = readSync(disk.handle.fd, bytes, 0, bytes.length, lba * disk.sectorSize);
-        return bytes.subarray(0, n);
-      },
-      close: () => {},
-    };
-  }
+  if (!disk.isBlockDevice) return { read: sectorReader(disk), close: () => {} };
   let fd: number;
   try {
     fd = openSync(disk.path, constants.O_RDONLY | constants.O_DIRECT);

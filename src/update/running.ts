@@ -25,6 +25,9 @@ export interface RunningSlot {
   how: 'named' | 'in use' | 'bootloader';
 }
 
+/** How the running slot was found, in words, for messages. */
+export const RUNNING_HOW: Record<RunningSlot['how'], string> = { named: 'as named', 'in use': 'its partition is in use', bootloader: "the bootloader's choice" };
+
 export async function findRunningSlot(disk: string, entries: readonly GptEntry[], slots: readonly GptEntry[], typeGuid: string, sectorSize: number, named?: string): Promise<RunningSlot> {
   if (named !== undefined) {
     const slot = findSlot(entries, named);

@@ -19,7 +19,7 @@ import { majorMinor } from '../io/device.js';
 import { diskPartitions } from '../io/mounts.js';
 import type { PayloadInput } from '../io/payload-source.js';
 import { alreadyInstalled } from './installed.js';
-import { findRunningSlot, type RunningSlot } from './running.js';
+import { findRunningSlot, RUNNING_HOW, type RunningSlot } from './running.js';
 import { defaultStatusPath, readStatus, writeStatus } from './status.js';
 import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, getSlotBits, sameGuid } from '../gpt/attributes.js';
@@ -100,7 +100,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
     const done = options.resume ? await alreadyInstalled(input, options, range(passive)) : undefined;
     if (done) return record(done, `${options.disk} (already written)`, booting);
     const passiveName = passive.label || String(passive.index);
-    const runningName = `${running.label || running.index} (${how === 'named' ? 'as named' : how === 'in use' ? 'its partition is in use' : "the bootloader's choice"})`;
+    const runningName = `${running.label || running.index} (${RUNNING_HOW[how]})`;
     throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
       ? `slot ${passiveName} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
       : `slot ${passiveName} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or \`fastpatch gpt rollback\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
