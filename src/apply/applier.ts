@@ -1,5 +1,5 @@
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
 import { compareVersions } from '../format/version.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
@@ -36,14 +36,15 @@ export const PIPELINE_BYTES = 32 * 1024 * 1024;
 export const WRITE_DEPTH = 4;
 
 /**
- * A delta's source and output buffers kept for reuse (at most 8, 16 MiB): most of its operations
- * then read their source blocks, and have their patched output written, into memory the main
- * thread already owns, instead of leaving a fresh buffer behind as garbage each time (measured:
- * keeping as many as are in flight, 32 MiB, peaked higher than this). An inflated output cannot be
- * placed: node:zlib allocates it, and copying it here was measured to raise peak memory.
+ * Source, output and digest buffers kept for reuse (buffer-pool.ts): as many as the pipeline can
+ * hold at once, so that once it has filled, operations read their source blocks, and have their
+ * outputs and digests put, into memory the main thread already owns, and nothing is allocated per
+ * operation. Measured with `npm run rss` (medians of 5), with the decode workers copying inflated
+ * outputs into these buffers and the payload read into reused chunks (io/input.ts): a full
+ * payload's apply peak went from 129 to 104 MiB at 1 GiB and from 145 to 113 MiB at 8 GiB.
  */
-const BUFFER_POOL_SIZE = 8;
-const BUFFER_POOL_BYTES = 16 * 1024 * 1024;
+const BUFFER_POOL_SIZE = PIPELINE_DEPTH + WRITE_DEPTH + 4;
+const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
 
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);
@@ -149,8 +150,10 @@ export class PayloadApplier {
   private readonly inflightSizes: number[] = [];
   private inflightBytes = 0;
   private readonly writes: Promise<void>[] = [];
-  /** Buffers for the source blocks of a delta's operations (buffer-pool.ts). */
+  /** Buffers for the source blocks and outputs of operations (buffer-pool.ts). */
   private readonly buffers = new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES);
+  /** Buffers for the block digests of operations' outputs. */
+  private readonly digestBuffers = new BufferPool(BUFFER_POOL_SIZE);
   /** Collects the buffers operations let go of as the apply goes (collect.ts). */
   private readonly garbage = new GarbageMeter();
   private tail: Promise<void> = Promise.resolve();
@@ -330,18 +333,22 @@ export class PayloadApplier {
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
     let decoded: Promise<Decoded | undefined>;
-    const out = () => (op.type === OpType.SOURCE_DIFF ? { out: this.buffers.take(outputLength) } : {});
+    // Buffers the worker fills: the output of an operation that makes one, and the digests.
+    const lent = () => ({
+      ...(op.type === OpType.SOURCE_DIFF || op.type === OpType.REPLACE_DEFLATE ? { out: this.buffers.take(outputLength) } : {}),
+      digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
+    });
     if (SOURCE_OPS.has(op.type) && op.sourceHash) {
       // Read here, checked in the worker against the signed source hash before it is used.
       const sourceHash = op.sourceHash.slice();
       decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE, (n) => this.buffers.take(n)).then((source) =>
         this.pool.decode({
           index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
-          source, sourceHash, sourceExtents: describeExtents(op.srcExtents), ...out(),
+          source, sourceHash, sourceExtents: describeExtents(op.srcExtents), ...lent(),
         }),
       );
     } else if (op.dataHash) {
-      decoded = this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength, ...out() });
+      decoded = this.pool.decode({ index, type: op.type, blob, dataHash: op.dataHash.slice(), outputLength, ...lent() });
     } else {
       decoded = Promise.resolve(undefined);
     }
@@ -393,8 +400,13 @@ export class PayloadApplier {
       opHash.update(digests);
       this.root.updateDigests(digests);
     };
-    if (result) take(result.digests);
-    else feedZeroDigests(this.core, length, take);
+    if (result) {
+      take(result.digests);
+      this.digestBuffers.give(result.digests.buffer);
+      if (result.spareDigests) this.digestBuffers.give(result.spareDigests.buffer);
+    } else {
+      feedZeroDigests(this.core, length, take);
+    }
     if (!equal(opHash.digest(), op.outputHash)) {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
@@ -402,9 +414,8 @@ export class PayloadApplier {
       if (!result) return;
       this.garbage.released(result.blob.byteLength + result.output.byteLength + (result.source?.byteLength ?? 0));
       this.reader.recycle(result.blob);
-      // A REPLACE's output is its blob; in a delta, every other output, source and unused buffer
-      // is read or patched into again (a full payload has no use for them).
-      if (m.sourceSize === 0) return;
+      // A REPLACE's output is its blob; every other output, source and unused buffer is read,
+      // patched or inflated into again.
       if (result.output.buffer !== result.blob.buffer) this.buffers.give(result.output.buffer);
       if (result.source) this.buffers.give(result.source.buffer);
       if (result.spare) this.buffers.give(result.spare.buffer);

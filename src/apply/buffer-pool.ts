@@ -1,8 +1,11 @@
 /**
- * A few large buffers kept for reuse. Every operation of a payload needs megabytes (its data blob,
- * the source blocks it reads); allocated fresh each time they become garbage the collector reclaims
- * late, so the process's peak memory would grow with the number of operations, that is with the
- * image size. Handing buffers back once their bytes are written keeps the applier's memory flat.
+ * Large buffers kept for reuse. Every operation of a payload needs megabytes (its data blob, the
+ * source blocks it reads, its output) and a digest list. Allocated fresh each time, they become
+ * garbage the collector reclaims late, and freed memory of many sizes fragments the C allocator's
+ * arenas, which keep it resident: the process's peak memory then grows with the number of
+ * operations, that is with the image size. Handed back once their bytes are written, and sized in
+ * whole SIZE_CLASS steps so that one buffer serves many operations of similar size, they are
+ * allocated once and reused until the apply ends.
  */
 export class BufferPool {
   private readonly buffers: ArrayBuffer[] = [];
@@ -14,10 +17,20 @@ export class BufferPool {
    */
   constructor(private readonly limit: number, private readonly limitBytes = Infinity) {}
 
-  /** A view of exactly `size` bytes on a kept buffer that holds it, else on a new one (old bytes: any). */
+  /**
+   * A view of exactly `size` bytes (old contents: any) on the smallest kept buffer that holds it
+   * without wasting more than half of itself, else on a new buffer of `size` rounded up to whole
+   * size classes.
+   */
   take(size: number): Uint8Array {
-    const fit = this.buffers.findIndex((b) => b.byteLength >= size);
-    if (fit < 0) return new Uint8Array(size);
+    if (size === 0) return new Uint8Array(0);
+    const rounded = roundUp(size);
+    let fit = -1;
+    for (let i = 0; i < this.buffers.length; i++) {
+      const length = this.buffers[i]!.byteLength;
+      if (length >= size && length <= 2 * rounded && (fit < 0 || length < this.buffers[fit]!.byteLength)) fit = i;
+    }
+    if (fit < 0) return new Uint8Array(new ArrayBuffer(rounded), 0, size);
     const buffer = this.buffers.splice(fit, 1)[0]!;
     this.bytes -= buffer.byteLength;
     return new Uint8Array(buffer, 0, size);
@@ -33,4 +46,16 @@ export class BufferPool {
     this.buffers.push(buffer);
     this.bytes += buffer.byteLength;
   }
+}
+
+/**
+ * Buffers are allocated in steps of this many bytes: a 1 MiB operation's blob compressed to 300 or
+ * 310 KiB, or a patched output of 1 MiB and one of 1 MiB less a block, share a buffer size.
+ * Smaller buffers (digest lists, one-block diffs) take the next power of two, 4 KiB at least.
+ */
+export const SIZE_CLASS = 64 * 1024;
+
+function roundUp(size: number): number {
+  if (size >= SIZE_CLASS) return Math.ceil(size / SIZE_CLASS) * SIZE_CLASS;
+  return Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(size, 1))));
 }

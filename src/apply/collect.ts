@@ -51,15 +51,30 @@ function collector(): (() => void) | null {
 /** Bytes of buffers let go between two collections. */
 export const COLLECT_EVERY = 32 * 1024 * 1024;
 
+/** Bytes of short-lived buffers between two young-generation collections (GarbageMeter.young). */
+export const COLLECT_YOUNG_EVERY = 1024 * 1024;
+
 /** Counts bytes let go and runs a full collection each time COLLECT_EVERY have gone by. */
 export class GarbageMeter {
   private since = 0;
+  private youngSince = 0;
 
   constructor(private readonly every = COLLECT_EVERY) {}
 
   /** A young-generation collection only (cheap): frees what the last operation just let go. */
   minor(): void {
+    this.youngSince = 0;
     (collector() as ((o?: { type: string }) => void) | null)?.({ type: 'minor' });
+  }
+
+  /**
+   * Counts `bytes` of buffers that died young (allocated and dropped by the last operation) and
+   * runs a young-generation collection each time COLLECT_YOUNG_EVERY have gone by: one per
+   * megabyte-sized operation, one per megabyte of small ones.
+   */
+  young(bytes: number): void {
+    this.youngSince += bytes;
+    if (this.youngSince >= COLLECT_YOUNG_EVERY) this.minor();
   }
 
   released(bytes: number): void {

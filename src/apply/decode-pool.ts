@@ -4,8 +4,8 @@ import type { Decoded, DecodeJob } from './decode.js';
 
 /**
  * Worker threads that check, inflate, patch and hash operations (decodeOperation) in parallel, one
- * WASM core each. The job's blob and source move to the worker by transfer (the reader's blobs own
- * their buffers, source buffers are read for the job) and come back in the result.
+ * WASM core each. The job's buffers (blob, source, and the output and digest buffers the main thread
+ * lends) move to the worker by transfer and come back in the result.
  */
 export class DecodePool {
   private readonly pool: WorkerPool<DecodeJob, Decoded>;
@@ -15,7 +15,7 @@ export class DecodePool {
   }
 
   decode(job: DecodeJob): Promise<Decoded> {
-    const transfer = new Set([job.blob.buffer, job.source?.buffer, job.out?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
+    const transfer = new Set([job.blob.buffer, job.source?.buffer, job.out?.buffer, job.digests?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
     return this.pool.run(job, [...transfer]);
   }
 

@@ -22,12 +22,14 @@ export interface DecodeJob {
   /** The source extents, as text for error messages ("1200+16, 5000+3"). */
   sourceExtents?: string;
   /**
-   * Where to put a SOURCE_DIFF's output (outputLength bytes), a buffer the main thread reuses:
-   * patching into it, rather than into memory of the worker's own, keeps large buffers from being
-   * allocated on one thread and freed on another (which grows the allocator's arenas) and from
-   * piling up as garbage.
+   * Where to put a SOURCE_DIFF's or REPLACE_DEFLATE's output (outputLength bytes), a buffer the
+   * main thread reuses: patching or copying into it, rather than handing over memory of the
+   * worker's own, keeps large buffers from being allocated on one thread and freed on another
+   * (which grows the allocator's arenas) and from piling up as garbage.
    */
   out?: Uint8Array;
+  /** Where to put the output's block digests (a buffer the main thread reuses, as `out`). */
+  digests?: Uint8Array;
 }
 
 /** A decoded operation: its output and the per-block SHA-256 digests of that output. */
@@ -39,8 +41,10 @@ export interface Decoded {
   blob: Uint8Array;
   /** The job's source data, handed back for reuse when the output is not a view of it (SOURCE_DIFF). */
   source?: Uint8Array;
-  /** The job's `out`, handed back when the output did not go there (REPLACE, SOURCE_COPY, or an error). */
+  /** The job's `out`, handed back when the output did not go there (REPLACE, SOURCE_COPY). */
   spare?: Uint8Array;
+  /** The job's `digests`, handed back when the digests did not go there. */
+  spareDigests?: Uint8Array;
 }
 
 /**
@@ -49,7 +53,11 @@ export interface Decoded {
  */
 export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
   const decoded = decodeInto(core, job, delta);
-  return job.out && decoded.output.buffer !== job.out.buffer ? { ...decoded, spare: job.out } : decoded;
+  return {
+    ...decoded,
+    ...(job.out && decoded.output.buffer !== job.out.buffer ? { spare: job.out } : {}),
+    ...(job.digests && decoded.digests.buffer !== job.digests.buffer ? { spareDigests: job.digests } : {}),
+  };
 }
 
 function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
@@ -58,7 +66,8 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
   let sourceDigests: Uint8Array | undefined;
   if (job.sourceHash) {
     // The source is checked before anything is made of it: a wrong source image stops here.
-    sourceDigests = blockDigests(core, source);
+    // A whole-block copy's source digests are its output's: they go where the output's belong.
+    sourceDigests = blockDigests(core, source, job.type === OpType.SOURCE_COPY ? job.digests : undefined);
     if (Buffer.compare(core.sha256().update(sourceDigests).digest(), job.sourceHash) !== 0) {
       throw new FastPatchError('SOURCE_MISMATCH', `${what}: source blocks ${job.sourceExtents} differ from the source this delta was made from`);
     }
@@ -67,11 +76,11 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
     if (source.length < job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${source.length} source bytes for ${job.outputLength} of output`);
     const output = source.subarray(0, job.outputLength);
     // Whole blocks: the source's digests are the output's; a short last block is hashed again.
-    const digests = output.length === source.length ? sourceDigests! : blockDigests(core, output);
+    const digests = output.length === source.length ? sourceDigests! : blockDigests(core, output, job.digests);
     return { output, digests, blob: job.blob };
   }
   if (!job.dataHash) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: carries no data`);
-  const blobDigests = blockDigests(core, job.blob);
+  const blobDigests = blockDigests(core, job.blob, job.type === OpType.REPLACE ? job.digests : undefined);
   if (Buffer.compare(core.sha256().update(blobDigests).digest(), job.dataHash) !== 0) {
     throw new FastPatchError('HASH_MISMATCH', `${what}: data does not match its signed hash`);
   }
@@ -82,7 +91,7 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
     if (output.length !== job.outputLength) {
       throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
     }
-    return { output, digests: blockDigests(core, output), blob: job.blob, ...(job.source && job.source.byteLength > 0 ? { source: job.source } : {}) };
+    return { output, digests: blockDigests(core, output, job.digests), blob: job.blob, ...(job.source && job.source.byteLength > 0 ? { source: job.source } : {}) };
   } else if (job.type === OpType.REPLACE) {
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);
@@ -98,15 +107,23 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
     } catch (err) {
       throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: deflate stream does not decode to ${job.outputLength} bytes (${(err as Error).message})`);
     }
+    // Into the main thread's buffer: zlib's own dies here, young (decode-worker.ts collects it),
+    // instead of crossing to the main thread, where it would be garbage of an older generation.
     // Small chunks are views of Buffer's shared pool, which must not be transferred: copy those.
-    if (output.buffer.byteLength !== chunkSize) output = Uint8Array.from(output);
+    const into = outBuffer(job);
+    if (into && output.length === into.length) {
+      into.set(output);
+      output = into;
+    } else if (output.buffer.byteLength !== chunkSize) {
+      output = Uint8Array.from(output);
+    }
   } else {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: not a data operation`);
   }
   if (output.length !== job.outputLength) {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
   }
-  return { output, digests: blockDigests(core, output), blob: job.blob };
+  return { output, digests: blockDigests(core, output, job.digests), blob: job.blob };
 }
 
 /** The job's `out` when it holds exactly the output. */
@@ -138,9 +155,10 @@ function unpack(stream: DiffStream, what: string, name: string): Uint8Array {
   return raw;
 }
 
-/** SHA-256 of each 4096-byte block of `data` (the last may be short), in a new array. */
-function blockDigests(core: WasmCore, data: Uint8Array): Uint8Array {
-  const digests = new Uint8Array(Math.ceil(data.length / BLOCK_SIZE) * DIGEST_SIZE);
+/** SHA-256 of each 4096-byte block of `data` (the last may be short), in `into` if it has the length, else in a new array. */
+function blockDigests(core: WasmCore, data: Uint8Array, into?: Uint8Array): Uint8Array {
+  const length = Math.ceil(data.length / BLOCK_SIZE) * DIGEST_SIZE;
+  const digests = into?.length === length ? into : new Uint8Array(length);
   core.blockDigestsInto(data, digests);
   return digests;
 }

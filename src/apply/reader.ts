@@ -27,8 +27,14 @@ export type ReaderEvent =
  */
 export type Authenticator = (headerBytes: Uint8Array, manifestBytes: Uint8Array, signatures: SignatureEntry[]) => void;
 
-/** Recycled blob buffers kept for reuse. Blob buffers alive: those in flight, one being filled, and these. */
-export const BLOB_POOL_SIZE = 4;
+/**
+ * Recycled blob buffers kept for reuse: as many as an applier can hold at once (PIPELINE_DEPTH
+ * operations in flight and WRITE_DEPTH being written, apply/applier.ts) and a few, so that a
+ * payload's blobs are read into the same buffers from start to end. Blob buffers alive: those in
+ * flight, one being filled, and these, at most BLOB_POOL_BYTES of them.
+ */
+export const BLOB_POOL_SIZE = 40;
+export const BLOB_POOL_BYTES = 48 * 1024 * 1024;
 
 /**
  * Incremental payload parser: bytes in, in any chunking; out come the head (header, manifest and
@@ -56,7 +62,7 @@ export class PayloadReader {
   /** Operations whose data the input leaves out (resume); see skipData(). */
   private skipped: ((index: number) => boolean) | undefined;
   /** Blob buffers handed back by recycle(), so later blobs of similar size reuse mapped pages. */
-  private readonly blobPool = new BufferPool(BLOB_POOL_SIZE);
+  private readonly blobPool = new BufferPool(BLOB_POOL_SIZE, BLOB_POOL_BYTES);
   /** The chunk being consumed by next(), and how far. */
   private input: Uint8Array = new Uint8Array(0);
   private inputAt = 0;
