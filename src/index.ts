@@ -18,7 +18,7 @@ export { generateDeltaPayload, DEFAULT_DIFF_QUALITY, type DeltaOptions, type Del
 export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
 export { PayloadReader } from './apply/reader.js';
-export { readPayloadChunks } from './io/input.js';
+export { readPayloadChunks, fileChunks } from './io/input.js';
 export { openPayload, isSeekable, type PayloadInput, type SeekablePayload } from './io/payload-source.js';
 export { httpChunks, HTTP_DEFAULTS, type HttpChunksOptions, type HttpRetryInfo } from './io/http.js';
 export { hashImage } from './io/hash-image.js';

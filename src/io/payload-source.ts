@@ -4,19 +4,19 @@
  * instead of streaming the payload from the start (apply/applier.ts, `resume`). Standard input
  * cannot seek and stays a plain stream (readPayloadChunks).
  */
-import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { FastPatchError, ioError } from '../errors.js';
+import { FastPatchError } from '../errors.js';
 import { httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
-import { INPUT_CHUNK, readPayloadChunks } from './input.js';
+import { fileChunks, readPayloadChunks } from './input.js';
 
 export interface SeekablePayload {
   readonly seekable: true;
   /** The file or URL, for messages. */
   readonly name: string;
   /**
-   * Bytes [from, to) of the payload (`to` omitted: to its end), in chunks the caller owns. Stops
-   * early at the payload's end; the caller checks the count.
+   * Bytes [from, to) of the payload (`to` omitted: to its end), in chunks each valid until the
+   * next is requested (a file's are read into reused buffers). Stops early at the payload's end;
+   * the caller checks the count.
    */
   read(from: number, to?: number): AsyncIterable<Uint8Array>;
 }
@@ -39,16 +39,6 @@ export function openPayload(spec: string, options: { stdin?: Readable; http?: Ht
     name: spec,
     read: (from, to) => fileChunks(spec, from, to),
   };
-}
-
-async function* fileChunks(path: string, from: number, to: number | undefined): AsyncGenerator<Uint8Array> {
-  if (to !== undefined && to <= from) return;
-  const stream = createReadStream(path, { start: from, ...(to !== undefined ? { end: to - 1 } : {}), highWaterMark: INPUT_CHUNK });
-  try {
-    for await (const chunk of stream) yield chunk as Uint8Array;
-  } catch (err) {
-    throw ioError(`read payload ${path}`, err);
-  }
 }
 
 /** The first `limit` bytes of a stream; stops (and so closes) the stream there. */
