@@ -17,6 +17,7 @@ export { generateFullPayload, type GenerateOptions, type GenerateResult } from '
 export { generateDeltaPayload, DEFAULT_DIFF_QUALITY, type DeltaOptions, type DeltaResult, type DeltaProgress } from './generate/delta.js';
 export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
+export { disableOptimizingCompiler } from './apply/optimizer.js';
 export { PayloadReader } from './apply/reader.js';
 export { readPayloadChunks, fileChunks } from './io/input.js';
 export { openPayload, isSeekable, type PayloadInput, type SeekablePayload } from './io/payload-source.js';

@@ -1,9 +1,10 @@
-import { applyPayload, openPayload } from '../index.js';
+import { disableOptimizingCompiler, applyPayload, openPayload } from '../index.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
 export async function run(payload: string, opts: { target?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean }): Promise<void> {
+  disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
   const result = await applyPayload(openPayload(payload), {
