@@ -1,8 +1,11 @@
 /**
- * `npm run rss [-- --sizes 1,8] [--fixed-data MiB] [--dir DIR] [--keep]`: peak resident memory (RSS) of generate
- * (full and delta) and apply (full and delta) at image sizes of 1 GiB and 8 GiB (or --sizes, in
- * GiB), each operation in a fresh child process (this file, run as `rss.js child ...`) that prints
- * its own process.resourceUsage().maxRSS (all threads, worker threads included) when done.
+ * `npm run rss [-- --sizes 1,8] [--runs N] [--fixed-data MiB] [--dir DIR] [--keep]`: peak resident memory (RSS)
+ * of generate (full and delta) and apply (full and delta) at image sizes of 1 GiB and 8 GiB (or
+ * --sizes, in GiB), each operation in a fresh child process (this file, run as `rss.js child ...`)
+ * that prints its own process.resourceUsage().maxRSS (all threads, worker threads included) when
+ * done. Apply is measured twice over: as `fastpatch apply` runs (the CLI itself, in the child),
+ * and as a program calling applyPayload with V8's defaults (apply/optimizer.ts says what differs);
+ * each apply N times (--runs, default 3), reporting the median.
  *
  * Images: sparse files with DATA_FRACTION of their bytes as data (the same density at every size),
  * in 1 MiB extents spread evenly across the image: a third incompressible, two thirds text-like.
@@ -24,7 +27,8 @@ const MiB = 1024 ** 2;
 const EXTENT = MiB;
 /** Bytes of data per byte of image: 128 MiB per GiB. */
 const DATA_FRACTION = 1 / 8;
-const OPERATIONS = ['generate full', 'generate delta', 'apply full', 'apply delta'] as const;
+const OPERATIONS = ['generate full', 'generate delta', 'apply full', 'apply delta', 'apply full, library', 'apply delta, library'] as const;
+const APPLY_OPERATIONS = OPERATIONS.filter((op) => op.startsWith('apply'));
 type Operation = (typeof OPERATIONS)[number];
 
 // ---------------------------------------------------------------------------------------------
@@ -43,6 +47,12 @@ async function child(args: string[]): Promise<void> {
     const [source, target, out] = paths as [string, string, string];
     const r = await lib.generateDeltaPayload({ source, target, out, version: '2.0.0', keys: [await lib.loadPrivateKeyFile(keyPath!)] });
     detail = `${r.payload.totalSize} payload bytes`;
+  } else if (op === 'cli') {
+    // `fastpatch ARGS...`, the command itself; its output goes first, the measurement last.
+    process.on('exit', () => console.log(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, seconds: (performance.now() - started) / 1000, detail: 'fastpatch CLI' })));
+    process.argv = [process.argv[0]!, fileURLToPath(new URL('../src/cli.js', import.meta.url)), ...args.slice(1)];
+    await import('../src/cli.js');
+    return;
   } else if (op === 'apply-full' || op === 'apply-delta') {
     const [payload, target, source] = paths as [string, string, string | undefined];
     const key = await lib.loadKeyFile(keyPath!);
@@ -170,6 +180,8 @@ async function main(argv: string[]): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const sizes = (option('--sizes') ?? '1,8').split(',').map(Number);
+  const runs_ = Number(option('--runs') ?? 3);
+  if (!(Number.isInteger(runs_) && runs_ > 0)) throw new Error('--runs: a whole number of runs, e.g. 3');
   if (sizes.some((s) => !(s > 0))) throw new Error('--sizes: GiB numbers, e.g. 1,8');
   const dir = await fsp.mkdtemp(join(option('--dir') ?? tmpdir(), 'fastpatch-rss-'));
   const keep = argv.includes('--keep');
@@ -185,17 +197,27 @@ async function main(argv: string[]): Promise<void> {
       const { v1, v2 } = await writeImages(dir, layout);
       const full = join(dir, `full-${gib}g.fpay`);
       const delta = join(dir, `delta-${gib}g.fpay`);
-      const steps: [Operation, string[], string | undefined][] = [
-        ['generate full', ['generate-full', privatePath, v2, full], undefined],
-        ['generate delta', ['generate-delta', privatePath, v1, v2, delta], undefined],
-        ['apply full', ['apply-full', publicPath, full, join(dir, 'out-full.img')], join(dir, 'out-full.img')],
-        ['apply delta', ['apply-delta', publicPath, delta, join(dir, 'out-delta.img'), v1], join(dir, 'out-delta.img')],
+      const out = join(dir, 'out.img');
+      const steps: [Operation, string[]][] = [
+        ['generate full', ['generate-full', privatePath, v2, full]],
+        ['generate delta', ['generate-delta', privatePath, v1, v2, delta]],
+        ['apply full', ['cli', 'apply', full, '--target', out, '--pubkey', publicPath, '--json']],
+        ['apply delta', ['cli', 'apply', delta, '--source', v1, '--target', out, '--pubkey', publicPath, '--json']],
+        ['apply full, library', ['apply-full', publicPath, full, out]],
+        ['apply delta, library', ['apply-delta', publicPath, delta, out, v1]],
       ];
-      for (const [name, args, out] of steps) {
-        const m = runChild(args);
+      for (const [name, args] of steps) {
+        const apply = name.startsWith('apply');
+        const runs: Measured[] = [];
+        for (let i = 0; i < (apply ? runs_ : 1); i++) {
+          runs.push(runChild(args));
+          await fsp.rm(out, { force: true });
+        }
+        runs.sort((a, b) => a.maxRssKiB - b.maxRssKiB);
+        const m = runs[(runs.length - 1) >> 1]!;
         results.set(`${name}@${gib}`, m);
-        process.stderr.write(`  ${name}: ${(m.maxRssKiB / 1024).toFixed(0)} MiB peak RSS, ${m.seconds.toFixed(1)} s (${m.detail})\n`);
-        if (out) await fsp.rm(out, { force: true });
+        const each = runs.length > 1 ? ` (median of ${runs.map((r) => (r.maxRssKiB / 1024).toFixed(0)).join(', ')})` : '';
+        process.stderr.write(`  ${name}: ${(m.maxRssKiB / 1024).toFixed(0)} MiB peak RSS${each}, ${m.seconds.toFixed(1)} s (${m.detail})\n`);
       }
       if (!keep) await Promise.all([v1, v2, full, delta].map((p) => fsp.rm(p, { force: true })));
     }
@@ -206,14 +228,15 @@ async function main(argv: string[]): Promise<void> {
   const mib = (op: Operation, gib: number) => results.get(`${op}@${gib}`)!.maxRssKiB / 1024;
   const fixedData = option('--fixed-data');
   const density = fixedData !== undefined ? `${fixedData} MiB of data in every image (only the zero space grows)` : `${DATA_FRACTION * 1024} MiB of data per GiB (same density at every size)`;
-  console.log(`Peak RSS (MiB), one fresh process per operation; images sparse, ${density}, node ${process.version}\n`);
+  console.log(`Peak RSS (MiB), one fresh process per operation (apply: median of ${runs_}); images sparse, ${density}, node ${process.version}`);
+  console.log('apply = `fastpatch apply` (the CLI); apply, library = applyPayload in a program with V8 defaults\n');
   console.log(`| operation | ${sizes.map((s) => `${s} GiB`).join(' | ')} |`);
   console.log(`|---|${sizes.map(() => '---:').join('|')}|`);
   for (const op of OPERATIONS) console.log(`| ${op} | ${sizes.map((s) => mib(op, s).toFixed(0)).join(' | ')} |`);
   const lo = Math.min(...sizes), hi = Math.max(...sizes);
   if (hi > lo) {
     console.log('');
-    for (const op of ['apply full', 'apply delta'] as const) {
+    for (const op of APPLY_OPERATIONS) {
       const ratio = mib(op, hi) / mib(op, lo);
       console.log(`${op}: ${hi} GiB / ${lo} GiB = ${ratio.toFixed(3)} (bar: within 10%: ${Math.abs(ratio - 1) <= 0.1 ? 'met' : 'NOT met'})`);
     }
