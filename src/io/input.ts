@@ -43,12 +43,21 @@ export async function* fileChunks(path: string, from: number, to = Infinity): As
   } catch (err) {
     throw ioError(`read payload ${path}`, err);
   }
+  // A pipe (`fastpatch apply <(curl ...)`, /dev/stdin) is read from where it is; it cannot seek,
+  // so only a read from its start works there.
+  let seekable = true;
+  try {
+    const stat = await handle.stat();
+    seekable = stat.isFile() || stat.isBlockDevice();
+  } catch {
+    // Unknown: read by position, and let the read say what is wrong.
+  }
   const buffers = [new Uint8Array(INPUT_CHUNK), new Uint8Array(INPUT_CHUNK)];
   const readInto = async (buffer: Uint8Array, at: number): Promise<Uint8Array> => {
     const length = Math.min(buffer.length, to - at);
     if (length <= 0) return buffer.subarray(0, 0);
     try {
-      return buffer.subarray(0, (await handle.read(buffer, 0, length, at)).bytesRead);
+      return buffer.subarray(0, (await handle.read(buffer, 0, length, seekable || from > 0 ? at : null)).bytesRead);
     } catch (err) {
       throw ioError(`read payload ${path}`, err);
     }

@@ -1,5 +1,6 @@
 // Payload files are read into two reused buffers: every byte arrives in order, ranges are exact,
 // a chunk stays valid until the next is requested, and a reader that stops early closes the file.
+import { spawn, execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +72,18 @@ describe('fileChunks', () => {
       }
     }
     expect(await openFds()).toBe(before);
+  });
+
+  it('a pipe (process substitution, /dev/stdin) is read from where it is, to its end', async () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `cat "${path}" > "${fifo}"`]);
+    try {
+      const { bytes } = await collect(readPayloadChunks(fifo));
+      expect(Buffer.compare(bytes, data)).toBe(0);
+    } finally {
+      writer.kill();
+    }
   });
 
   it('a missing file is one IO error naming it', async () => {
