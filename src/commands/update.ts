@@ -23,6 +23,7 @@ export async function run(payload: string, opts: { disk: string; pubkey: string[
   const a = result.apply;
   print(`wrote release ${a.version} (${formatBytes(a.targetSize)}, ${a.sourceSize > 0 ? 'delta' : 'full'}) into ${result.updated.label || result.updated.index} (${result.updated.written}) in ${a.seconds.toFixed(2)} s (${formatRate(a.targetSize, a.seconds)}); signature, every operation and the image hash checked`);
   if (result.status.problem) print(`warning: ${result.status.problem}`);
+  if (result.gptRepaired) print(`GPT: the interrupted update had left the two copies disagreeing (${result.gptRepaired.length} problem${result.gptRepaired.length === 1 ? '' : 's'}); repaired first, as \`fastpatch gpt repair\` does`);
   const how = RUNNING_HOW[result.running.how];
   print(result.runningVersion ? `running slot ${result.running.label || result.running.index} (${how}) has release ${result.runningVersion}` : `running slot ${result.running.label || result.running.index} (${how}): release unknown (no record in ${result.status.path}), no downgrade check`);
   print(`next boot: ${next} (${result.updated.label}) once; if it does not come up and is not marked good, the bootloader falls back to ${result.running.label || result.running.index}`);

@@ -26,7 +26,7 @@ import { FLATCAR_USR_TYPE, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
 import { setNext } from '../gpt/prioritize.js';
 import type { GptEntry } from '../gpt/table.js';
-import { changeSlots, checkInvariants, findSlot, readDiskGpt, usableEntries } from '../gpt/transaction.js';
+import { changeSlots, checkInvariants, findSlot, readDiskGpt, repairGpt, usableEntries } from '../gpt/transaction.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
 import type { CoreBuild } from '../wasm/core.js';
 
@@ -41,7 +41,10 @@ export interface UpdateOptions {
   /** Boot attempts of the new slot before the bootloader falls back (default 1, as Flatcar). */
   tries?: number;
   sectorSize?: number;
-  /** Finish an interrupted update (ApplyOptions.resume). */
+  /**
+   * Finish an interrupted update (ApplyOptions.resume). A GPT whose two copies disagree, as a cut
+   * during the flip leaves them, is repaired first (repairGpt), the result saying so.
+   */
   resume?: boolean;
   /** Slot status record (status.ts); default /var/lib/fastpatch/status.json, or DISK.status.json for an image file. */
   statusPath?: string;
@@ -63,12 +66,23 @@ export interface UpdateResult {
   runningVersion: string | undefined;
   /** Where the slot status was recorded, and a problem reading it, if any. */
   status: { path: string; problem?: string };
+  /** With `resume`: the GPT problems an interrupted flip had left, repaired before going on. */
+  gptRepaired?: string[];
 }
 
 export async function updateDisk(input: PayloadInput, options: UpdateOptions): Promise<UpdateResult> {
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   const diskOptions = options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {};
-  const read = await readDiskGpt(options.disk, diskOptions);
+  let read = await readDiskGpt(options.disk, diskOptions);
+  let gptRepaired: string[] | undefined;
+  if (options.resume && read.table && read.problems.length > 0) {
+    // A cut during the flip leaves the two copies disagreeing, or one half written (docs/GPT.md,
+    // "Transactions"). Finishing the update starts as `fastpatch gpt repair` would: the valid
+    // primary wins, else the backup, so the slots are as before the flip or as after it, and the
+    // rest of resume goes on from there. A table repair cannot fix stops here, untouched.
+    gptRepaired = (await repairGpt(options.disk, diskOptions)).problems;
+    read = await readDiskGpt(options.disk, diskOptions);
+  }
   const entries = usableEntries(read, options.disk);
   const slots = entries.filter((e) => sameGuid(e.typeGuid, typeGuid));
   if (slots.length !== 2) throw new FastPatchError('USAGE', `${options.disk} has ${slots.length} slot partitions of type ${typeGuid}; an A/B update needs exactly 2`);
@@ -88,6 +102,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
     return {
       runningVersion,
       status: { path: statusPath, ...(problem !== undefined ? { problem } : {}) },
+      ...(gptRepaired ? { gptRepaired } : {}),
       apply,
       running: { index: running.index, label: running.label, how },
       updated: { index: passive.index, label: passive.label, written },

@@ -136,6 +136,45 @@ describe('update --resume after a power cut', () => {
   });
 });
 
+describe('update --resume after a flip torn between its GPT writes', () => {
+  // The flip writes the backup copy first, then the primary (docs/GPT.md). A cut in between leaves
+  // the copies disagreeing: built here by splicing the GPT sectors of the disk before the flip
+  // into the disk after it (512-byte sectors: primary = LBA 1-33, backup = the last 33).
+  const SECTOR = 512;
+  const PRIMARY = { from: SECTOR, length: 33 * SECTOR };
+  const backupOf = (size: number) => ({ from: size - 33 * SECTOR, length: 33 * SECTOR });
+
+  for (const torn of ['primary flipped, backup not', 'backup flipped, primary not'] as const) {
+    it(`${torn}: plain update refuses (exit 9, nothing written); --resume repairs, finishes, B boots next`, async () => {
+      const disk = join(dir, `torn-${torn.split(' ')[0]}.img`);
+      await createFlatcarDisk(disk, { size: 64 * MiB });
+      await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
+      const before = await fsp.readFile(disk);
+      await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath: join(dir, 'torn-status.json') });
+      const after = await fsp.readFile(disk);
+      const region = torn === 'primary flipped, backup not' ? backupOf(after.length) : PRIMARY;
+      expect(Buffer.compare(before.subarray(region.from, region.from + region.length), after.subarray(region.from, region.from + region.length)), 'the flip changed this copy').not.toBe(0);
+      before.copy(after, region.from, region.from, region.from + region.length);
+      await fsp.writeFile(disk, after);
+      expect((await readDiskGpt(disk)).problems.length).toBeGreaterThan(0);
+
+      const statusPath = join(dir, `torn-${torn.split(' ')[0]}.status.json`);
+      expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath }))).toBe('GPT_CORRUPT');
+      expect(Buffer.compare(await fsp.readFile(disk), after), 'nothing written without --resume').toBe(0);
+
+      const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath, resume: true });
+      expect(r.gptRepaired?.length).toBeGreaterThan(0);
+      expect(r).toMatchObject({ updated: { index: 4 }, nextBoot: { bootable: true, index: 4 }, apply: { bytesWritten: 0, version: '2.0.0' } });
+      expect((await readDiskGpt(disk)).problems).toEqual([]);
+      expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2))).toBe(0);
+      expect(Buffer.compare(await slotBytes(disk, 3, v1.length), Buffer.from(v1))).toBe(0);
+      // Both copies agree and say what the completed update does: B once, then A.
+      const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath, resume: true });
+      expect(again.gptRepaired).toBeUndefined();
+    });
+  }
+});
+
 describe('fastpatch update killed (kill -9) at any point, then run again with --resume', () => {
   it('ends with USR-B holding release 2 and booting next, USR-A untouched, every time', async () => {
     await fsp.writeFile(join(dir, 'k2.pub'), formatPublicKey(signer.pub));
