@@ -36,7 +36,7 @@ export const PIPELINE_BYTES = 32 * 1024 * 1024;
 export const WRITE_DEPTH = 4;
 
 /**
- * Source, output and digest buffers kept for reuse (buffer-pool.ts): as many as the pipeline can
+ * Blob, source, output and digest buffers kept for reuse (buffer-pool.ts): as many as the pipeline can
  * hold at once, so that once it has filled, operations read their source blocks, and have their
  * outputs and digests put, into memory the main thread already owns, and nothing is allocated per
  * operation. Measured with `npm run rss` (medians of 5), with the decode workers copying inflated
@@ -176,7 +176,7 @@ export class PayloadApplier {
     this.pool = new DecodePool(options.build ?? 'release');
     this.reader = new PayloadReader((header, manifest, signatures) => {
       this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;
-    });
+    }, new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES));
     this.root = new BlockListHasher(this.core);
   }
 

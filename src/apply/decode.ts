@@ -88,10 +88,6 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
   if (job.type === OpType.SOURCE_DIFF) {
     if (!delta) throw new Error('unreachable: SOURCE_DIFF without a delta module');
     output = applyDiff(delta(), source, job, what, outBuffer(job));
-    if (output.length !== job.outputLength) {
-      throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
-    }
-    return { output, digests: blockDigests(core, output, job.digests), blob: job.blob, ...(job.source && job.source.byteLength > 0 ? { source: job.source } : {}) };
   } else if (job.type === OpType.REPLACE) {
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);
@@ -123,7 +119,9 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
   if (output.length !== job.outputLength) {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
   }
-  return { output, digests: blockDigests(core, output, job.digests), blob: job.blob };
+  // A SOURCE_DIFF's source was only read from: handed back for reuse.
+  const handBack = job.type === OpType.SOURCE_DIFF && job.source && job.source.byteLength > 0 ? { source: job.source } : {};
+  return { output, digests: blockDigests(core, output, job.digests), blob: job.blob, ...handBack };
 }
 
 /** The job's `out` when it holds exactly the output. */

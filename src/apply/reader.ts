@@ -28,18 +28,16 @@ export type ReaderEvent =
 export type Authenticator = (headerBytes: Uint8Array, manifestBytes: Uint8Array, signatures: SignatureEntry[]) => void;
 
 /**
- * Recycled blob buffers kept for reuse: as many as an applier can hold at once (PIPELINE_DEPTH
- * operations in flight and WRITE_DEPTH being written, apply/applier.ts) and a few, so that a
- * payload's blobs are read into the same buffers from start to end. Blob buffers alive: those in
- * flight, one being filled, and these, at most BLOB_POOL_BYTES of them.
+ * Recycled blob buffers a reader keeps by default. An applier passes a pool sized to its pipeline
+ * instead (apply/applier.ts), so that a payload's blobs are read into the same buffers from start
+ * to end. Blob buffers alive: those in flight, one being filled, and the pool's.
  */
-export const BLOB_POOL_SIZE = 40;
-export const BLOB_POOL_BYTES = 48 * 1024 * 1024;
+export const BLOB_POOL_SIZE = 4;
 
 /**
  * Incremental payload parser: bytes in, in any chunking; out come the head (header, manifest and
  * signature block) and then each operation's data blob, in order. It holds the head, the blob being
- * filled and at most BLOB_POOL_SIZE recycled blob buffers, and each allocation is sized by a length
+ * filled and the recycled blob buffers its pool keeps, and each allocation is sized by a length
  * the header or manifest bounded first.
  *
  * Trust: once the signature block is complete, `authenticate` (when given) sees the raw signed
@@ -48,7 +46,10 @@ export const BLOB_POOL_BYTES = 48 * 1024 * 1024;
  * Throws FastPatchError('CORRUPT_PAYLOAD'); `end()` throws 'TRUNCATED_PAYLOAD'.
  */
 export class PayloadReader {
-  constructor(private readonly authenticate?: Authenticator) {}
+  /**
+   * @param blobPool where recycle() keeps blob buffers and later blobs are read into (buffer-pool.ts).
+   */
+  constructor(private readonly authenticate?: Authenticator, private readonly blobPool = new BufferPool(BLOB_POOL_SIZE)) {}
 
   private stage: 'header' | 'manifest' | 'signatures' | 'data' | 'done' = 'header';
   private buf: Uint8Array = new Uint8Array(HEADER_SIZE);
@@ -61,8 +62,6 @@ export class PayloadReader {
   private dataStart = -1;
   /** Operations whose data the input leaves out (resume); see skipData(). */
   private skipped: ((index: number) => boolean) | undefined;
-  /** Blob buffers handed back by recycle(), so later blobs of similar size reuse mapped pages. */
-  private readonly blobPool = new BufferPool(BLOB_POOL_SIZE, BLOB_POOL_BYTES);
   /** The chunk being consumed by next(), and how far. */
   private input: Uint8Array = new Uint8Array(0);
   private inputAt = 0;

@@ -48,16 +48,11 @@ export interface SlotChangeResult {
   phases: { lba: number; role: string }[][];
 }
 
-/** A synchronous sector reader over an open disk (readGpt reads a few KiB, synchronously). */
-export function diskReader(disk: Disk): SectorReader {
-  return sectorReader(disk);
-}
-
 /** Reads both copies of a disk's GPT. */
 export async function readDiskGpt(path: string, options: DiskOptions = {}): Promise<GptReadResult> {
   const disk = await openDisk(path, { ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
   try {
-    return readGpt(diskReader(disk), disk.sectorSize, disk.sectors);
+    return readGpt(sectorReader(disk), disk.sectorSize, disk.sectors);
   } finally {
     await disk.handle.close();
   }
@@ -102,7 +97,7 @@ export async function changeSlots(path: string, change: (entries: GptEntry[]) =>
 async function editDisk<T>(path: string, options: DiskOptions, work: (disk: Disk, read: SectorReader) => Promise<T>): Promise<T> {
   const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
   try {
-    return await withDiskLock(path, () => work(disk, diskReader(disk)), options.lockWaitSeconds);
+    return await withDiskLock(path, () => work(disk, sectorReader(disk)), options.lockWaitSeconds);
   } finally {
     await disk.handle.close();
   }
