@@ -1,5 +1,7 @@
 /** FastPatch library API. The CLI (src/cli.ts) is a thin layer over exactly these exports. */
 export { FastPatchError, ERROR_CODES, EXIT, type ErrorCode } from './errors.js';
+export { escapeText } from './text.js';
+export { createTempBeside, commitTemp, discardTemp, writeFileAtomically, readSmallFile, type TempFile, type SmallFile } from './io/safe-files.js';
 export * as format from './format/index.js';
 export {
   generateKey,

@@ -26,7 +26,8 @@ const area = (path: string) => relative(join(root, 'src'), path).split('/')[0]!.
 const forbidden: Record<string, string[]> = {
   format: ['apply', 'generate', 'io', 'wasm', 'sign', 'commands', 'cli.ts', 'demo'],
   errors: ['*'],
-  sign: ['apply', 'generate', 'io', 'wasm', 'commands', 'cli.ts', 'demo'],
+  // sign/files.ts reads and writes key files through io/'s exclusive creation and capped reads.
+  sign: ['apply', 'generate', 'wasm', 'commands', 'cli.ts', 'demo'],
   wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo'],
   io: ['apply', 'generate', 'commands', 'cli.ts', 'demo'],
   apply: ['generate', 'commands', 'cli.ts', 'demo'],
@@ -36,6 +37,7 @@ const forbidden: Record<string, string[]> = {
   gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
   update: ['commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
+  'text.ts': ['*'],
 };
 
 describe('module boundaries', () => {

@@ -1,0 +1,170 @@
+/**
+ * Files FastPatch creates or reads as root, made so that another user cannot redirect them.
+ *
+ * Every file FastPatch writes is first created under a name nobody can guess (128 random bits),
+ * with O_CREAT|O_EXCL|O_NOFOLLOW, in the folder of its final name, then fsynced and renamed into
+ * place. A symlink planted at any name we use is never followed: O_EXCL fails on an existing
+ * name, symlink or not, and rename(2) replaces a symlink at the final name instead of writing
+ * through it. Small files that are read (keys, status records, config) are opened without
+ * blocking, must be regular files, and are read up to a size cap, so a FIFO or /dev/zero given
+ * where a file is meant is refused at once instead of hanging or filling memory.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fsp } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { FastPatchError, ioError } from '../errors.js';
+
+/** A file created by createTempBeside: write through `handle`, then commitTemp or discardTemp. */
+export interface TempFile {
+  handle: fsp.FileHandle;
+  /** The temporary name (in the final name's folder). */
+  path: string;
+  /** The name it gets on commitTemp. */
+  finalPath: string;
+}
+
+const CREATE_EXCLUSIVE = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * Creates a new file exclusively: fails with EEXIST on any existing name, a symlink included
+ * (never followed). Throws the Node error (callers wrap it with their context).
+ */
+export function createExclusive(path: string, mode = 0o644): Promise<fsp.FileHandle> {
+  return fsp.open(path, CREATE_EXCLUSIVE, mode);
+}
+
+/**
+ * Creates an empty temporary file in the folder of `finalPath`, named `.NAME.<32 hex>.tmp`,
+ * exclusively (createExclusive), with `mode` exactly (the umask does not narrow or widen it).
+ * Throws FastPatchError('IO') naming `finalPath` (the name the user gave), not the temporary one.
+ */
+export async function createTempBeside(finalPath: string, mode = 0o644): Promise<TempFile> {
+  const dir = dirname(finalPath);
+  const path = join(dir, `.${basename(finalPath)}.${randomBytes(16).toString('hex')}.tmp`);
+  let handle: fsp.FileHandle;
+  try {
+    handle = await createExclusive(path, mode);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FastPatchError('IO', `cannot write ${finalPath}: folder ${dir} does not exist; create it first`, { cause: err });
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new FastPatchError('IO', `cannot write ${finalPath}: no permission to create files in ${dir} (${code})`, { cause: err });
+    throw ioError(`create a file in ${dir} for ${finalPath}`, err);
+  }
+  try {
+    await handle.chmod(mode);
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await fsp.rm(path, { force: true }).catch(() => {});
+    throw ioError(`set mode of a new file for ${finalPath}`, err);
+  }
+  return { handle, path, finalPath };
+}
+
+/**
+ * fsyncs and closes the temporary file, renames it over its final name (atomically: a reader
+ * sees the old file or the new one whole) and fsyncs the folder so the rename survives a power
+ * cut. With `noReplace`, an existing final name is an error (EEXIST) and the temporary file is
+ * removed. Throws FastPatchError('IO').
+ */
+export async function commitTemp(temp: TempFile, options: { noReplace?: boolean } = {}): Promise<void> {
+  try {
+    await temp.handle.sync();
+    await temp.handle.close();
+    if (options.noReplace) {
+      // link(2) fails on an existing name (a symlink included) and never follows one: the
+      // atomic "rename unless it exists".
+      await fsp.link(temp.path, temp.finalPath);
+      await fsp.unlink(temp.path);
+    } else {
+      await fsp.rename(temp.path, temp.finalPath);
+    }
+    await syncFolder(dirname(temp.finalPath));
+  } catch (err) {
+    await discardTemp(temp);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new FastPatchError('IO', `refusing to overwrite ${temp.finalPath}: it exists (use --force to replace it)`, { cause: err });
+    }
+    throw ioError(`write ${temp.finalPath}`, err);
+  }
+}
+
+/** Closes and removes a temporary file; never throws. */
+export async function discardTemp(temp: TempFile): Promise<void> {
+  await temp.handle.close().catch(() => {});
+  await fsp.rm(temp.path, { force: true }).catch(() => {});
+}
+
+/** Writes `data` to `path` atomically: createTempBeside, write, commitTemp. Throws FastPatchError('IO'). */
+export async function writeFileAtomically(path: string, data: string | Uint8Array, options: { mode?: number; noReplace?: boolean } = {}): Promise<void> {
+  const temp = await createTempBeside(path, options.mode ?? 0o644);
+  try {
+    await temp.handle.writeFile(data);
+  } catch (err) {
+    await discardTemp(temp);
+    throw ioError(`write ${path}`, err);
+  }
+  await commitTemp(temp, options.noReplace ? { noReplace: true } : {});
+}
+
+async function syncFolder(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A small file's bytes and the facts readSmallFile checked. */
+export interface SmallFile {
+  bytes: Buffer;
+  /** Permission bits and owner, for callers that check them (a private key's mode). */
+  mode: number;
+  uid: number;
+}
+
+/**
+ * Reads a small regular file (a key, a status record, a config file), at most `maxBytes`.
+ * Refuses anything else at once: a FIFO or socket (it would block), a device (/dev/zero would be
+ * read forever), a folder, a larger file. `what` says what the file is for in errors ("public
+ * key", "slot status record"). Throws FastPatchError('IO'), with `code` ENOENT kept as the cause's.
+ */
+export async function readSmallFile(path: string, maxBytes: number, what: string): Promise<SmallFile> {
+  let handle: fsp.FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    handle = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FastPatchError('IO', `${what} ${path} does not exist`, { cause: err });
+    throw ioError(`open ${what} ${path}`, err);
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new FastPatchError('IO', `${what} ${path} is not a regular file (${fileKind(stats)}); give the path of the file itself`);
+    if (stats.size > maxBytes) throw new FastPatchError('IO', `${what} ${path} is ${stats.size} bytes, more than the ${maxBytes} such a file can hold; is it the right file?`);
+    // The size may change between stat and read: read one byte more than allowed to notice.
+    const buffer = Buffer.alloc(maxBytes + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > maxBytes) throw new FastPatchError('IO', `${what} ${path} grew past ${maxBytes} bytes while being read`);
+    }
+    return { bytes: buffer.subarray(0, length), mode: stats.mode & 0o7777, uid: stats.uid };
+  } catch (err) {
+    throw err instanceof FastPatchError ? err : ioError(`read ${what} ${path}`, err);
+  } finally {
+    await handle.close();
+  }
+}
+
+function fileKind(stats: import('node:fs').Stats): string {
+  if (stats.isDirectory()) return 'a folder';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
+}
