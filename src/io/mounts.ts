@@ -9,6 +9,55 @@
  */
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { FastPatchError } from '../errors.js';
+
+/** A loop device's backing file and the window of it the device shows, as sysfs tells. */
+export interface LoopBacking {
+  /**
+   * Path of the backing file (or block device) as the kernel names it now (a rename shows). When
+   * the file was deleted, the path it had, with `deleted` true.
+   */
+  file: string;
+  deleted: boolean;
+  /** Where the device starts inside the file, in bytes. */
+  offset: number;
+  /** Bytes the device is limited to; 0 for "up to the end of the file". */
+  sizeLimit: number;
+}
+
+/** Sysfs numbers are decimal; anything else (or above 2^53) is refused rather than guessed. */
+export function sysfsNumber(text: string | undefined): number | undefined {
+  const t = text?.trim();
+  if (t === undefined || !/^\d{1,16}$/.test(t)) return undefined;
+  const n = Number(t);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const DELETED = ' (deleted)';
+
+/**
+ * The backing file of the loop device MAJ:MIN, from /sys/dev/block/MAJ:MIN/loop/{backing_file,
+ * offset,sizelimit}; undefined when MAJ:MIN is not an attached loop device. Throws
+ * FastPatchError('IO') when sysfs holds numbers out of bounds (offset or limit past 2^53 bytes).
+ */
+export async function loopBacking(majorMinor: string): Promise<LoopBacking | undefined> {
+  if (!/^\d+:\d+$/.test(majorMinor)) throw new TypeError(`majorMinor: expected MAJ:MIN, got ${JSON.stringify(majorMinor)}`);
+  const dir = `/sys/dev/block/${majorMinor}/loop`;
+  const read = (f: string) => readFile(join(dir, f), 'utf8').catch(() => undefined);
+  const [backing, offsetText, limitText] = await Promise.all([read('backing_file'), read('offset'), read('sizelimit')]);
+  if (backing === undefined) return undefined;
+  // The file's path ends with one newline; a name may itself end in spaces, so only that is cut.
+  let file = backing.endsWith('\n') ? backing.slice(0, -1) : backing;
+  if (file === '') return undefined;
+  const deleted = file.endsWith(DELETED);
+  if (deleted) file = file.slice(0, -DELETED.length);
+  const offset = sysfsNumber(offsetText);
+  const sizeLimit = sysfsNumber(limitText ?? '0');
+  if (offset === undefined || sizeLimit === undefined) {
+    throw new FastPatchError('IO', `loop device ${majorMinor}: unreadable offset or size limit in ${dir} (${JSON.stringify(offsetText)}, ${JSON.stringify(limitText)})`);
+  }
+  return { file, deleted, offset, sizeLimit };
+}
 
 /** MAJ:MIN of every mounted block device. */
 async function mountedDevices(): Promise<Set<string>> {
