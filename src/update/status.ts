@@ -1,83 +1,185 @@
 /**
  * The device's record of what each slot holds (as RAUC's central slot status file, or
- * update_engine's prefs): written by `update` after a slot is filled and flipped, read by the next
- * `update` to know the running slot's release, for downgrade protection and to tell a delta made
- * from another release apart before anything is written.
+ * update_engine's prefs): written by `update` once a slot is filled and verified, before it is set
+ * to boot next; read by the next `update` to know the running slot's release, for downgrade
+ * protection and to tell a delta made from another release apart before anything is written.
+ *
+ * The record says what a slot HOLDS, not what boots: an entry is removed before its slot is
+ * overwritten, and added once the new image is written and its hash checked. Which slot boots is
+ * the GPT's business.
  *
  * JSON, keyed by the slot's partition unique GUID (stable across renumbering, unique across disks):
  *   { "format": 1, "slots": { "<GUID>": { "version": "2.0.0", "imageHash": "…", "imageSize": N,
  *     "label": "USR-B", "installed": "2026-11-26T00:00:00.000Z" } } }
- * Written to a temporary file, fsynced and renamed over the old one, so a power cut leaves either
- * record whole. A missing or unreadable file means "release unknown": no downgrade check, which
- * `update` reports; nothing else depends on it.
+ * Written with writeFileAtomically (an unguessable temporary name created exclusively, fsync,
+ * rename, fsync of the folder), so a power cut leaves either record whole and a symlink planted
+ * in the folder is never followed. Read with readSmallFile (a size cap; a FIFO or device refused
+ * at once) and checked field by field: a record that is not exactly what `update` writes is
+ * "unreadable", never half-used.
  */
-import { promises as fsp } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { ioError } from '../errors.js';
+import { promises as fsp, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
+import { FastPatchError, ioError } from '../errors.js';
+import { majorMinor } from '../io/device.js';
+import { loopBacking } from '../io/mounts.js';
+import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp } from '../io/safe-files.js';
 
 export interface SlotRecord {
   version: string;
+  /** Hex block-list hash of the image (64 hex digits), or '' when the writer did not know it. */
   imageHash: string;
   imageSize: number;
   label: string;
+  /** ISO 8601 time the image was written. */
   installed: string;
 }
 
 export interface SlotStatus {
   format: 1;
+  /** By upper-case partition unique GUID. */
   slots: Record<string, SlotRecord>;
 }
 
-/** Default place of the record: /var/lib/fastpatch for a device, next to an image file for an image. */
+/**
+ * What reading the record found: `found` (a valid record), `missing` (no such file: a first
+ * install, or a wiped /var), `unreadable` (a file that is not a valid record, or cannot be read;
+ * `problem` says why).
+ */
+export type StatusState = 'found' | 'missing' | 'unreadable';
+
+/** Largest record read: a few hundred bytes per slot; anything near this is not ours. */
+export const STATUS_MAX_BYTES = 1024 * 1024;
+/** Most slot entries a record may hold (a disk has 128 GPT entries). */
+const MAX_SLOTS = 128;
+const GUID_RE = /^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/i;
+const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$/;
+const HASH_RE = /^([0-9a-f]{64})?$/;
+const DEVICE_STATUS_PATH = '/var/lib/fastpatch/status.json';
+
+/**
+ * Default place of the record for a disk already known to be a block device or not:
+ * /var/lib/fastpatch/status.json for a device, DISK.status.json for an image file.
+ * statusPathFor() is the one `update` uses: it also sees through loop devices and symlinks.
+ */
 export function defaultStatusPath(disk: string, isBlockDevice: boolean): string {
-  return isBlockDevice ? '/var/lib/fastpatch/status.json' : `${disk}.status.json`;
+  return isBlockDevice ? DEVICE_STATUS_PATH : `${disk}.status.json`;
 }
 
-/** The record, or an empty one when the file is missing or unreadable (`problem` says why). */
-export async function readStatus(path: string): Promise<{ status: SlotStatus; problem?: string }> {
+/**
+ * Default place of the record for `disk`, the same whatever name reaches the disk: an image file
+ * (by any path or symlink) and a loop device showing that whole file (offset 0) both use
+ * REALPATH.status.json next to the file; any other block device /var/lib/fastpatch/status.json.
+ * A loop device over a deleted file, or over part of a file (an offset), is a block device of its
+ * own. Throws FastPatchError('IO') when `disk` cannot be stat'ed.
+ */
+export async function statusPathFor(disk: string): Promise<string> {
+  let stats: Stats;
+  try {
+    stats = await fsp.stat(disk);
+  } catch (err) {
+    throw ioError(`stat ${disk}`, err);
+  }
+  if (stats.isBlockDevice()) {
+    const loop = await loopBacking(majorMinor(stats.rdev));
+    if (loop === undefined || loop.deleted || loop.offset !== 0) return DEVICE_STATUS_PATH;
+    // A loop device over another block device, or over only the head of a file, shows a disk
+    // of its own.
+    const backing = await fsp.stat(loop.file).catch(() => undefined);
+    if (!backing?.isFile() || (loop.sizeLimit !== 0 && loop.sizeLimit < backing.size)) return DEVICE_STATUS_PATH;
+    return `${await fsp.realpath(loop.file)}.status.json`;
+  }
+  return `${await fsp.realpath(disk)}.status.json`;
+}
+
+/**
+ * Reads the record. A missing file is `missing`; anything else that is not a valid record (too
+ * big, not a regular file, not JSON, a field of the wrong type or out of bounds, two entries for
+ * one GUID) is `unreadable` with an empty `status` and `problem` saying why. Never throws for the
+ * file's content.
+ */
+export async function readStatus(path: string): Promise<{ status: SlotStatus; state: StatusState; problem?: string }> {
   let text: string;
   try {
-    text = await fsp.readFile(path, 'utf8');
+    const file = await readSmallFile(path, STATUS_MAX_BYTES, 'slot status record');
+    text = new TextDecoder('utf-8', { fatal: true }).decode(file.bytes);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return { status: empty(), ...(code === 'ENOENT' ? {} : { problem: `cannot read ${path}: ${(err as Error).message}` }) };
+    const cause = err instanceof FastPatchError ? (err.cause as NodeJS.ErrnoException | undefined) : (err as NodeJS.ErrnoException);
+    if (cause?.code === 'ENOENT') return { status: empty(), state: 'missing' };
+    const why = err instanceof TypeError ? 'not UTF-8 text' : (err as Error).message;
+    return { status: empty(), state: 'unreadable', problem: `cannot read slot status record ${path}: ${why}` };
   }
   try {
-    const parsed = JSON.parse(text) as Partial<SlotStatus>;
-    if (parsed.format !== 1 || typeof parsed.slots !== 'object' || parsed.slots === null) throw new Error('not a format 1 status record');
-    const slots: Record<string, SlotRecord> = {};
-    for (const [guid, r] of Object.entries(parsed.slots)) {
-      if (typeof r?.version === 'string') slots[guid.toUpperCase()] = r;
-    }
-    return { status: { format: 1, slots } };
+    return { status: parseStatus(text), state: 'found' };
   } catch (err) {
-    return { status: empty(), problem: `${path} is not a valid status record (${(err as Error).message}); slot releases unknown` };
+    return { status: empty(), state: 'unreadable', problem: `${path} is not a valid slot status record: ${(err as Error).message}` };
   }
 }
 
-/** Replaces the record atomically (temporary file, fsync, rename, fsync of the directory). */
-export async function writeStatus(path: string, status: SlotStatus): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${process.pid}.status.tmp`);
+/** Parses and checks a record's text. Throws Error saying which field is wrong. */
+export function parseStatus(text: string): SlotStatus {
+  let parsed: unknown;
   try {
-    await fsp.mkdir(dir, { recursive: true });
-    const handle = await fsp.open(tmp, 'w', 0o644);
-    try {
-      await handle.writeFile(`${JSON.stringify(status, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(tmp, path);
-    const dirHandle = await fsp.open(dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error('not JSON');
+  }
+  if (!isPlainObject(parsed)) throw new Error('not a JSON object');
+  if (parsed.format !== 1) throw new Error('not format 1');
+  const entries = parsed.slots;
+  if (!isPlainObject(entries)) throw new Error('"slots" is not an object');
+  const keys = Object.keys(entries);
+  if (keys.length > MAX_SLOTS) throw new Error(`more than ${MAX_SLOTS} slots`);
+  const slots: Record<string, SlotRecord> = {};
+  for (const key of keys) {
+    if (!GUID_RE.test(key)) throw new Error(`slot key ${JSON.stringify(key.slice(0, 40))} is not a partition GUID`);
+    const guid = key.toUpperCase();
+    if (Object.hasOwn(slots, guid)) throw new Error(`two entries for slot ${guid}`);
+    slots[guid] = slotRecord(entries[key], guid);
+  }
+  return { format: 1, slots };
+}
+
+function slotRecord(r: unknown, guid: string): SlotRecord {
+  const bad = (field: string) => new Error(`slot ${guid}: "${field}" missing or out of bounds`);
+  if (!isPlainObject(r)) throw bad('entry');
+  const { version, imageHash, imageSize, label, installed } = r;
+  if (typeof version !== 'string' || !VERSION_RE.test(version)) throw bad('version');
+  if (typeof imageHash !== 'string' || !HASH_RE.test(imageHash)) throw bad('imageHash');
+  if (typeof imageSize !== 'number' || !Number.isSafeInteger(imageSize) || imageSize < 0) throw bad('imageSize');
+  // A GPT label is 36 UTF-16 code units.
+  if (typeof label !== 'string' || label.length > 36) throw bad('label');
+  if (typeof installed !== 'string' || installed.length > 40 || Number.isNaN(Date.parse(installed))) throw bad('installed');
+  return { version, imageHash, imageSize, label, installed };
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Replaces the record atomically (writeFileAtomically), creating its folder if needed.
+ * Throws FastPatchError('IO') naming `path`.
+ */
+export async function writeStatus(path: string, status: SlotStatus): Promise<void> {
+  await makeFolder(path);
+  await writeFileAtomically(path, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
+}
+
+/**
+ * Checks that a record can be written at `path` without changing it: creates its folder if
+ * needed, then creates and removes a temporary file beside it. Catches a read-only or missing
+ * /var before a slot is touched. Throws FastPatchError('IO').
+ */
+export async function probeStatusWritable(path: string): Promise<void> {
+  await makeFolder(path);
+  await discardTemp(await createTempBeside(path));
+}
+
+async function makeFolder(path: string): Promise<void> {
+  try {
+    await fsp.mkdir(dirname(path), { recursive: true, mode: 0o755 });
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw ioError(`write slot status ${path}`, err);
+    throw ioError(`create the folder of slot status record ${path}`, err);
   }
 }
 
