@@ -10,9 +10,16 @@ import { FastPatchError } from '../errors.js';
 /** Defaults of HttpChunksOptions. */
 export const HTTP_DEFAULTS = {
   retries: 10,
+  /** Retries for a server not reached yet (refused, unreachable): a wrong URL must fail in seconds. */
+  unreachableRetries: 3,
   backoffMs: 500,
   maxBackoffMs: 30_000,
   stallTimeoutMs: 30_000,
+  // 1 KiB/s is 8 kbit/s: below what any cellular data link sustains (GPRS gives 20-50 kbit/s),
+  // yet a thousand times a 1-byte-a-second trickle. The window is twice the stall timeout so that
+  // a handover or a fade of tens of seconds is averaged out, not taken for a slow link.
+  minRateBytesPerSec: 1024,
+  rateWindowMs: 60_000,
   maxRedirects: 5,
 } as const;
 
@@ -28,6 +35,10 @@ export interface HttpRetryInfo {
   delayMs: number;
   /** Why the request failed. */
   error: Error;
+  /** The same in a few words for people (`connection refused`, `too slow: 12 B/s ...`); no URL, one line. */
+  reason: string;
+  /** Failures in a row allowed before giving up (`retries`, or `unreachableRetries` for a server never reached). */
+  limit: number;
 }
 
 export interface HttpChunksOptions {
@@ -45,6 +56,30 @@ export interface HttpChunksOptions {
   maxBackoffMs?: number;
   /** No response headers, or no body byte while we wait for one, for this long is a drop. Default 30,000. */
   stallTimeoutMs?: number;
+  /**
+   * Retries allowed while the server has not answered once in this call (connection refused, host
+   * or network unreachable): most often a wrong URL or port, which must fail in seconds, not after
+   * minutes of backoff. Default min(retries, 3). A host name that does not resolve (ENOTFOUND) is
+   * not retried at all before the first answer.
+   */
+  unreachableRetries?: number;
+  /**
+   * Slowest acceptable transfer, bytes per second, averaged over the last `rateWindowMs` of the
+   * transfer (time the consumer holds a chunk excluded; connects, waits and backoffs included).
+   * Slower is a drop, resumed with Range; it counts against `retries` until a whole window passes
+   * at the minimum rate (delivering bytes alone does not reset the count, or a server sending a
+   * byte per connection would never be given up on). Default 1024; 0 turns the check off.
+   */
+  minRateBytesPerSec?: number;
+  /** Window of the rate check, ms. Default 60,000. */
+  rateWindowMs?: number;
+  /**
+   * The whole transfer must end within this many ms of the first request, consumer time
+   * included; then FastPatchError('IO') at once, not retried. Default: no deadline (the minimum
+   * rate already bounds the time by the payload's size; the right deadline depends on the size and
+   * the link, which only the caller knows).
+   */
+  deadlineMs?: number;
   /** Aborts the transfer (including a backoff wait); the generator then throws the signal's reason. */
   signal?: AbortSignal;
   /** Called before each retry's backoff wait, e.g. to log it. */
@@ -56,12 +91,14 @@ export function isHttpUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
 }
 
-/** A failure worth another request (drop, stall, short body, 5xx). */
+/** A failure worth another request (drop, stall, short body, 5xx, too slow). */
 class RetryableError extends Error {
   constructor(
     message: string,
     /** Server-requested wait (Retry-After), in ms. */
     readonly retryAfterMs?: number,
+    /** A transfer below the minimum rate (progress does not reset the failure count). */
+    readonly slow = false,
   ) {
     super(message);
     this.name = 'RetryableError';
@@ -73,6 +110,36 @@ class RetryableError extends Error {
  * a second either, and retrying would only hide the reason behind "gave up after N attempts".
  */
 const PERMANENT_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|ERR_INVALID_)/;
+
+/** Codes of a server not reached at all: most often a wrong host or port in the URL. */
+const UNREACHED_CODE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL']);
+
+/** Node's error codes in words, for messages and retry notes. */
+const CODE_TEXT: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host not found',
+  EAI_NONAME: 'host not found',
+  EAI_FAIL: 'host name lookup failed',
+  EAI_AGAIN: 'host name lookup failed for now (DNS)',
+  ETIMEDOUT: 'connection timed out',
+  EPIPE: 'connection closed',
+};
+
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A few words for why a request failed: `connection refused (connect ECONNREFUSED 127.0.0.1:1)`. */
+function reasonOf(err: Error): string {
+  const code = codeOf(err);
+  const text = code === undefined ? undefined : CODE_TEXT[code];
+  const message = err.message.split('\n')[0] ?? '';
+  return text === undefined ? message : `${text} (${message})`;
+}
 
 function isRetryable(err: unknown): boolean {
   if (err instanceof RetryableError) return true;
@@ -145,11 +212,17 @@ function versionChange(first: Validators, now: Validators): string | undefined {
 class Exchange {
   private readonly parts: (ClientRequest | IncomingMessage)[] = [];
   add(part: ClientRequest | IncomingMessage): void {
+    // A response destroyed with a reason while nobody reads it must not become an uncaught 'error';
+    // a reader (the body's iterator) still sees the error.
+    if (!('method' in part)) part.on('error', () => undefined);
     this.parts.push(part);
   }
-  /** Closes every connection; a response destroyed this way emits no 'error' nobody listens to. */
-  destroy(): void {
-    for (const part of this.parts) part.destroy();
+  /**
+   * Closes every connection; a response destroyed this way emits no 'error' nobody listens to.
+   * With `reason`, a read in progress fails with it (rather than ending as if the body were whole).
+   */
+  destroy(reason?: unknown): void {
+    for (const part of this.parts) part.destroy(reason instanceof Error ? reason : undefined);
   }
 }
 
@@ -221,28 +294,69 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** Awaits `step`; if it takes longer than `ms`, calls `onStall` (which must make `step` settle). */
-async function withStallTimer<T>(step: Promise<T>, ms: number, onStall: () => void): Promise<T> {
-  const timer = setTimeout(onStall, ms);
-  try {
-    return await step;
-  } finally {
-    clearTimeout(timer);
+/**
+ * The transfer's rate over a sliding window of a clock that excludes the consumer's time.
+ * Samples are kept at most every window/32, so memory stays constant whatever the chunk rate.
+ */
+class RateWindow {
+  private samples: { t: number; bytes: number }[] = [];
+  private start = 0;
+  constructor(
+    private readonly minRate: number,
+    private readonly windowMs: number,
+  ) {}
+
+  /** Starts a new window at clock `t`, with `bytes` delivered so far. */
+  restart(t: number, bytes: number): void {
+    this.samples = [{ t, bytes }];
+    this.start = t;
+  }
+
+  /**
+   * Records `bytes` delivered by clock `t` and judges the last window: 'filling' until one has
+   * passed since the (re)start, then 'ok', or the rate in bytes per second when below the minimum.
+   */
+  check(t: number, bytes: number): 'off' | 'filling' | 'ok' | number {
+    if (this.minRate === 0) return 'off';
+    const last = this.samples[this.samples.length - 1]!;
+    if (t - last.t >= this.windowMs / 32) this.samples.push({ t, bytes });
+    if (t - this.start < this.windowMs) return 'filling';
+    // The base is the newest sample at least a window old; older ones are no longer needed.
+    let base = 0;
+    while (base + 1 < this.samples.length && this.samples[base + 1]!.t <= t - this.windowMs) base++;
+    if (base > 0) this.samples.splice(0, base);
+    const from = this.samples[0]!;
+    const rate = ((bytes - from.bytes) * 1000) / Math.max(t - from.t, 1);
+    return rate < this.minRate ? rate : 'ok';
   }
 }
 
-function checkOptions(options: HttpChunksOptions): Required<Omit<HttpChunksOptions, 'signal' | 'onRetry'>> {
-  const pick = (name: 'from' | 'retries' | 'backoffMs' | 'maxBackoffMs' | 'stallTimeoutMs', fallback: number, min: number) => {
+/** `signal` and `deadline` as one signal: aborted when either is. */
+function eitherSignal(signal: AbortSignal | undefined, deadline: AbortSignal | undefined): AbortSignal | undefined {
+  if (!signal || !deadline) return signal ?? deadline;
+  return AbortSignal.any([signal, deadline]);
+}
+
+type CheckedOptions = Required<Omit<HttpChunksOptions, 'signal' | 'onRetry' | 'deadlineMs'>> & { deadlineMs: number | undefined };
+
+function checkOptions(options: HttpChunksOptions): CheckedOptions {
+  type Name = 'from' | 'retries' | 'unreachableRetries' | 'backoffMs' | 'maxBackoffMs' | 'stallTimeoutMs' | 'minRateBytesPerSec' | 'rateWindowMs' | 'deadlineMs';
+  const pick = (name: Name, fallback: number, min: number) => {
     const v = options[name] ?? fallback;
     if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`httpChunks: ${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
+  const retries = pick('retries', HTTP_DEFAULTS.retries, 0);
   return {
     from: pick('from', 0, 0),
-    retries: pick('retries', HTTP_DEFAULTS.retries, 0),
+    retries,
+    unreachableRetries: pick('unreachableRetries', Math.min(retries, HTTP_DEFAULTS.unreachableRetries), 0),
     backoffMs: pick('backoffMs', HTTP_DEFAULTS.backoffMs, 0),
     maxBackoffMs: pick('maxBackoffMs', HTTP_DEFAULTS.maxBackoffMs, 0),
     stallTimeoutMs: pick('stallTimeoutMs', HTTP_DEFAULTS.stallTimeoutMs, 1),
+    minRateBytesPerSec: pick('minRateBytesPerSec', HTTP_DEFAULTS.minRateBytesPerSec, 0),
+    rateWindowMs: pick('rateWindowMs', HTTP_DEFAULTS.rateWindowMs, 1),
+    deadlineMs: options.deadlineMs === undefined ? undefined : pick('deadlineMs', 0, 1),
   };
 }
 
@@ -251,13 +365,14 @@ function checkOptions(options: HttpChunksOptions): Required<Omit<HttpChunksOptio
  * (chunks are fresh buffers owned by the consumer). Memory stays bounded: the body is read with
  * backpressure, chunk by chunk, and never accumulated.
  *
- * A dropped connection, a stall, a short body or a 5xx/408/429 answer is retried with
- * `Range: bytes=OFFSET-` and `If-Range`, after a doubling backoff; `retries` failures in a row
- * without progress end it with FastPatchError('IO'). A server that ignores Range is handled by
- * discarding the bytes before OFFSET as they arrive. A payload replaced on the server during the
- * transfer (other ETag/Last-Modified, or other size), 4xx answers, bad redirects and TLS
- * verification failures are FastPatchError('IO') at once. A URL that does not parse is
- * FastPatchError('USAGE').
+ * A dropped connection, a stall, a short body, a transfer slower than `minRateBytesPerSec` or a
+ * 5xx/408/429 answer is retried with `Range: bytes=OFFSET-` and `If-Range`, after a doubling
+ * backoff; `retries` failures in a row without progress end it with FastPatchError('IO'). A server
+ * never reached (refused, unreachable) gets only `unreachableRetries`, a host name that does not
+ * resolve none. A server that ignores Range is handled by discarding the bytes before OFFSET as
+ * they arrive. A payload replaced on the server during the transfer (other ETag/Last-Modified, or
+ * other size), 4xx answers, bad redirects, TLS verification failures and a passed `deadlineMs` are
+ * FastPatchError('IO') at once. A URL that does not parse is FastPatchError('USAGE').
  */
 export async function* httpChunks(url: string, options: HttpChunksOptions = {}): AsyncGenerator<Uint8Array> {
   let origin: URL;
@@ -270,147 +385,244 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
     throw new FastPatchError('USAGE', `not an http:// or https:// URL: ${shown(origin)}`);
   }
   const opts = checkOptions(options);
-  const { signal, onRetry } = options;
+  const { onRetry } = options;
   const name = shown(origin);
   const fail = (what: string) => new FastPatchError('IO', `download ${name}: ${what}`);
 
   let offset = opts.from;
+  // The deadline aborts like the caller's signal, with its own reason: a final error, never retried.
+  const deadline = opts.deadlineMs === undefined ? undefined : new AbortController();
+  const deadlineTimer = deadline && setTimeout(() => deadline.abort(deadlineError(url, opts.deadlineMs!, offset)), opts.deadlineMs);
+  const signal = eitherSignal(options.signal, deadline?.signal);
+
   /** Size of the whole payload, once a response told it. */
   let total: number | undefined;
   /** Validators of the first response: every later one must be the same version. */
   let first: Validators | undefined;
+  /** Whether the server answered once (a response head): before that, a failure is likely a wrong URL. */
+  let answered = false;
   let attempts = 0;
   let failures = 0;
+  /** A too-slow verdict since the last full window at the minimum rate: progress alone then does not reset `failures`. */
+  let slowStreak = false;
 
-  for (;;) {
-    signal?.throwIfAborted();
-    attempts++;
-    const exchange = new Exchange();
-    let progressed = false;
-    try {
-      const headers: Record<string, string> = {
-        // Byte offsets must count payload bytes, not those of a compressed transfer encoding.
-        'accept-encoding': 'identity',
-        'user-agent': 'fastpatch',
-      };
-      if (offset > 0) {
-        headers.range = `bytes=${offset}-`;
-        const ifRange = first && ifRangeOf(first);
-        if (ifRange) headers['if-range'] = ifRange;
-      }
-      const res = await getFollowing(origin, headers, { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
-      const status = res.statusCode ?? 0;
-      const validators = validatorsOf(res);
-      const length = decimal(header(res.headers, 'content-length'));
-
-      /** Bytes of this body to drop before `offset` (a server that ignored Range). */
-      let skip = 0;
-      /** Bytes this body must carry; fewer is a drop. Undefined for a body of unknown length. */
-      let expected: number | undefined;
-      let bodyTotal: number | undefined;
-
-      if (status === 200) {
-        // The whole payload: the first answer, a server that does not do ranges, or (If-Range) a
-        // payload that changed, which the validators tell apart.
-        skip = offset;
-        expected = length;
-        bodyTotal = length;
-      } else if (status === 206) {
-        const range = contentRange(header(res.headers, 'content-range'));
-        if (range?.start === undefined || range.end === undefined || range.end < range.start) {
-          throw fail(`HTTP 206 without a usable Content-Range (${header(res.headers, 'content-range') ?? 'none'})`);
-        }
-        if (range.start !== offset) throw fail(`asked for bytes from ${offset}, the server sent bytes from ${range.start}`);
-        expected = range.end - range.start + 1;
-        bodyTotal = range.total;
-        if (bodyTotal !== undefined && range.end >= bodyTotal) throw fail(`Content-Range ${header(res.headers, 'content-range')} ends past the total`);
-      } else if (status === 416) {
-        res.destroy();
-        const range = contentRange(header(res.headers, 'content-range'));
-        // `from` exactly at the end: nothing left to send, which is not an error.
-        if (range?.total === offset && (total === undefined || total === offset)) return;
-        throw fail(`HTTP 416 Range Not Satisfiable for bytes from ${offset}${range?.total !== undefined ? ` (size ${range.total})` : ''}`);
-      } else if (status >= 500 || status === 408 || status === 429) {
-        res.destroy();
-        const after = decimal(header(res.headers, 'retry-after'));
-        throw new RetryableError(`HTTP ${status} ${res.statusMessage ?? ''}`.trim(), after !== undefined ? after * 1000 : undefined);
-      } else {
-        res.destroy();
-        throw fail(`HTTP ${status} ${res.statusMessage ?? ''}`.trim());
-      }
-
-      const encoding = header(res.headers, 'content-encoding');
-      if (encoding && encoding.toLowerCase() !== 'identity') throw fail(`unexpected Content-Encoding ${encoding}`);
-
-      // Never mix two versions of the payload: a different validator or size means it was replaced.
-      if (first) {
-        const change = versionChange(first, validators);
-        if (change) throw fail(`the payload changed on the server during the download (${change})`);
-      } else {
-        first = validators;
-      }
-      if (total !== undefined && bodyTotal !== undefined && bodyTotal !== total) {
-        throw fail(`the payload changed on the server during the download (size ${total} became ${bodyTotal})`);
-      }
-      total ??= bodyTotal;
-      if (total !== undefined && offset > total) throw fail(`start offset ${offset} is past the end of the ${total}-byte payload`);
-
-      let received = 0;
-      const body = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-      for (;;) {
-        // The stall timer runs only while we wait for the server, not while the consumer holds a
-        // chunk: a slow disk pauses the socket (backpressure) and must not count as a stall.
-        const step = await withStallTimer(body.next(), opts.stallTimeoutMs, () =>
-          res.destroy(new RetryableError(`no data for ${opts.stallTimeoutMs} ms`)),
-        );
-        if (step.done) break;
-        let chunk: Buffer = step.value;
-        received += chunk.length;
-        if (skip > 0) {
-          // Dropped as it streams: a server ignoring Range costs bandwidth, never memory.
-          const drop = Math.min(skip, chunk.length);
-          skip -= drop;
-          chunk = chunk.subarray(drop);
-          if (chunk.length === 0) continue;
-        }
-        offset += chunk.length;
-        progressed = true;
-        failures = 0;
-        yield chunk;
-      }
-      if (expected !== undefined && received < expected) {
-        throw new RetryableError(`the body ended after ${received} of ${expected} bytes`);
-      }
-      if (skip > 0) throw fail(`the server's payload is shorter than the start offset ${offset}`);
-      // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
-      // send less than asked (a 206 of a smaller range) and the next request continues.
-      if (total === undefined || offset >= total) return;
-      if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${offset}`);
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      if (!isRetryable(err)) {
-        if (err instanceof FastPatchError) throw err;
-        throw new FastPatchError('IO', `download ${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-      const error = err as Error;
-      failures++;
-      if (failures > opts.retries) {
-        throw new FastPatchError(
-          'IO',
-          `download ${name}: gave up at byte ${offset} after ${attempts} attempts (${failures} failures in a row): last error: ${error.message}`,
-          { cause: err },
-        );
-      }
-      // Doubling backoff with jitter (half fixed, half random) so that many devices dropped by
-      // the same outage do not come back in lockstep; a server's Retry-After is honoured up to the cap.
-      const base = Math.min(opts.backoffMs * 2 ** (failures - 1), opts.maxBackoffMs);
-      const jittered = Math.round(base / 2 + Math.random() * (base / 2));
-      const retryAfter = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, opts.maxBackoffMs) : 0;
-      const delayMs = Math.max(jittered, retryAfter);
-      onRetry?.({ attempt: attempts, failures, offset, delayMs, error });
-      await sleep(delayMs, signal);
-    } finally {
-      exchange.destroy();
+  // The rate clock leaves out the time the consumer holds a chunk (a slow disk pauses the socket).
+  let consumerMs = 0;
+  const clock = () => performance.now() - consumerMs;
+  const rate = new RateWindow(opts.minRateBytesPerSec, opts.rateWindowMs);
+  rate.restart(clock(), offset);
+  /** Judges the rate now; returns the error that ends this connection, if too slow. */
+  const checkRate = (): RetryableError | undefined => {
+    const verdict = rate.check(clock(), offset);
+    if (verdict === 'ok' && slowStreak) {
+      slowStreak = false;
+      failures = 0;
     }
+    if (typeof verdict !== 'number') return undefined;
+    const seconds = formatMs(opts.rateWindowMs);
+    return new RetryableError(`too slow: ${Math.floor(verdict)} B/s over the last ${seconds}, below the minimum of ${opts.minRateBytesPerSec} B/s`, undefined, true);
+  };
+
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      attempts++;
+      const exchange = new Exchange();
+      const onAbort = () => exchange.destroy(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let progressed = false;
+      try {
+        const headers: Record<string, string> = {
+          // Byte offsets must count payload bytes, not those of a compressed transfer encoding.
+          'accept-encoding': 'identity',
+          'user-agent': 'fastpatch',
+        };
+        if (offset > 0) {
+          headers.range = `bytes=${offset}-`;
+          const ifRange = first && ifRangeOf(first);
+          if (ifRange) headers['if-range'] = ifRange;
+        }
+        const res = await getFollowing(origin, headers, { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
+        answered = true;
+        const status = res.statusCode ?? 0;
+        const validators = validatorsOf(res);
+        const length = decimal(header(res.headers, 'content-length'));
+
+        /** Bytes of this body to drop before `offset` (a server that ignored Range). */
+        let skip = 0;
+        /** Bytes this body must carry; fewer is a drop. Undefined for a body of unknown length. */
+        let expected: number | undefined;
+        let bodyTotal: number | undefined;
+
+        if (status === 200) {
+          // The whole payload: the first answer, a server that does not do ranges, or (If-Range) a
+          // payload that changed, which the validators tell apart.
+          skip = offset;
+          expected = length;
+          bodyTotal = length;
+        } else if (status === 206) {
+          const range = contentRange(header(res.headers, 'content-range'));
+          if (range?.start === undefined || range.end === undefined || range.end < range.start) {
+            throw fail(`HTTP 206 without a usable Content-Range (${header(res.headers, 'content-range') ?? 'none'})`);
+          }
+          if (range.start !== offset) throw fail(`asked for bytes from ${offset}, the server sent bytes from ${range.start}`);
+          expected = range.end - range.start + 1;
+          bodyTotal = range.total;
+          if (bodyTotal !== undefined && range.end >= bodyTotal) throw fail(`Content-Range ${header(res.headers, 'content-range')} ends past the total`);
+        } else if (status === 416) {
+          res.destroy();
+          const range = contentRange(header(res.headers, 'content-range'));
+          // `from` exactly at the end: nothing left to send, which is not an error.
+          if (range?.total === offset && (total === undefined || total === offset)) return;
+          throw fail(`HTTP 416 Range Not Satisfiable for bytes from ${offset}${range?.total !== undefined ? ` (size ${range.total})` : ''}`);
+        } else if (status >= 500 || status === 408 || status === 429) {
+          res.destroy();
+          const after = decimal(header(res.headers, 'retry-after'));
+          throw new RetryableError(`HTTP ${status} ${res.statusMessage ?? ''}`.trim(), after !== undefined ? after * 1000 : undefined);
+        } else {
+          res.destroy();
+          // 404, 403, 410 and the like: the URL is wrong, or not ours to read; asking again will not help.
+          throw fail(`HTTP ${status} ${res.statusMessage ?? ''}`.trim() + (status >= 400 && status < 500 ? '; check the URL' : ''));
+        }
+
+        const encoding = header(res.headers, 'content-encoding');
+        if (encoding && encoding.toLowerCase() !== 'identity') throw fail(`unexpected Content-Encoding ${encoding}`);
+
+        // Never mix two versions of the payload: a different validator or size means it was replaced.
+        if (first) {
+          const change = versionChange(first, validators);
+          if (change) throw fail(`the payload changed on the server during the download (${change})`);
+        } else {
+          first = validators;
+        }
+        if (total !== undefined && bodyTotal !== undefined && bodyTotal !== total) {
+          throw fail(`the payload changed on the server during the download (size ${total} became ${bodyTotal})`);
+        }
+        total ??= bodyTotal;
+        if (total !== undefined && offset > total) throw fail(`start offset ${offset} is past the end of the ${total}-byte payload`);
+
+        let received = 0;
+        const body = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+        for (;;) {
+          // The stall timer and the rate check run only while we wait for the server, not while the
+          // consumer holds a chunk: a slow disk pauses the socket (backpressure) and is not the server's fault.
+          const step = await watchServer(body.next(), opts.stallTimeoutMs, rateTickMs(opts.rateWindowMs, opts.stallTimeoutMs), checkRate, (err) => res.destroy(err));
+          if (step.done) break;
+          let chunk: Buffer = step.value;
+          received += chunk.length;
+          if (skip > 0) {
+            // Dropped as it streams: a server ignoring Range costs bandwidth, never memory.
+            const drop = Math.min(skip, chunk.length);
+            skip -= drop;
+            chunk = chunk.subarray(drop);
+            if (chunk.length === 0) continue;
+          }
+          offset += chunk.length;
+          progressed = true;
+          if (!slowStreak) failures = 0;
+          const handedAt = performance.now();
+          yield chunk;
+          consumerMs += performance.now() - handedAt;
+          // Judged after the chunk is handed on: a chunk received is never dropped.
+          const slow = checkRate();
+          if (slow) throw slow;
+        }
+        if (expected !== undefined && received < expected) {
+          throw new RetryableError(`the body ended after ${received} of ${expected} bytes`);
+        }
+        if (skip > 0) throw fail(`the server's payload is shorter than the start offset ${offset}`);
+        // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
+        // send less than asked (a 206 of a smaller range) and the next request continues.
+        if (total === undefined || offset >= total) {
+          signal?.throwIfAborted();
+          return;
+        }
+        if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${offset}`);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        const code = codeOf(err);
+        const error = err as Error;
+        // A host name that does not resolve, before the server ever answered: a typo, not an outage.
+        if (!answered && code === 'ENOTFOUND') throw fail(`${reasonOf(error)}; check the host name in the URL`);
+        if (!isRetryable(err)) {
+          if (err instanceof FastPatchError) throw err;
+          throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}`, { cause: err });
+        }
+        failures++;
+        const unreached = !answered && code !== undefined && UNREACHED_CODE.has(code);
+        const limit = unreached ? opts.unreachableRetries : opts.retries;
+        if (err instanceof RetryableError && err.slow) {
+          slowStreak = true;
+          rate.restart(clock(), offset);
+        }
+        if (failures > limit) {
+          if (unreached) {
+            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${attempts} attempts: check the URL and that the server is up`, { cause: err });
+          }
+          throw new FastPatchError(
+            'IO',
+            `download ${name}: gave up at byte ${offset} after ${attempts} attempts (${failures} failures in a row): last error: ${reasonOf(error)}`,
+            { cause: err },
+          );
+        }
+        // Doubling backoff with jitter (half fixed, half random) so that many devices dropped by
+        // the same outage do not come back in lockstep; a server's Retry-After is honoured up to the cap.
+        const base = Math.min(opts.backoffMs * 2 ** (failures - 1), opts.maxBackoffMs);
+        const jittered = Math.round(base / 2 + Math.random() * (base / 2));
+        const retryAfter = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, opts.maxBackoffMs) : 0;
+        const delayMs = Math.max(jittered, retryAfter);
+        onRetry?.({ attempt: attempts, failures, offset, delayMs, error, reason: reasonOf(error), limit });
+        await sleep(delayMs, signal);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        exchange.destroy();
+      }
+    }
+  } finally {
+    clearTimeout(deadlineTimer);
+  }
+}
+
+/**
+ * The error of a passed deadline (final: not retried), for httpChunks and openPayload. `url` is
+ * shown without credentials or query; `offset`, when known, is where the transfer stood.
+ */
+export function deadlineError(url: string, deadlineMs: number, offset?: number): FastPatchError {
+  let name = url;
+  try {
+    name = shown(new URL(url));
+  } catch {
+    // Shown as given; httpChunks refuses it anyway.
+  }
+  const at = offset === undefined ? '' : ` (at byte ${offset})`;
+  return new FastPatchError('IO', `download ${name}: not finished within the ${formatMs(deadlineMs)} deadline${at}; allow more time (--timeout), or use a faster link`);
+}
+
+/** 1500 -> "1.5 s", 60000 -> "60 s". */
+function formatMs(ms: number): string {
+  return `${Number((ms / 1000).toFixed(ms < 10_000 ? 1 : 0))} s`;
+}
+
+/** How often the rate is judged while waiting for the server: often enough to act within a fraction of the window. */
+function rateTickMs(windowMs: number, stallTimeoutMs: number): number {
+  return Math.max(1, Math.min(Math.ceil(windowMs / 8), stallTimeoutMs));
+}
+
+/**
+ * Awaits `step` (a read from the server). After `stallMs` without it settling, or as soon as the
+ * periodic `check` (every `tickMs`) returns an error, calls `abort` with that error, which must
+ * make `step` settle.
+ */
+async function watchServer<T>(step: Promise<T>, stallMs: number, tickMs: number, check: () => Error | undefined, abort: (err: Error) => void): Promise<T> {
+  const stall = setTimeout(() => abort(new RetryableError(`no data for ${stallMs} ms`)), stallMs);
+  const ticker = setInterval(() => {
+    const err = check();
+    if (err) abort(err);
+  }, tickMs);
+  try {
+    return await step;
+  } finally {
+    clearTimeout(stall);
+    clearInterval(ticker);
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import { FastPatchError } from '../errors.js';
-import { httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
+import { deadlineError, HTTP_DEFAULTS, httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
 import { fileChunks, readPayloadChunks } from './input.js';
 
 export interface SeekablePayload {
@@ -28,17 +28,44 @@ export function isSeekable(input: PayloadInput): input is SeekablePayload {
   return (input as Partial<SeekablePayload>).seekable === true;
 }
 
-/** A file path or URL as a seekable payload; '-' as standard input, a plain stream. */
+/**
+ * A file path or URL as a seekable payload; '-' as standard input, a plain stream. `http` goes to
+ * every request of a URL (httpChunks), with two differences that make the reads of one apply one
+ * download: `deadlineMs` counts from the first read and ends them all, and once the server has
+ * sent a byte, a later read that finds it refused or unreachable retries `retries` times (the URL
+ * is right; the server went away for a moment), not `unreachableRetries`.
+ */
 export function openPayload(spec: string, options: { stdin?: Readable; http?: HttpChunksOptions } = {}): PayloadInput {
   if (spec === '-') return readPayloadChunks('-', options.stdin ?? process.stdin);
-  if (isHttpUrl(spec)) {
-    return { seekable: true, name: spec, read: (from, to) => cut(httpChunks(spec, { ...options.http, from }), to === undefined ? Infinity : to - from) };
-  }
+  if (isHttpUrl(spec)) return httpPayload(spec, options.http ?? {});
   return {
     seekable: true,
     name: spec,
     read: (from, to) => fileChunks(spec, from, to),
   };
+}
+
+function httpPayload(url: string, http: HttpChunksOptions): SeekablePayload {
+  const { deadlineMs, ...perRead } = http;
+  let deadline: AbortController | undefined;
+  let reached = false;
+  async function* read(from: number): AsyncGenerator<Uint8Array> {
+    if (deadlineMs !== undefined && deadline === undefined) {
+      if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1) throw new RangeError(`openPayload: deadlineMs must be an integer >= 1, got ${deadlineMs}`);
+      const controller = new AbortController();
+      deadline = controller;
+      // unref: a deadline left pending after the last read must not keep the process alive.
+      setTimeout(() => controller.abort(deadlineError(url, deadlineMs)), deadlineMs).unref();
+    }
+    const signal = deadline && perRead.signal ? AbortSignal.any([perRead.signal, deadline.signal]) : (deadline?.signal ?? perRead.signal);
+    const unreachableRetries = reached ? (perRead.retries ?? HTTP_DEFAULTS.retries) : perRead.unreachableRetries;
+    const chunks = httpChunks(url, { ...perRead, from, ...(signal ? { signal } : {}), ...(unreachableRetries !== undefined ? { unreachableRetries } : {}) });
+    for await (const chunk of chunks) {
+      reached = true;
+      yield chunk;
+    }
+  }
+  return { seekable: true, name: url, read: (from, to) => cut(read(from), to === undefined ? Infinity : to - from) };
 }
 
 /** The first `limit` bytes of a stream; stops (and so closes) the stream there. */

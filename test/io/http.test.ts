@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyPayload, httpChunks, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
+import { applyPayload, httpChunks, isSeekable, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
 import { runCli } from '../helpers/cli.js';
 import {
   KiB,
@@ -218,9 +218,7 @@ describe('httpChunks', () => {
     const K = 200 * KiB;
     const server = await payloadServer(DATA, (i) => ({ etag: ETAG, ...(i === 0 ? { cut: { after: K, how: 'stall' } } : {}) }));
     const o = fast({ stallTimeoutMs: 300 });
-    const started = performance.now();
     expectSame(await collect(httpChunks(server.url(), o)), DATA);
-    expect(performance.now() - started).toBeLessThan(5_000);
     expect(o.retriesSeen).toHaveLength(1);
     expect(o.retriesSeen[0]!.error.message).toMatch(/no data for 300 ms/);
     expect(server.seen[1]!.range).toBe(`bytes=${K}-`);
@@ -317,21 +315,19 @@ describe('httpChunks', () => {
     const o = fast();
     const err = await rejectionOf(collect(httpChunks(server.url('/missing.fpay?token=secret'), o)));
     expectFastPatchError(err, 'IO', 6);
-    expect(err.message).toBe(`download ${server.url('/missing.fpay')}?…: HTTP 404 Not Found`);
+    expect(err.message).toBe(`download ${server.url('/missing.fpay')}?…: HTTP 404 Not Found; check the URL`);
     expect(server.seen).toHaveLength(1);
     expect(o.retriesSeen).toEqual([]);
   });
 
-  it('a connection dropped every time without a byte ends after the bounded retries with a clear error, quickly', async () => {
+  it('a connection dropped every time without a byte ends after the bounded retries with a clear error', async () => {
     const server = await startServer((_req, res) => void res.socket?.destroy());
     const o = fast({ retries: 4 });
-    const started = performance.now();
     const err = await rejectionOf(collect(httpChunks(server.url(), o)));
     expectFastPatchError(err, 'IO', 6);
-    expect(err.message).toMatch(new RegExp(`^download ${server.url()}: gave up at byte 0 after 5 attempts \\(5 failures in a row\\): last error: socket hang up$`));
+    expect(err.message).toMatch(new RegExp(`^download ${server.url()}: gave up at byte 0 after 5 attempts \\(5 failures in a row\\): last error: connection reset \\(socket hang up\\)$`));
     expect(server.seen).toHaveLength(5);
-    expect(o.retriesSeen.map((r) => r.failures)).toEqual([1, 2, 3, 4]);
-    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(o.retriesSeen.map((r) => [r.failures, r.limit])).toEqual([[1, 4], [2, 4], [3, 4], [4, 4]]);
   });
 
   it('drops with progress between them never give up; drops without progress after some bytes do', async () => {
@@ -462,11 +458,11 @@ describe('httpChunks', () => {
   it('an AbortSignal stops the transfer, also during a backoff wait', async () => {
     const server = await startServer((_req, res) => void res.writeHead(503).end());
     const controller = new AbortController();
-    const started = performance.now();
     setTimeout(() => controller.abort(new Error('stopped by test')), 100);
+    // A backoff of a minute: an abort that did not end the wait would run into the test's timeout.
     const err = await rejectionOf(collect(httpChunks(server.url(), { backoffMs: 60_000, signal: controller.signal })));
     expect((err as Error).message).toBe('stopped by test');
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(server.seen).toHaveLength(1);
   });
 
   it('bad URLs and options are refused up front', async () => {
@@ -520,6 +516,182 @@ describe('httpChunks', () => {
     } finally {
       child.kill();
     }
+  });
+});
+
+/** A port nothing listens on: one the system just gave out and took back. */
+async function closedPort(): Promise<number> {
+  const probe = http.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Serves `data` honouring Range, `bytesPerWrite` bytes at a time with `everyMs` between writes, forever if need be. */
+function trickleServer(data: Uint8Array, everyMs: number, bytesPerWrite = 1): Promise<TestServer> {
+  return startServer(async (req, res) => {
+    const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? 'bytes=0-')![1]);
+    const headers: Record<string, string | number> = { etag: ETAG, 'content-length': data.length - start };
+    if (start > 0) headers['content-range'] = `bytes ${start}-${data.length - 1}/${data.length}`;
+    res.writeHead(start > 0 ? 206 : 200, headers);
+    for (let at = start; at < data.length && !res.destroyed; at += bytesPerWrite) {
+      await write(res, data.subarray(at, at + bytesPerWrite));
+      await pause(everyMs);
+    }
+    res.end();
+  });
+}
+
+describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fast', () => {
+  // Tiny windows so that the tests run in a fraction of a second; the outcome is asserted, never the time.
+  const SMALL = randomBytes(100_000, 5);
+
+  it('a server trickling a byte at a time is too slow: a drop resumed with Range, then a clear error naming the rate', async () => {
+    const server = await trickleServer(SMALL, 20);
+    const o = fast({ retries: 2, minRateBytesPerSec: 1000, rateWindowMs: 200 });
+    const got: Uint8Array[] = [];
+    const err = await rejectionOf(
+      (async () => {
+        for await (const c of httpChunks(server.url(), o)) got.push(c);
+      })(),
+    );
+    expectFastPatchError(err, 'IO', 6);
+    // Bytes arrived on every connection, yet the count was not reset: a slow transfer is given up on.
+    expect(err.message).toMatch(/: gave up at byte \d+ after 3 attempts \(3 failures in a row\): last error: too slow: \d+ B\/s over the last 0\.2 s, below the minimum of 1000 B\/s$/);
+    expect(o.retriesSeen.map((r) => [r.failures, r.limit])).toEqual([[1, 2], [2, 2]]);
+    for (const r of o.retriesSeen) expect(r.reason).toMatch(/^too slow: \d+ B\/s/);
+    // Each retry resumes where the last connection stopped.
+    expect(server.seen.map((x) => x.range)).toEqual([undefined, ...o.retriesSeen.map((r) => `bytes=${r.offset}-`)]);
+    expect(Buffer.concat(got)).toEqual(Buffer.from(SMALL.subarray(0, Buffer.concat(got).length)));
+    expect(Buffer.concat(got).length).toBeGreaterThan(0);
+  });
+
+  it('a server sending one byte per connection (progress every time) is given up on too', async () => {
+    const server = await startServer((req, res) => {
+      const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? 'bytes=0-')![1]);
+      res.writeHead(start > 0 ? 206 : 200, { etag: ETAG, 'content-length': SMALL.length - start, ...(start > 0 ? { 'content-range': `bytes ${start}-${SMALL.length - 1}/${SMALL.length}` } : {}) });
+      res.write(SMALL.subarray(start, start + 1), () => res.socket?.destroy());
+    });
+    const o = fast({ retries: 3, minRateBytesPerSec: 50_000, rateWindowMs: 200 });
+    let got = 0;
+    const err = await rejectionOf(
+      (async () => {
+        for await (const c of httpChunks(server.url(), o)) got += c.length;
+      })(),
+    );
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(/gave up at byte \d+ after \d+ attempts \(4 failures in a row\)/);
+    expect(o.retriesSeen.some((r) => /^too slow: /.test(r.reason))).toBe(true);
+    expect(got).toBeLessThan(SMALL.length);
+  });
+
+  it('time the consumer holds a chunk is not counted against the server', async () => {
+    const server = await payloadServer(SMALL, () => ({ etag: ETAG, pieceSize: 10_000 }));
+    const o = fast({ minRateBytesPerSec: 1000, rateWindowMs: 250 });
+    const parts: Uint8Array[] = [];
+    for await (const chunk of httpChunks(server.url(), o)) {
+      parts.push(chunk);
+      if (parts.length <= 3) await pause(600); // a slow disk: several windows with no byte asked for
+    }
+    expectSame(Buffer.concat(parts), SMALL);
+    expect(o.retriesSeen.filter((r) => /too slow/.test(r.reason))).toEqual([]);
+  });
+
+  it('minRateBytesPerSec 0 turns the check off', async () => {
+    const server = await trickleServer(SMALL.subarray(0, 20), 15);
+    const o = fast({ minRateBytesPerSec: 0, rateWindowMs: 50 });
+    expectSame(await collect(httpChunks(server.url(), o)), SMALL.subarray(0, 20));
+    expect(o.retriesSeen).toEqual([]);
+  });
+
+  it('a deadline is final: a stalled body is not retried past it, and it ends a backoff wait', async () => {
+    const stalled = await payloadServer(SMALL, () => ({ etag: ETAG, cut: { after: 1000, how: 'stall' } }));
+    const o = fast({ stallTimeoutMs: 60_000, deadlineMs: 300 });
+    const err = await rejectionOf(collect(httpChunks(stalled.url('/p.fpay?sig=secret'), o)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toBe(`download ${stalled.url('/p.fpay')}?…: not finished within the 0.3 s deadline (at byte 1000); allow more time (--timeout), or use a faster link`);
+    expect(o.retriesSeen).toEqual([]);
+    expect(stalled.seen).toHaveLength(1);
+
+    const busy = await startServer((_req, res) => void res.writeHead(503).end());
+    const b = fast({ backoffMs: 60_000, maxBackoffMs: 60_000, deadlineMs: 200 });
+    const err2 = await rejectionOf(collect(httpChunks(busy.url(), b)));
+    expectFastPatchError(err2, 'IO', 6);
+    expect(err2.message).toMatch(/not finished within the 0\.2 s deadline \(at byte 0\)/);
+    expect(busy.seen).toHaveLength(1);
+  });
+
+  it('a deadline the transfer meets changes nothing; bad values are refused', async () => {
+    const server = await payloadServer(SMALL, () => ({ etag: ETAG }));
+    expectSame(await collect(httpChunks(server.url(), fast({ deadlineMs: 60_000 }))), SMALL);
+    for (const bad of [0, -1, 1.5]) {
+      expect(await rejectionOf(collect(httpChunks(server.url(), { deadlineMs: bad })))).toBeInstanceOf(RangeError);
+    }
+    expect(await rejectionOf(collect(httpChunks(server.url(), { minRateBytesPerSec: -1 })))).toBeInstanceOf(RangeError);
+    expect(await rejectionOf(collect(httpChunks(server.url(), { rateWindowMs: 0 })))).toBeInstanceOf(RangeError);
+  });
+
+  it('openPayload: the deadline covers every read of one payload, from the first', async () => {
+    const server = await payloadServer(SMALL, () => ({ etag: ETAG }));
+    const input = openPayload(server.url(), { http: { deadlineMs: 300 } });
+    if (!isSeekable(input)) throw new Error('a URL is seekable');
+    expectSame(await collect(input.read(0, 1000)), SMALL.subarray(0, 1000));
+    await pause(400); // past the deadline set at the first read
+    const err = await rejectionOf(collect(input.read(1000)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(/not finished within the 0\.3 s deadline/);
+    expect(server.seen).toHaveLength(1);
+  });
+
+  it('a closed port: only a few quick retries (unreachableRetries), each reported, then one clear line', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/p.fpay`;
+    const o = fast(); // retries 10
+    const err = await rejectionOf(collect(httpChunks(url, o)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(new RegExp(`^download ${url}: connection refused \\(connect ECONNREFUSED [^)]+\\); gave up after 4 attempts: check the URL and that the server is up$`));
+    expect(o.retriesSeen.map((r) => [r.attempt, r.failures, r.limit])).toEqual([[1, 1, 3], [2, 2, 3], [3, 3, 3]]);
+    expect(o.retriesSeen[0]!.reason).toMatch(/^connection refused \(/);
+    const none = fast({ unreachableRetries: 0 });
+    expect(((await rejectionOf(collect(httpChunks(url, none)))) as Error).message).toMatch(/gave up after 1 attempts/);
+    expect(none.retriesSeen).toEqual([]);
+  });
+
+  it('a server that answered once and then went away gets all its retries', async () => {
+    const server: TestServer = await startServer(async (req, res) => {
+      await serveBody(req, res, bufferBody(SMALL), { etag: ETAG, cut: { after: 1000, how: 'drop' } });
+      await server.close(); // every later connection is refused
+    });
+    const o = fast({ retries: 5 });
+    const err = await rejectionOf(collect(httpChunks(server.url(), o)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(/gave up at byte 1000 after 6 attempts \(6 failures in a row\): last error: connection refused/);
+    expect(o.retriesSeen.map((r) => r.limit)).toEqual([5, 5, 5, 5, 5]);
+  });
+
+  it.each([403, 404, 410])('HTTP %i fails at once, with what to do next', async (status) => {
+    const server = await startServer((_req, res) => void res.writeHead(status).end());
+    const o = fast();
+    const err = await rejectionOf(collect(httpChunks(server.url(), o)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(new RegExp(`: HTTP ${status} [A-Za-z ]+; check the URL$`));
+    expect(server.seen).toHaveLength(1);
+    expect(o.retriesSeen).toEqual([]);
+  });
+
+  it('a host name that does not resolve fails at once, naming the host', async (ctx) => {
+    const lookup = await import('node:dns/promises').then((dns) => dns.lookup('fastpatch-test.invalid').then(() => 'resolved', (e: NodeJS.ErrnoException) => e.code));
+    if (lookup !== 'ENOTFOUND') {
+      console.log(`skipped: this machine's resolver answers ${lookup} for a .invalid name, not ENOTFOUND`);
+      return ctx.skip();
+    }
+    const o = fast();
+    const err = await rejectionOf(collect(httpChunks('http://fastpatch-test.invalid/p.fpay', o)));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(/^download http:\/\/fastpatch-test\.invalid\/p\.fpay: host not found \(getaddrinfo ENOTFOUND fastpatch-test\.invalid\); check the host name in the URL$/);
+    expect(o.retriesSeen).toEqual([]);
   });
 });
 
@@ -650,6 +822,6 @@ describe('applying a signed payload over HTTP', () => {
     const gone = await startServer((_req, res) => void res.writeHead(404).end());
     const missing = await runCli(['verify', gone.url('/missing.fpay'), '--pubkey', at('release.key.pub')]);
     expect(missing.code).toBe(6);
-    expect(missing.stderr).toBe(`fastpatch: IO: download ${gone.url('/missing.fpay')}: HTTP 404 Not Found\n`);
+    expect(missing.stderr).toBe(`fastpatch: IO: download ${gone.url('/missing.fpay')}: HTTP 404 Not Found; check the URL\n`);
   });
 });
