@@ -20,12 +20,18 @@ const GiB = 1024 * MiB;
 /** Flatcar's own sizes, and the smallest ROOT with which the disk still gets them. */
 export const FLATCAR_SIZES = { efi: GiB, usr: 2 * GiB, oem: GiB, alignment: 2 * MiB, minRoot: GiB } as const;
 
+/** The smallest disk a flatcar layout fits on (its USR slots then hold about 7 MiB each: tests and demos only). */
+export const FLATCAR_MIN_DISK_BYTES = 32 * MiB;
+
+/** The smallest disk that gets Flatcar's own partition sizes (2 GiB USR slots). */
+export const FLATCAR_FULL_DISK_BYTES = FLATCAR_SIZES.alignment + FLATCAR_SIZES.efi + 2 * FLATCAR_SIZES.usr + FLATCAR_SIZES.oem + FLATCAR_SIZES.minRoot + MiB;
+
 export function flatcarLayout(diskBytes: number, sectorSize: number): GptTable {
   const sectors = Math.floor(diskBytes / sectorSize);
   const n = entrySectors(STANDARD_ENTRY_COUNT, STANDARD_ENTRY_SIZE, sectorSize);
-  if (diskBytes < 32 * MiB) throw new RangeError(`a flatcar layout needs at least 32 MiB, got ${diskBytes} bytes`);
+  if (diskBytes < FLATCAR_MIN_DISK_BYTES) throw new RangeError(`a flatcar layout needs at least 32 MiB, got ${diskBytes} bytes`);
   const F = FLATCAR_SIZES;
-  const full = diskBytes >= F.alignment + F.efi + 2 * F.usr + F.oem + F.minRoot + MiB;
+  const full = diskBytes >= FLATCAR_FULL_DISK_BYTES;
   const align = (full ? F.alignment : MiB) / sectorSize;
   const lastUsable = sectors - 2 - n;
   const usable = lastUsable - align + 1;

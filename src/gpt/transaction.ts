@@ -10,13 +10,15 @@
  *  3. write the changed sectors in the crash-safe order of commit.ts, flushing between phases;
  *  4. read everything back and check that the disk holds exactly the new table.
  */
-import { existsSync, promises as fsp } from 'node:fs';
-import { FastPatchError } from '../errors.js';
+import { promises as fsp } from 'node:fs';
+import { FastPatchError, ioError } from '../errors.js';
 import { directSectorReader, flushDisk, openDisk, sectorReader, writeSectors, type Disk } from '../io/disk.js';
 import { withDiskLock } from '../io/lock.js';
+import { commitTemp, createTempBeside, discardTemp } from '../io/safe-files.js';
+import { escapeText } from '../text.js';
 import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
 import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
-import { flatcarLayout } from './layout.js';
+import { FLATCAR_MIN_DISK_BYTES, flatcarLayout } from './layout.js';
 import { entrySectors } from './header.js';
 import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type GptTable, type SectorReader } from './table.js';
 
@@ -159,15 +161,22 @@ export function checkInvariants(before: readonly GptEntry[], after: readonly Gpt
 }
 
 /**
- * The entry a user names: a partition number ("4"), a label ("USR-B", case-sensitive as stored)
- * or a unique GUID (any case). Throws FastPatchError('USAGE') when none or several match.
+ * The entry a user names: a partition number ("4"), a label in any case ("USR-B", "usr-b") or a
+ * unique GUID (any case). Labels that are equal but for case make the name ambiguous, as any
+ * other name matching several entries. Throws FastPatchError('USAGE') when none or several match.
  */
 export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
+  const folded = name.toLowerCase();
   const matches = /^\d+$/.test(name)
     ? entries.filter((e) => e.index === Number(name))
-    : entries.filter((e) => e.label === name || sameGuid(e.uniqueGuid, name));
-  if (matches.length !== 1) {
-    throw new FastPatchError('USAGE', matches.length === 0 ? `no partition is named "${name}" (a number, a label or a unique GUID)` : `"${name}" names ${matches.length} partitions`);
+    : entries.filter((e) => e.label.toLowerCase() === folded || sameGuid(e.uniqueGuid, name));
+  if (matches.length === 0) {
+    const labels = entries.map((e) => `${e.index} ${escapeText(e.label)}`).join(', ');
+    throw new FastPatchError('USAGE', `no partition is named "${escapeText(name)}": name one by number, label (any case) or unique GUID${labels ? ` (this disk has ${labels})` : ''}`);
+  }
+  if (matches.length > 1) {
+    const which = matches.map((e) => `${e.index} ${escapeText(e.label)}`).join(', ');
+    throw new FastPatchError('USAGE', `"${escapeText(name)}" names ${matches.length} partitions (${which}; labels match in any case): name it by number or unique GUID`);
   }
   return matches[0]!;
 }
@@ -233,29 +242,77 @@ function overlay(read: SectorReader, regions: readonly { lba: number; bytes: Uin
 }
 
 /**
- * Writes a new GPT with the Flatcar layout (layout.ts) onto `path`: an image file created with
- * `size` bytes, or an existing whole-disk device. Refuses to replace an existing file or a disk
- * that already holds a valid GPT unless `force`. Throws FastPatchError('USAGE' | 'IO').
+ * Writes a new GPT with the Flatcar layout (layout.ts) onto `path`: a new image file of `size`
+ * bytes, or an existing whole-disk block device (whose size is its own).
+ *
+ * An image file is always made new: created under an unguessable name beside `path`
+ * (io/safe-files.ts), sized, given its table, checked, then renamed into place; so a symlink at
+ * `path` is never written through, a failure leaves nothing behind, and `--force` on an existing
+ * file gives a file of exactly the asked size (without `size`: the old file's size). Without
+ * `force` an existing name is refused. A symlink at `path` is followed only to a block device.
+ * Throws FastPatchError('USAGE' | 'IO').
  */
 export async function createFlatcarDisk(path: string, options: { size?: number; sectorSize?: number; force?: boolean } = {}): Promise<GptEntry[]> {
-  if (!existsSync(path)) {
-    if (options.size === undefined) throw new FastPatchError('USAGE', `${path} does not exist: give --size to create an image file`);
-    await fsp.writeFile(path, new Uint8Array(0), { flag: 'wx' }).catch((err) => { throw new FastPatchError('IO', `create ${path}: ${(err as Error).message}`); });
-    await fsp.truncate(path, options.size);
-  } else if (!options.force) {
+  const link = await fsp.lstat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw ioError(`look at ${path}`, err);
+  });
+  const target = link?.isSymbolicLink() ? await fsp.stat(path).catch(() => undefined) : link;
+  if (target?.isBlockDevice()) return createOnDevice(path, options);
+  if (link?.isSymbolicLink()) {
+    throw new FastPatchError('USAGE', `${path} is a symbolic link${target ? ' to a file' : ''}: a disk image is never written through one; give the image file's own path`);
+  }
+  if (link && !link.isFile()) throw new FastPatchError('USAGE', `${path} is neither a regular file nor a block device: give an image file or a whole-disk device`);
+  if (link && !options.force) {
+    const holds = await readDiskGpt(path, options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}).then((r) => r.table !== undefined, () => false);
+    throw new FastPatchError('USAGE', `${path} ${holds ? 'already holds a GPT' : 'exists'}: add --force to replace it with a new, empty disk image`);
+  }
+  const size = options.size ?? link?.size;
+  if (size === undefined) throw new FastPatchError('USAGE', `${path} does not exist: give --size to create an image file, e.g. --size 8G`);
+  checkDiskSize(size, options.size !== undefined ? `--size ${size} bytes` : `${path} holds ${size} bytes, which`);
+  const sectorSize = options.sectorSize ?? 512;
+  const temp = await createTempBeside(path, 0o644);
+  let entries: GptEntry[];
+  try {
+    await temp.handle.truncate(size);
+    const disk: Disk = { handle: temp.handle, path, sectorSize, sectors: Math.floor(size / sectorSize), isBlockDevice: false, writable: true };
+    entries = await writeFlatcarTable(disk, sectorReader(disk));
+  } catch (err) {
+    await discardTemp(temp);
+    throw err;
+  }
+  await commitTemp(temp, options.force ? {} : { noReplace: true });
+  return entries;
+}
+
+/** `gpt create` on a whole-disk block device: the table written in place, under the disk's lock. */
+async function createOnDevice(path: string, options: { size?: number; sectorSize?: number; force?: boolean }): Promise<GptEntry[]> {
+  if (options.size !== undefined) throw new FastPatchError('USAGE', `${path} is a block device: its size is its own; drop --size`);
+  if (!options.force) {
     const existing = await readDiskGpt(path, options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}).catch(() => undefined);
     if (existing?.table) throw new FastPatchError('USAGE', `${path} already holds a GPT: add --force to replace it`);
-    const { size } = await fsp.stat(path);
-    if (size > 0 && options.size !== undefined) throw new FastPatchError('USAGE', `${path} exists: add --force to overwrite it`);
   }
   return editDisk(path, options, async (disk, read) => {
-    const table = flatcarLayout(disk.sectors * disk.sectorSize, disk.sectorSize);
-    const regions = writeGptPlan(table, disk.sectorSize, disk.sectors);
-    const seen = regions.map((r) => read(r.lba, r.bytes.length / disk.sectorSize));
-    // A new table has no old state worth keeping crash-safe: one phase, every region.
-    await commit(disk, [regions.map((r) => ({ role: r.role, lba: r.lba, bytes: r.bytes }))], regions, seen, read);
-    const check = readGpt(read, disk.sectorSize, disk.sectors);
-    if (check.problems.length > 0) throw new FastPatchError('IO', `${path}: the new table reads back with a problem: ${check.problems[0]!.message}`);
-    return check.table!.entries.filter(isUsed);
+    // The name was a block device when looked at; what was opened must be one too.
+    if (!disk.isBlockDevice) throw new FastPatchError('USAGE', `${path} changed while being opened: it is no longer a block device; nothing written`);
+    checkDiskSize(disk.sectors * disk.sectorSize, `${path} holds ${disk.sectors * disk.sectorSize} bytes, which`);
+    return writeFlatcarTable(disk, read);
   });
+}
+
+/** Refuses (USAGE, naming the minimum) a disk too small for the flatcar layout. */
+function checkDiskSize(bytes: number, what: string): void {
+  if (bytes >= FLATCAR_MIN_DISK_BYTES) return;
+  throw new FastPatchError('USAGE', `${what} is below the 32 MiB a flatcar layout needs: give --size 32M or more (USR slots of 1 GiB or more, for a real /usr image: --size 5G; Flatcar's own 2 GiB slots: --size 8G)`);
+}
+
+async function writeFlatcarTable(disk: Disk, read: SectorReader): Promise<GptEntry[]> {
+  const table = flatcarLayout(disk.sectors * disk.sectorSize, disk.sectorSize);
+  const regions = writeGptPlan(table, disk.sectorSize, disk.sectors);
+  const seen = regions.map((r) => read(r.lba, r.bytes.length / disk.sectorSize));
+  // A new table has no old state worth keeping crash-safe: one phase, every region.
+  await commit(disk, [regions.map((r) => ({ role: r.role, lba: r.lba, bytes: r.bytes }))], regions, seen, read);
+  const check = readGpt(read, disk.sectorSize, disk.sectors);
+  if (check.problems.length > 0) throw new FastPatchError('IO', `${disk.path}: the new table reads back with a problem: ${check.problems[0]!.message}`);
+  return check.table!.entries.filter(isUsed);
 }
