@@ -97,7 +97,7 @@ program
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
 
-const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): create, show, set-next, mark-good, rollback, boot-next, repair');
+const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): create, show, next, set-next, boot, mark-good, rollback, repair');
 /** Options every gpt subcommand takes. */
 function gptCommand(name: string, description: string) {
   return gpt
@@ -119,24 +119,40 @@ gptCommand('repair', 'rebuild a bad or disagreeing GPT copy from the good one')
 gptCommand('show', 'partitions, priority/tries/successful per slot, and which slot each bootloader boots next')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).show(disk, opts));
 gptCommand('set-next', 'boot this slot next, once: tries=1, successful=0, top priority (what Flatcar\'s postinst does)')
-  .requiredOption('--slot <slot>', 'partition number, label (USR-B) or unique GUID')
+  .requiredOption('--slot <slot>', 'partition number, label in any case (USR-B) or unique GUID')
   .option('--running <slot>', 'the slot the system runs from: refused unless it stays a fallback')
-  .addOption(new Option('--tries <n>', 'boot attempts before falling back (1-15)').argParser((v) => parseInteger(v, '--tries')))
+  .addOption(new Option('--tries <n>', 'boot attempts before falling back (1-15)').argParser(parseTries))
   .action(async (disk, opts) => (await import('./commands/gpt.js')).setNextCommand(disk, opts));
 gptCommand('mark-good', 'this slot booted fine: successful=1, tries=0, top priority')
-  .requiredOption('--slot <slot>', 'partition number, label (USR-A) or unique GUID')
+  .option('--slot <slot>', 'partition number, label in any case (USR-A) or unique GUID (default: the running slot)')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).markGoodCommand(disk, opts));
-gptCommand('rollback', 'boot the other slot next; refused unless it has booted successfully before')
+gptCommand('rollback', 'boot the slot that is not the running one next; refused unless it has booted successfully before')
+  .option('--running <slot>', 'the slot the system runs from (default: the slot partition the kernel has in use; required for an image file)')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).rollbackCommand(disk, opts));
-gptCommand('boot-next', 'what the bootloader would boot next, writing its tries update as it would')
+gptCommand('next', 'which slot the bootloader would boot next (a query: writes nothing)')
+  .addOption(new Option('--model <model>', 'bootloader model').choices(['grub', 'vboot']).default('grub'))
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).nextCommand(disk, opts));
+gptCommand('boot', 'run the bootloader model as a boot would: writes its tries update (a slot on trial uses a try)')
+  .addOption(new Option('--model <model>', 'bootloader model').choices(['grub', 'vboot']).default('grub'))
+  .option('--dry-run', 'say what would boot, write nothing (as `gpt next`)')
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, opts));
+// The old name of `gpt boot`: it sounded like a query but writes. Kept so scripts keep working.
+gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update); use `gpt boot`, or `gpt next` to only ask')
   .addOption(new Option('--model <model>', 'bootloader model').choices(['grub', 'vboot']).default('grub'))
   .option('--dry-run', 'say what would boot, write nothing')
-  .action(async (disk, opts) => (await import('./commands/gpt.js')).bootNextCommand(disk, opts));
+  .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
 function parseSize(value: string): number {
   const m = /^(\d+)([KMG]?)$/i.exec(value);
   const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
   if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `--size expects bytes, or a number with K, M or G, got "${value}"`);
+  return n;
+}
+
+/** `--tries`: boot attempts of a slot on trial, the 4 bits GRUB and vboot keep (1-15). */
+function parseTries(value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 15)) throw new FastPatchError('USAGE', `--tries expects 1-15 (boot attempts before the bootloader falls back), got "${value}"`);
   return n;
 }
 

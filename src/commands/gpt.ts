@@ -1,8 +1,8 @@
 import {
-  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, changeSlots, createFlatcarDisk, findSlot, formatSlotBits, getSlotBits, grubNext, isBootable, repairGpt,
-  markGood, prioritize, readDiskGpt, setNext, usableEntries, vbootNext, type BootDecision, type GptEntry,
+  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, RUNNING_HOW, changeSlots, createFlatcarDisk, escapeText, findRunningSlot, findSlot, formatSlotBits, getSlotBits,
+  grubNext, isBootable, repairGpt, markGood, prioritize, readDiskGpt, setNext, usableEntries, vbootNext, type BootDecision, type GptEntry, type GptReadResult,
 } from '../index.js';
-import { print, printJson } from './output.js';
+import { formatBytes, print, printJson } from './output.js';
 
 /** Options every `gpt` subcommand takes. */
 export interface GptOptions {
@@ -14,9 +14,25 @@ export interface GptOptions {
 const typeOf = (o: GptOptions) => (o.type === 'chromeos-kernel' ? CHROMEOS_KERNEL_TYPE : FLATCAR_USR_TYPE);
 const diskOptions = (o: GptOptions) => (o.sectorSize !== undefined ? { sectorSize: o.sectorSize } : {});
 const typeNames = new Map<string, string>(Object.entries(PARTITION_TYPES).map(([name, guid]) => [guid, name]));
+/** A partition as users name it, escaped (labels come from the disk: any bytes). */
+const nameOf = (e: GptEntry) => (e.label ? escapeText(e.label) : `partition ${e.index}`);
+const slotsOf = (entries: readonly GptEntry[], o: GptOptions) => entries.filter((e) => e.typeGuid === typeOf(o));
+/** What boots next by the model of the slot type's bootloader (GRUB for /usr, vboot for ChromeOS kernels). */
+const nextOf = (entries: GptEntry[], o: GptOptions): BootDecision => (o.type === 'chromeos-kernel' ? vbootNext(entries, { typeGuids: [typeOf(o)] }) : grubNext(entries, typeOf(o)));
 
-function describeBoot(d: BootDecision): string {
-  return d.bootable ? `partition ${d.index}${d.written ? ' (and writes its tries)' : ''}` : `nothing: ${d.reason}`;
+function describeBoot(d: BootDecision, entries: readonly GptEntry[]): string {
+  if (!d.bootable) return `nothing: ${d.reason}`;
+  const e = entries.find((x) => x.index === d.index);
+  return `partition ${d.index}${e?.label ? ` (${escapeText(e.label)})` : ''}${d.written ? ' (and writes its tries)' : ''}`;
+}
+
+/** "USR-B boots next" for the slots after a change, by the slot type's bootloader model. */
+function bootsNextLine(entries: GptEntry[], o: GptOptions): string {
+  const next = nextOf(entries, o);
+  if (!next.bootable) return `nothing boots next: ${next.reason}`;
+  const e = entries.find((x) => x.index === next.index)!;
+  const bits = getSlotBits(e.attributes);
+  return `${nameOf(e)} boots next${bits.successful ? '' : ` (on trial: ${bits.tries} ${bits.tries === 1 ? 'try' : 'tries'} left)`}`;
 }
 
 /** `gpt show`: partitions, slot bits, and what each bootloader model would boot next. */
@@ -27,7 +43,7 @@ export async function show(path: string, o: GptOptions): Promise<void> {
   const grub = grubNext(entries, FLATCAR_USR_TYPE);
   const vboot = vbootNext(entries);
   if (o.json) {
-    return printJson({
+    printJson({
       sectorSize: result.sectorSize,
       sectors: result.diskSectors,
       source: result.source ?? null,
@@ -35,65 +51,163 @@ export async function show(path: string, o: GptOptions): Promise<void> {
       partitions: entries.map((e) => ({ ...e, attributes: `0x${e.attributes.toString(16).padStart(16, '0')}`, slot: e.typeGuid === type ? getSlotBits(e.attributes) : null })),
       next: { grub: grub.bootable ? grub.index : null, vboot: vboot.bootable ? vboot.index : null },
     });
+    return noGpt(path, result);
   }
-  print(`${path}: ${result.diskSectors} sectors of ${result.sectorSize} bytes; GPT read from the ${result.source ?? 'nowhere (no valid copy)'}`);
-  for (const p of result.problems) print(`  ${p.severity} (${p.place}): ${p.message}`);
+  if (!result.table) {
+    for (const p of result.problems) print(`  ${p.severity} (${p.place}): ${escapeText(p.message)}`);
+    return noGpt(path, result);
+  }
+  print(`${escapeText(path)}: ${result.diskSectors} sectors of ${result.sectorSize} bytes; GPT read from the ${result.source}`);
+  for (const p of result.problems) print(`  ${p.severity} (${p.place}): ${escapeText(p.message)}`);
   for (const e of entries) {
     const slot = e.typeGuid === type ? `  ${formatSlotBits(e.attributes)}${isBootable(e.attributes) ? ' bootable' : ''}` : '';
-    print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} ${(typeNames.get(e.typeGuid) ?? e.typeGuid).padEnd(16)} LBA ${e.firstLba}-${e.lastLba}${slot}`);
+    const size = formatBytes((e.lastLba - e.firstLba + 1) * result.sectorSize);
+    print(`  ${String(e.index).padStart(3)} ${escapeText(e.label).padEnd(12)} ${(typeNames.get(e.typeGuid) ?? e.typeGuid).padEnd(16)} LBA ${e.firstLba}-${e.lastLba} (${size})${slot}`);
   }
-  print(`next boot: GRUB gptprio would boot ${describeBoot(grub)}; vboot would boot ${describeBoot(vboot)}`);
+  print(`next boot: GRUB gptprio would boot ${describeBoot(grub, entries)}; vboot would boot ${describeBoot(vboot, entries)}`);
 }
 
-async function change(path: string, o: GptOptions & { running?: string }, what: string, fn: (entries: GptEntry[]) => GptEntry[]): Promise<void> {
+/** A disk with no valid GPT copy is an error (exit 9) that says how to make one. */
+function noGpt(path: string, result: GptReadResult): void {
+  if (result.table) return;
+  const seen = result.problems.some((p) => /signature|EFI PART/i.test(p.message)) || result.problems.length === 0 ? 'no GPT' : 'no valid GPT (neither copy)';
+  throw new FastPatchError('GPT_CORRUPT', `${path} holds ${seen}: make one with \`fastpatch gpt create ${path} --force\` (it replaces what the disk holds)${result.problems.length > 0 ? '; --json lists what was found' : ''}`);
+}
+
+/** Prints the slot bits before -> after and the sectors written, then which slot boots next. */
+function report(what: string, result: Awaited<ReturnType<typeof changeSlots>>, o: GptOptions, extra: Record<string, unknown> = {}, note?: string): void {
+  const typeGuid = typeOf(o);
+  const written = result.phases.flat().length;
+  const next = nextOf(result.after.map((e) => ({ ...e })), o);
+  if (o.json) {
+    return printJson({
+      action: what, ...extra,
+      partitions: result.after.filter((e) => e.typeGuid === typeGuid).map((e) => ({ index: e.index, label: e.label, ...getSlotBits(e.attributes) })),
+      sectorsWritten: written,
+      next: next.bootable ? next.index : null,
+    });
+  }
+  for (const e of result.after.filter((x) => x.typeGuid === typeGuid)) {
+    const old = result.before.find((b) => b.index === e.index)!;
+    print(`  ${String(e.index).padStart(3)} ${nameOf(e).padEnd(12)} ${formatSlotBits(old.attributes)} -> ${formatSlotBits(e.attributes)}`);
+  }
+  if (note) print(note);
+  print(written > 0
+    ? `${what}: ${written} sectors written in ${result.phases.length} flushed phases (backup first, then the primary header, then its entries); ${bootsNextLine(result.after, o)}`
+    : `${what}: nothing to change; ${bootsNextLine(result.after, o)}`);
+}
+
+async function change(path: string, o: GptOptions & { running?: string }, what: string, fn: (entries: GptEntry[]) => GptEntry[], note?: (after: GptEntry[]) => string): Promise<void> {
   const typeGuid = typeOf(o);
   // The running slot, named like any slot, must stay a fallback through the change.
   const running = o.running === undefined ? undefined : findSlot(usableEntries(await readDiskGpt(path, diskOptions(o)), path), o.running).index;
   const result = await changeSlots(path, fn, { ...diskOptions(o), typeGuid, ...(running !== undefined ? { running } : {}) });
-  if (o.json) return printJson({ action: what, partitions: result.after.filter((e) => e.typeGuid === typeGuid).map((e) => ({ index: e.index, label: e.label, ...getSlotBits(e.attributes) })), sectorsWritten: result.phases.flat().length });
-  for (const e of result.after.filter((x) => x.typeGuid === typeGuid)) {
-    const old = result.before.find((b) => b.index === e.index)!;
-    print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} ${formatSlotBits(old.attributes)} -> ${formatSlotBits(e.attributes)}`);
-  }
-  print(`${what}: ${result.phases.flat().length} sectors written in ${result.phases.length} flushed phases (backup first, then the primary header, then its entries)`);
+  report(what, result, o, {}, note?.(result.after));
 }
 
 export function setNextCommand(path: string, o: GptOptions & { slot: string; running?: string; tries?: number }): Promise<void> {
   return change(path, o, 'set-next', (entries) => setNext(entries, findSlot(entries, o.slot).index, { typeGuid: typeOf(o), ...(o.tries !== undefined ? { tries: o.tries } : {}) }) as GptEntry[]);
 }
 
-export function markGoodCommand(path: string, o: GptOptions & { slot: string }): Promise<void> {
-  return change(path, o, 'mark-good', (entries) => markGood(entries, findSlot(entries, o.slot).index, { typeGuid: typeOf(o) }) as GptEntry[]);
+/** The disk's used entries and its slots of the slot type, refusing anything but two slots. */
+async function twoSlots(path: string, o: GptOptions, what: string): Promise<{ read: GptReadResult; entries: GptEntry[]; slots: GptEntry[] }> {
+  const read = await readDiskGpt(path, diskOptions(o));
+  const entries = usableEntries(read, path);
+  const slots = slotsOf(entries, o);
+  if (slots.length !== 2) throw new FastPatchError('USAGE', `${what} needs exactly two slots of the slot type (--type), ${path} has ${slots.length}`);
+  return { read, entries, slots };
 }
 
-/** `gpt rollback`: the other, known-good slot boots next. */
-export function rollbackCommand(path: string, o: GptOptions): Promise<void> {
-  return change(path, o, 'rollback', (entries) => {
-    const type = typeOf(o);
-    const slots = entries.filter((e) => e.typeGuid === type);
-    const next = grubNext(entries, type);
-    const current = next.bootable ? next.index : slots.sort((a, b) => getSlotBits(b.attributes).priority - getSlotBits(a.attributes).priority)[0]?.index;
-    const others = slots.filter((e) => e.index !== current);
-    if (others.length !== 1) throw new FastPatchError('USAGE', `rollback needs exactly two slots of the slot type, found ${slots.length}`);
-    const other = others[0]!;
-    if (!getSlotBits(other.attributes).successful) {
-      throw new FastPatchError('GPT_UNSAFE', `partition ${other.index} (${other.label}) has never booted successfully: rolling back to it could leave nothing bootable`);
+/**
+ * `gpt mark-good`: the slot booted fine. Without `--slot`, the slot running now (as `update` finds
+ * it: the slot partition the kernel has in use, else the bootloader's choice); on an image file
+ * where a slot has used its last try, it is not known whether that slot booted or the bootloader
+ * fell back, so the slot must be named.
+ */
+export async function markGoodCommand(path: string, o: GptOptions & { slot?: string }): Promise<void> {
+  let slot = o.slot;
+  let how = 'as named';
+  if (slot === undefined) {
+    const { read, entries, slots } = await twoSlots(path, o, 'mark-good without --slot');
+    const running = await findRunningSlot(path, entries, slots, typeOf(o), read.sectorSize).catch((err: unknown) => {
+      throw err instanceof FastPatchError ? new FastPatchError(err.code, err.message.replace('(--running)', '(--slot)')) : err;
+    });
+    if (running.how === 'bootloader') {
+      const spent = slots.find((s) => {
+        const b = getSlotBits(s.attributes);
+        return b.priority > 0 && b.tries === 0 && !b.successful;
+      });
+      if (spent) {
+        throw new FastPatchError('USAGE', `${path}: cannot tell whether ${nameOf(spent)} booted (it used its last try) or the bootloader fell back to ${nameOf(running.slot)}: name the slot that runs (--slot ${nameOf(spent)} or --slot ${nameOf(running.slot)})`);
+      }
     }
-    return prioritize(entries, other.index, { typeGuid: type }) as GptEntry[];
-  });
+    slot = String(running.slot.index);
+    how = `the running slot: ${RUNNING_HOW[running.how]}`;
+  }
+  let marked: GptEntry | undefined;
+  return change(path, o, 'mark-good', (entries) => {
+    marked = findSlot(entries, slot);
+    return markGood(entries, marked.index, { typeGuid: typeOf(o) }) as GptEntry[];
+  }, () => `marked ${nameOf(marked!)} good (${how})`);
 }
 
-/** `gpt boot-next`: what the bootloader would boot, with the tries update it writes first. */
-export async function bootNextCommand(path: string, o: GptOptions & { model?: 'grub' | 'vboot'; dryRun?: boolean }): Promise<void> {
+/**
+ * `gpt rollback`: the slot that is not the running one boots next, if it has booted successfully
+ * before. Defined by the running slot (`--running`, else the slot partition the kernel has in
+ * use), so a second rollback finds the same slot already booting next and writes nothing. An image
+ * file nobody runs has no running slot but the bootloader's choice, which a rollback changes: it
+ * must be named.
+ */
+export async function rollbackCommand(path: string, o: GptOptions & { running?: string }): Promise<void> {
+  const type = typeOf(o);
+  const { read, entries, slots } = await twoSlots(path, o, 'rollback');
+  const running = await findRunningSlot(path, entries, slots, type, read.sectorSize, o.running);
+  if (running.how === 'bootloader') {
+    throw new FastPatchError('USAGE', `cannot tell which slot ${path} runs from (an image file, or no slot partition in use): name it (--running ${nameOf(running.slot)} or --running ${nameOf(slots.find((s) => s.index !== running.slot.index)!)}); rollback makes the other slot boot next`);
+  }
+  const other = slots.find((s) => s.index !== running.slot.index)!;
+  if (!getSlotBits(other.attributes).successful) {
+    const next = nextOf(entries.map((e) => ({ ...e })), o);
+    const pending = next.bootable && next.index === other.index;
+    throw new FastPatchError('GPT_UNSAFE', `${nameOf(other)} has never booted successfully: rolling back to it could leave nothing bootable${pending ? `; it is set to boot next on trial: to keep booting ${nameOf(running.slot)} instead, \`fastpatch gpt mark-good ${path} --slot ${nameOf(running.slot)}\`` : ''}`);
+  }
+  const result = await changeSlots(path, (e) => prioritize(e, other.index, { typeGuid: type }) as GptEntry[], { ...diskOptions(o), typeGuid: type });
+  report('rollback', result, o, { running: running.slot.index, how: running.how }, o.json ? undefined : `running: ${nameOf(running.slot)} (${RUNNING_HOW[running.how]}); rolling back to ${nameOf(other)}`);
+}
+
+type ModelOptions = GptOptions & { model?: 'grub' | 'vboot' };
+const decide = (entries: GptEntry[], o: ModelOptions) => ((o.model ?? 'grub') === 'grub' ? grubNext(entries, typeOf(o)) : vbootNext(entries, { typeGuids: [typeOf(o)] }));
+
+/** `gpt next`: which slot the bootloader would boot next. A query: writes nothing. */
+export async function nextCommand(path: string, o: ModelOptions): Promise<void> {
   const model = o.model ?? 'grub';
-  const decide = (entries: GptEntry[]) => (model === 'grub' ? grubNext(entries, typeOf(o)) : vbootNext(entries, { typeGuids: [typeOf(o)] }));
   const entries = usableEntries(await readDiskGpt(path, diskOptions(o)), path);
-  const decision = decide(entries);
+  const decision = decide(entries, o);
+  const label = decision.bootable ? entries.find((e) => e.index === decision.index)?.label ?? null : null;
+  if (o.json) {
+    printJson({ model, boots: decision.bootable ? decision.index : null, label, written: false, usesTry: decision.written, reason: decision.bootable ? null : decision.reason });
+  } else {
+    const tries = decision.written ? ', using one of its tries' : '';
+    print(`${model}: would boot ${describeBoot({ ...decision, written: false }, entries)}${decision.bootable ? tries : ''}; nothing written (\`fastpatch gpt boot\` writes what the bootloader writes)`);
+  }
+  if (!decision.bootable) throw new FastPatchError('GPT_UNSAFE', `${model} finds nothing bootable on ${path}: ${decision.reason}`);
+}
+
+/**
+ * `gpt boot`: runs the bootloader model as a boot would, writing its tries update (a slot on
+ * trial uses one try). `boot-next`, its old name, is kept as an alias that says so.
+ */
+export async function bootCommand(path: string, o: ModelOptions & { dryRun?: boolean; deprecatedName?: string }): Promise<void> {
+  if (o.deprecatedName) process.stderr.write(`fastpatch: note: \`gpt ${o.deprecatedName}\` is deprecated: use \`gpt boot\` (writes the tries update, as a boot does) or \`gpt next\` (a query, writes nothing)\n`);
+  const model = o.model ?? 'grub';
+  const entries = usableEntries(await readDiskGpt(path, diskOptions(o)), path);
+  const decision = decide(entries, o);
   if (!o.dryRun && decision.written) {
     await changeSlots(path, () => decision.entries as GptEntry[], { ...diskOptions(o), typeGuid: typeOf(o), allowUnbootable: true });
   }
-  if (o.json) return printJson({ model, boots: decision.bootable ? decision.index : null, written: decision.written && !o.dryRun, reason: decision.bootable ? null : decision.reason });
-  print(`${model}: boots ${describeBoot(decision)}${o.dryRun ? ' (dry run: nothing written)' : ''}`);
+  const label = decision.bootable ? entries.find((e) => e.index === decision.index)?.label ?? null : null;
+  if (o.json) return printJson({ model, boots: decision.bootable ? decision.index : null, label, written: decision.written && !o.dryRun, reason: decision.bootable ? null : decision.reason });
+  print(`${model}: boots ${describeBoot(decision, entries)}${o.dryRun ? ' (dry run: nothing written)' : ''}`);
   if (!decision.bootable) throw new FastPatchError('GPT_UNSAFE', `${model} finds nothing bootable on ${path}: ${decision.reason}`);
 }
 
@@ -101,7 +215,7 @@ export async function bootNextCommand(path: string, o: GptOptions & { model?: 'g
 export async function repairCommand(path: string, o: GptOptions & { moveBackup?: boolean }): Promise<void> {
   const result = await repairGpt(path, { ...diskOptions(o), moveBackup: o.moveBackup === true });
   if (o.json) return printJson(result);
-  for (const p of result.problems) print(`  found: ${p}`);
+  for (const p of result.problems) print(`  found: ${escapeText(p)}`);
   print(result.written > 0 ? `repaired: ${result.written} sectors written; both copies now agree` : 'nothing to repair: both copies are valid and agree');
 }
 
@@ -109,7 +223,13 @@ export async function repairCommand(path: string, o: GptOptions & { moveBackup?:
 export async function createCommand(path: string, o: GptOptions & { size?: number; force?: boolean; layout: string }): Promise<void> {
   if (o.layout !== 'flatcar') throw new FastPatchError('USAGE', `unknown layout "${o.layout}" (known: flatcar)`);
   const entries = await createFlatcarDisk(path, { ...diskOptions(o), ...(o.size !== undefined ? { size: o.size } : {}), force: o.force === true });
-  if (o.json) return printJson(entries.map((e) => ({ ...e, attributes: `0x${e.attributes.toString(16).padStart(16, '0')}` })));
-  for (const e of entries) print(`  ${String(e.index).padStart(3)} ${e.label.padEnd(12)} LBA ${e.firstLba}-${e.lastLba}`);
-  print(`created ${path}: flatcar layout, USR-A good and booted, USR-B empty`);
+  const sectorSize = (await readDiskGpt(path, diskOptions(o))).sectorSize;
+  const bytes = (e: GptEntry) => (e.lastLba - e.firstLba + 1) * sectorSize;
+  if (o.json) return printJson(entries.map((e) => ({ ...e, attributes: `0x${e.attributes.toString(16).padStart(16, '0')}`, bytes: bytes(e) })));
+  for (const e of entries) print(`  ${String(e.index).padStart(3)} ${nameOf(e).padEnd(12)} LBA ${e.firstLba}-${e.lastLba} (${formatBytes(bytes(e))})`);
+  const usr = entries.find((e) => e.label === 'USR-A');
+  const slot = usr ? bytes(usr) : 0;
+  print(`created ${escapeText(path)}: flatcar layout, USR-A good and booted, USR-B empty; each USR slot holds ${formatBytes(slot)}, the largest image it takes`);
+  if (slot < 1024 ** 3) print('  note: a Flatcar /usr image needs a 1 GiB slot (--size 5G or more; --size 8G gives Flatcar\'s own 2 GiB slots); this disk suits tests and demos');
+  print(`next: \`fastpatch apply PAYLOAD --target ${escapeText(path)} --slot USR-A --pubkey KEY\` installs the first release`);
 }

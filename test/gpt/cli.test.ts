@@ -1,5 +1,5 @@
 // The `fastpatch gpt` commands as a user runs them: --json output, slots named by number, label
-// or unique GUID, boot-next with either bootloader model, and ChromeOS kernel slots made by cgpt.
+// or unique GUID, next and boot with either bootloader model, and ChromeOS kernel slots made by cgpt.
 import { execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,9 +33,10 @@ describe('fastpatch gpt', () => {
       expect(r.partitions.find((p: { index: number }) => p.index === 4)).toMatchObject({ priority: 2, tries: 1, successful: false });
     }
     expect((await runCli(['gpt', 'set-next', disk, '--slot', 'USR-C'])).code).toBe(2);
-    expect(await json(['gpt', 'boot-next', disk, '--dry-run'])).toMatchObject({ model: 'grub', boots: 4, written: false });
-    expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 4, written: true });
-    expect(await json(['gpt', 'boot-next', disk])).toMatchObject({ boots: 3, written: false });
+    expect(await json(['gpt', 'boot', disk, '--dry-run'])).toMatchObject({ model: 'grub', boots: 4, written: false });
+    expect(await json(['gpt', 'next', disk])).toMatchObject({ model: 'grub', boots: 4, written: false, usesTry: true });
+    expect(await json(['gpt', 'boot', disk])).toMatchObject({ boots: 4, written: true });
+    expect(await json(['gpt', 'boot', disk])).toMatchObject({ boots: 3, written: false });
   });
 
   it('is idempotent: marking good twice, or repairing a healthy disk, leaves the bytes as they are (edge case 30)', async () => {
@@ -60,9 +61,9 @@ describe('fastpatch gpt', () => {
     expect((await runCli(['gpt', 'set-next', disk, '--type', 'chromeos-kernel', '--slot', 'KERN-B', '--tries', '6', '--running', 'KERN-A'])).code).toBe(0);
     const bits = (flag: string) => execFileSync('cgpt', ['show', '-i', '4', flag, disk], { encoding: 'utf8' }).trim();
     expect([bits('-P'), bits('-T'), bits('-S')]).toEqual(['2', '6', '0']);
-    expect(await json(['gpt', 'boot-next', disk, '--type', 'chromeos-kernel', '--model', 'vboot'])).toMatchObject({ model: 'vboot', boots: 4, written: true });
+    expect(await json(['gpt', 'boot', disk, '--type', 'chromeos-kernel', '--model', 'vboot'])).toMatchObject({ model: 'vboot', boots: 4, written: true });
     expect(bits('-T')).toBe('5');
-    expect((await runCli(['gpt', 'rollback', disk, '--type', 'chromeos-kernel'])).code).toBe(0);
+    expect((await runCli(['gpt', 'rollback', disk, '--type', 'chromeos-kernel', '--running', 'KERN-B'])).code).toBe(0);
     expect(execFileSync('cgpt', ['show', '-i', '2', '-P', disk], { encoding: 'utf8' }).trim()).toBe('2');
   });
 });
@@ -72,7 +73,7 @@ describe('every gpt command on a whole-disk block device', () => {
   const pts = (dev: string, i: number) => ['-P', '-T', '-S'].map((f) => execFileSync('cgpt', ['show', '-i', String(i), f, dev], { encoding: 'utf8' }).trim()).join('/');
 
   for (const sectorSize of [512, 4096]) {
-    it.runIf(canLoop)(`${sectorSize}-byte sectors: create, set-next, boot-next, mark-good, rollback, repair, show`, async () => {
+    it.runIf(canLoop)(`${sectorSize}-byte sectors: create, set-next, boot, mark-good, rollback, repair, show`, async () => {
       const backing = join(dir, `loop${sectorSize}.img`);
       await fsp.writeFile(backing, new Uint8Array(64 * MiB));
       await withLoopDevice(backing, { sectorSize }, async (dev) => {
@@ -80,11 +81,11 @@ describe('every gpt command on a whole-disk block device', () => {
         expect(pts(dev, 3)).toBe('1/0/1');
         await json(['gpt', 'set-next', dev, '--slot', 'USR-B', '--running', 'USR-A']);
         expect([pts(dev, 3), pts(dev, 4)]).toEqual(['1/0/1', '2/1/0']);
-        expect(await json(['gpt', 'boot-next', dev])).toMatchObject({ boots: 4, written: true });
+        expect(await json(['gpt', 'boot', dev])).toMatchObject({ boots: 4, written: true });
         expect(pts(dev, 4)).toBe('2/0/0');
         await json(['gpt', 'mark-good', dev, '--slot', 'USR-B']);
         expect(pts(dev, 4)).toBe('2/0/1');
-        await json(['gpt', 'rollback', dev]);
+        await json(['gpt', 'rollback', dev, '--running', 'USR-B']);
         expect([pts(dev, 3), pts(dev, 4)], 'USR-A on top again, USR-B its good fallback').toEqual(['2/0/1', '1/0/1']);
         // Break the backup header's CRC: show reports it, set-next refuses, repair fixes it.
         const show = await json(['gpt', 'show', dev]);
