@@ -52,6 +52,7 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
+  .option('--max-image-size <bytes>', 'refuse a payload declaring a larger image: bytes, or with K, M, G or T (default 64G)')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined }));
 

@@ -1,3 +1,5 @@
+import { promises as fsp, type Stats } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
@@ -6,7 +8,7 @@ import { extentBytes, type Extent, type Operation } from '../format/manifest.js'
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { imageRange, openImageForRead, overlaps, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
+import { imageRange, imageSize, openImageForRead, overlaps, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
@@ -75,6 +77,11 @@ export interface ApplyOptions {
    * before the target is opened, naming the release it needs.
    */
   sourceVersion?: string;
+  /**
+   * Largest image (bytes) the payload may declare. Default: DEFAULT_MAX_IMAGE_SIZE (64 GiB) without
+   * a target (verify); with one, the target's size or the free space for a new file bounds it.
+   */
+  maxImageSize?: number;
   /** Write the image into this byte range of `target` (a slot partition inside a whole disk). */
   targetRange?: ByteRange;
   /** Read the source from this byte range of `source` (the running slot inside a whole disk). */
@@ -278,6 +285,9 @@ export class PayloadApplier {
     this.head = head; // signature already verified by the reader's authenticator
     const size = head.manifest.targetSize;
     checkReleases(head.manifest, this.options);
+    // Before anything whose cost grows with the declared size (source hash, target scan, hashing
+    // zero runs, creating a file): the size must fit something real.
+    await checkDeclaredSize(size, this.options);
     if (head.manifest.sourceSize > 0) await this.openSource(head);
     if (this.options.target === undefined) return;
     const range = this.options.targetRange;
@@ -483,6 +493,56 @@ function checkReleases(m: { version: string; sourceSize: number; sourceVersion: 
   const known = options.sourceVersion;
   if (m.sourceSize > 0 && m.sourceVersion !== '' && known !== undefined && known !== m.sourceVersion) {
     throw new FastPatchError('SOURCE_MISMATCH', `this delta needs release ${m.sourceVersion} as its source; the source holds release ${known}`);
+  }
+}
+
+/** Largest image `verify` (no target) accepts unless told otherwise: 64 GiB, about 4 s of hashing zeros. */
+export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
+
+/**
+ * Refuses (FastPatchError 'TARGET_TOO_SMALL') an image size a payload declares that nothing real
+ * bounds: a signed payload of a few ZERO operations may declare 2^53 bytes, and its image hash
+ * costs about 60 ms per GiB to check (one digest per 4 KiB block), days for 2^53. The bound is the
+ * target's size (an existing file, device or slot range), the free space of the folder a new
+ * target file would be created in, and without a target `maxImageSize` (default
+ * DEFAULT_MAX_IMAGE_SIZE). openTarget checks the size again once the target is open.
+ */
+async function checkDeclaredSize(size: number, options: ApplyOptions): Promise<void> {
+  const limit = options.maxImageSize ?? (options.target === undefined ? DEFAULT_MAX_IMAGE_SIZE : Infinity);
+  if (size > limit) {
+    throw new FastPatchError('TARGET_TOO_SMALL', `the payload declares a ${size}-byte image, more than the ${limit}-byte limit; if that size is expected, raise it (--max-image-size)`);
+  }
+  const path = options.target;
+  if (path === undefined) return;
+  const range = options.targetRange;
+  if (range) {
+    if (range.length < size) throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} bytes ${range.offset}+${range.length} hold ${range.length} bytes, the image needs ${size}`);
+    return;
+  }
+  let stats: Stats;
+  try {
+    stats = await fsp.stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return; // openTarget reports it
+    // A new file: the folder it goes in must have room for the whole image (ZERO runs are not
+    // written to a new file, but the image is meant to be used, and grows into the space).
+    const folder = dirname(resolve(path));
+    let free: bigint;
+    try {
+      const fs = await fsp.statfs(folder, { bigint: true });
+      free = fs.bavail * fs.bsize;
+    } catch {
+      return; // a missing folder: openTarget reports it
+    }
+    if (BigInt(size) > free) {
+      throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} would be a new ${size}-byte file, but ${folder} has ${free} bytes free; free space or choose another target`);
+    }
+    return;
+  }
+  if (!stats.isFile() && !stats.isBlockDevice()) return; // openTarget refuses it
+  const have = await imageSize(stats, path).catch(() => undefined);
+  if (have !== undefined && have < size) {
+    throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} holds ${have} bytes, the image needs ${size}`);
   }
 }
 
