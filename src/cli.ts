@@ -52,7 +52,6 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
-  .option('--max-image-size <bytes>', 'refuse a payload declaring a larger image: bytes, or with K, M, G or T (default 64G)')
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined }));
 
@@ -62,6 +61,7 @@ program
   .argument('<payload>', "payload file, http(s):// URL, or '-' for standard input")
   .requiredOption('--target <path>', 'file or block device to write (a missing file is created)')
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
+  .option('--slot <slot>', 'the target is a whole GPT disk: write into this A/B slot (USR-A; the first install onto a new disk)')
   .option('--source <image>', 'for a delta payload: the image it was made from, e.g. the running slot (only read)')
   .option('--check-source', 'hash the whole source before writing anything, so a wrong source leaves the target untouched')
   .option('--resume', 'finish an interrupted apply: keep what the target already holds (checked against the signed hashes), fetch the rest')
