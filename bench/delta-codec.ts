@@ -59,7 +59,7 @@ const cli = (cmd: string, args: string[]) => (d: Uint8Array) => execFileSync(cmd
 export async function runDeltaCodec(pair: DeltaPair, workDir: string): Promise<DeltaCodecRow[]> {
   progress(`delta-codec: generating a delta of ${pair.name} to take its streams from`);
   const out = join(workDir, 'codec-source.fpay');
-  await generateDeltaPayload({ source: pair.source, target: pair.target, keys: [generateKey()], version: '2.0.0', out });
+  await generateDeltaPayload({ source: pair.source, target: pair.target, keys: [generateKey()], version: '2.0.0', out, force: true }); // workDir outlives runs
   const streams = streamsOf(readFileSync(out));
   const delta = new DeltaCore();
   const codecs: [string, (d: Uint8Array) => number][] = [

@@ -2,7 +2,7 @@ import { FastPatchError, checkReleaseVersion, generateDeltaPayload, generateFull
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
-export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; level: number; quality: number; json?: boolean }): Promise<void> {
+export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; force?: boolean; level: number; quality: number; json?: boolean }): Promise<void> {
   if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
   if (opts.quality < 1 || opts.quality > 11) throw new FastPatchError('USAGE', `--quality must be 1..11, got ${opts.quality}`);
   try {
@@ -31,6 +31,7 @@ export async function run(opts: { target: string; source?: string; key: string[]
       version: opts.version,
       ...(opts.sourceVersion !== undefined ? { sourceVersion: opts.sourceVersion } : {}),
       out: opts.out,
+      force: opts.force === true,
       quality: opts.quality,
       onProgress: (p) => {
         if (p.phase !== phase) {
@@ -49,6 +50,7 @@ export async function run(opts: { target: string; source?: string; key: string[]
       keys,
       version: opts.version,
       out: opts.out,
+      force: opts.force === true,
       level: opts.level,
       onProgress: (p) => progress.update(p.bytesRead, p.targetSize),
     });

@@ -13,8 +13,7 @@
  * match), and per worker a copy of the fingerprint index plus one diff range's buffers (at most
  * 16 MiB of source and 4 MiB of target and their encoder tables): README.md, "Memory".
  */
-import { promises as fsp } from 'node:fs';
-import { FastPatchError, ioError } from '../errors.js';
+import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
@@ -29,7 +28,8 @@ import { planDelta, type PlannedOp } from './delta-plan.js';
 import type { GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
 import { SourceIndex } from './source-index.js';
-import { writeAndDescribe } from './writer.js';
+import { discardTemp, type TempFile } from '../io/safe-files.js';
+import { createDataTemp, writeAndDescribe } from './writer.js';
 
 /** Brotli quality of the diff streams; see bench/RESULTS.md, "Delta codec". */
 export const DEFAULT_DIFF_QUALITY = 9;
@@ -81,13 +81,15 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
   if (options.sourceVersion !== undefined) checkReleaseVersion(options.sourceVersion);
   const build = options.build ?? 'release';
   const core = WasmCore.load(build);
+  const force = options.force === true;
   const source = await openImageForRead(options.source);
   let target: OpenImage | undefined;
   let pool: WorkerPool<DiffJob, DiffResult> | undefined;
-  const dataPath = `${options.out}.data-${process.pid}.tmp`;
-  let data: fsp.FileHandle | undefined;
+  let data: TempFile | undefined;
   try {
     target = await openImageForRead(options.target);
+    // Before reading anything: an existing output (without force) or a missing folder is refused at once.
+    data = await createDataTemp(options.out, force);
     for (const [what, image] of [['source', source], ['target', target]] as const) {
       if (image.size === 0 || image.size > LIMITS.MAX_IMAGE_SIZE) throw new FastPatchError('USAGE', `${what} ${image.path}: size ${image.size} is not supported`);
     }
@@ -105,7 +107,6 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
       'diff worker',
       options.workers ?? defaultWorkers(),
     );
-    data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
 
     const operations: Operation[] = [];
     const queue: Promise<{ op: Operation; blob?: Uint8Array; diff?: DiffResult }>[] = [];
@@ -118,7 +119,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
       const { op, blob, diff } = await queue.shift()!;
       op.dataOffset = dataSize;
       if (blob) {
-        await writeAllAt(data!, blob, dataSize, 'payload data');
+        await writeAllAt(data!.handle, blob, dataSize, 'payload data');
         dataSize += blob.length;
       }
       if (diff) {
@@ -146,14 +147,11 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
       sourceVersion: options.sourceVersion ?? '',
       operations,
     };
-    await data.close();
-    data = undefined;
-    const result = await writeAndDescribe(options.out, manifest, dataPath, dataSize, options.keys, started);
+    const result = await writeAndDescribe(options.out, manifest, data.handle, dataSize, options.keys, started, force);
     return { ...result, sourceSize: source.size, sourceHash: hex(index.hash), diffBytes, extraBytes };
   } finally {
     await pool?.close();
-    await data?.close();
-    await fsp.rm(dataPath, { force: true });
+    if (data) await discardTemp(data);
     await target?.handle.close();
     await source.handle.close();
   }

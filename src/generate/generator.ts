@@ -1,14 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
-import { FastPatchError, ioError } from '../errors.js';
+import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import type { PrivateKey } from '../sign/keys.js';
 import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
-import { writeAndDescribe, type GenerateResult } from './writer.js';
+import { discardTemp, type TempFile } from '../io/safe-files.js';
+import { createDataTemp, writeAndDescribe, type GenerateResult } from './writer.js';
 
 export type { GenerateResult } from './writer.js';
 
@@ -32,8 +33,10 @@ export interface GenerateOptions {
   keys: readonly PrivateKey[];
   /** Release version of the image, e.g. "1.2.0". */
   version: string;
-  /** Where to write the payload (atomically). */
+  /** Where to write the payload (atomically: a new file renamed into place). */
   out: string;
+  /** Replace an existing `out`; without it an existing file (or symlink) there is refused with FastPatchError('IO'). */
+  force?: boolean;
   /** Deflate level 1..9. */
   level?: number;
   build?: CoreBuild;
@@ -68,17 +71,17 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
   if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
   checkReleaseVersion(options.version);
   const core = WasmCore.load(options.build);
+  const force = options.force === true;
   const image = await openImageForRead(options.target);
-  const dataPath = `${options.out}.data-${process.pid}.tmp`;
-  let data: fsp.FileHandle | undefined;
+  let data: TempFile | undefined;
   try {
     // Every 2 MiB of image may need an operation (and a zero run one more): refuse up front what
     // the operation limit cannot hold, not after compressing it all.
     if (image.size > LIMITS.MAX_IMAGE_SIZE || Math.ceil(image.size / DATA_CHUNK) > LIMITS.MAX_OPS / 2) {
       throw new FastPatchError('USAGE', `${options.target}: ${image.size} bytes is more than one full payload holds (${(LIMITS.MAX_OPS / 2) * (DATA_CHUNK >> 20)} MiB)`);
     }
-    data = await fsp.open(dataPath, 'w+', 0o600).catch((err) => { throw ioError(`create ${dataPath}`, err); });
-    const state = new PlanState(core, level, data);
+    data = await createDataTemp(options.out, force);
+    const state = new PlanState(core, level, data.handle);
     // Our own buffer, not the WASM window: compressed chunks are hashed through the window while
     // this one is still being split into operations.
     const window = new Uint8Array(core.windowSize);
@@ -109,12 +112,9 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
       sourceVersion: '',
       operations,
     };
-    await data.close();
-    data = undefined;
-    return await writeAndDescribe(options.out, manifest, dataPath, dataSize, options.keys, started);
+    return await writeAndDescribe(options.out, manifest, data.handle, dataSize, options.keys, started, force);
   } finally {
-    await data?.close();
-    await fsp.rm(dataPath, { force: true });
+    if (data) await discardTemp(data);
     await image.handle.close();
   }
 }

@@ -1,7 +1,7 @@
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
 import { writeAllAt } from '../io/device.js';
+import { commitTemp, createTempBeside, discardTemp, type TempFile } from '../io/safe-files.js';
 import { FORMAT_VERSION } from '../format/constants.js';
 import { encodeHeader } from '../format/header.js';
 import { encodeManifest, operationStats, type Manifest, type OperationStats } from '../format/manifest.js';
@@ -22,11 +22,30 @@ export interface GenerateResult {
 }
 
 /**
+ * Refuses an existing `outPath` unless `force` (an existing symlink, even a dangling one, counts),
+ * then creates the temporary file the data section is written to, beside `outPath` (same
+ * filesystem), exclusively and under an unguessable name (io/safe-files.ts). Checking first means a
+ * refused run costs nothing and a missing folder is reported, naming `outPath`, before any work;
+ * writePayload checks again atomically. The caller writes through `temp.handle` and always calls
+ * discardTemp. Throws FastPatchError('IO').
+ */
+export async function createDataTemp(outPath: string, force: boolean): Promise<TempFile> {
+  if (!force) {
+    const exists = await fsp.lstat(outPath).then(() => true, (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw ioError(`check ${outPath}`, err);
+    });
+    if (exists) throw new FastPatchError('IO', `refusing to overwrite ${outPath}: it exists (use --force to replace it)`);
+  }
+  return createTempBeside(outPath, 0o600);
+}
+
+/**
  * Writes the payload (writePayload) and describes it; `started` is the performance.now() at which
  * generating began.
  */
-export async function writeAndDescribe(outPath: string, manifest: Manifest, dataPath: string, dataSize: number, keys: readonly PrivateKey[], started: number): Promise<GenerateResult> {
-  const payload = await writePayload(outPath, manifest, dataPath, dataSize, keys);
+export async function writeAndDescribe(outPath: string, manifest: Manifest, data: fsp.FileHandle, dataSize: number, keys: readonly PrivateKey[], started: number, force: boolean): Promise<GenerateResult> {
+  const payload = await writePayload(outPath, manifest, data, dataSize, keys, force);
   return {
     version: manifest.version,
     targetSize: manifest.targetSize,
@@ -47,37 +66,38 @@ export interface PayloadLayout {
   totalSize: number;
 }
 
+/** Bytes copied from the data file per read. */
+const COPY_CHUNK = 4 << 20;
+
 /**
- * Writes header, manifest and signature block, then the data section copied from `dataPath`, to
- * `outPath` atomically (a temporary file renamed into place after fsync). Throws FastPatchError('IO').
+ * Writes header, manifest and signature block, then the first `dataSize` bytes read from `data`
+ * (through the handle, never reopened by name), to a new temporary file beside `outPath`
+ * (io/safe-files.ts: exclusive, unguessable name), fsyncs it and renames it into place. Unless
+ * `force`, an existing `outPath` is refused atomically (at the rename). Throws FastPatchError('IO').
  */
-export async function writePayload(outPath: string, manifest: Manifest, dataPath: string, dataSize: number, keys: readonly PrivateKey[]): Promise<PayloadLayout> {
+export async function writePayload(outPath: string, manifest: Manifest, data: fsp.FileHandle, dataSize: number, keys: readonly PrivateKey[], force = false): Promise<PayloadLayout> {
   const manifestBytes = encodeManifest(manifest);
   const sigSize = signaturesSize(keys.length);
   const header = encodeHeader({ version: FORMAT_VERSION, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize });
   const signatures = encodeSignatures(signPayload(header, manifestBytes, keys));
-  const tmp = `${outPath}.tmp-${process.pid}`;
+  const head = header.length + manifestBytes.length + sigSize;
+  const temp = await createTempBeside(outPath, 0o644);
   try {
-    const out = await fsp.open(tmp, 'w', 0o644);
-    try {
-      await writeAllAt(out, header, 0, tmp);
-      await writeAllAt(out, manifestBytes, header.length, tmp);
-      await writeAllAt(out, signatures, header.length + manifestBytes.length, tmp);
-    } finally {
-      await out.close();
+    await writeAllAt(temp.handle, header, 0, outPath);
+    await writeAllAt(temp.handle, manifestBytes, header.length, outPath);
+    await writeAllAt(temp.handle, signatures, header.length + manifestBytes.length, outPath);
+    const buffer = new Uint8Array(Math.min(COPY_CHUNK, Math.max(dataSize, 1)));
+    for (let done = 0; done < dataSize;) {
+      const want = Math.min(buffer.length, dataSize - done);
+      const { bytesRead } = await data.read(buffer, 0, want, done);
+      if (bytesRead === 0) throw new FastPatchError('IO', `write payload ${outPath}: the data file ended at ${done} of ${dataSize} bytes`);
+      await writeAllAt(temp.handle, buffer.subarray(0, bytesRead), head + done, outPath);
+      done += bytesRead;
     }
-    await pipeline(createReadStream(dataPath, { highWaterMark: 4 << 20 }), createWriteStream(tmp, { flags: 'a' }));
-    const done = await fsp.open(tmp, 'r+');
-    try {
-      await done.sync();
-    } finally {
-      await done.close();
-    }
-    await fsp.rename(tmp, outPath);
   } catch (err) {
-    await fsp.rm(tmp, { force: true });
+    await discardTemp(temp);
     throw err instanceof FastPatchError ? err : ioError(`write payload ${outPath}`, err);
   }
-  const totalSize = header.length + manifestBytes.length + sigSize + dataSize;
-  return { headerSize: header.length, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize, totalSize };
+  await commitTemp(temp, force ? {} : { noReplace: true });
+  return { headerSize: header.length, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize, totalSize: head + dataSize };
 }

@@ -203,6 +203,7 @@ export async function deltaOfFiles(
     keys: options.keys,
     version: options.version ?? '2.0.0',
     out: payloadPath,
+    force: true, // fixtures: a test may rebuild a name it built before
     ...(options.build ? { build: options.build } : {}),
     ...(options.workers ? { workers: options.workers } : {}),
   });

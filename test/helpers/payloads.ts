@@ -185,6 +185,7 @@ export async function buildPayload(
     keys: options.keys,
     version: options.version ?? '1.0.0',
     out: payloadPath,
+    force: true, // fixtures: a test may rebuild a name it built before
     ...(options.build ? { build: options.build } : {}),
     ...(options.level ? { level: options.level } : {}),
   });
