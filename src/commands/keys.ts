@@ -1,11 +1,14 @@
-import { loadKeyFile, loadPrivateKeyFile, type PrivateKey, type PublicKey } from '../index.js';
+import { loadPrivateKeyFile, loadPublicKeyFile, type PrivateKey, type PublicKey } from '../index.js';
 
-/** Loads every --pubkey file (a private key file is accepted too: its public half is used). */
-export function loadTrustedKeys(paths: readonly string[]): Promise<(PublicKey | PrivateKey)[]> {
-  return Promise.all(paths.map((p) => loadKeyFile(p)));
+/**
+ * Loads every --pubkey file. Each must hold a public key: a private key file is refused
+ * (BAD_KEY_FILE), so signing keys are never copied onto devices.
+ */
+export function loadTrustedKeys(paths: readonly string[]): Promise<PublicKey[]> {
+  return Promise.all(paths.map((p) => loadPublicKeyFile(p)));
 }
 
-/** Loads every --key file, each of which must be a private key. */
+/** Loads every --key file, each of which must be a protected private key (mode 0600, owned by you or root). */
 export function loadSigningKeys(paths: readonly string[]): Promise<PrivateKey[]> {
   return Promise.all(paths.map((p) => loadPrivateKeyFile(p)));
 }

@@ -1,19 +1,24 @@
 import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
+import { readSmallFile, writeFileAtomically, type SmallFile } from '../io/safe-files.js';
 import { formatPrivateKey, formatPublicKey, parseKey, type PrivateKey, type PublicKey } from './keys.js';
 
-/** Reads and parses a key file. Throws FastPatchError('IO' | 'BAD_KEY_FILE'). */
+/** Largest key file read: a key file is ~200 bytes; anything much larger is the wrong file. */
+export const MAX_KEY_FILE_SIZE = 4096;
+
+/**
+ * Reads and parses a key file (a regular file of at most MAX_KEY_FILE_SIZE bytes; a FIFO or a
+ * device is refused at once). A private key must be protected (checkPrivateKeyFile).
+ * Throws FastPatchError('IO' | 'BAD_KEY_FILE').
+ */
 export async function loadKeyFile(path: string): Promise<PrivateKey | PublicKey> {
-  let text: string;
-  try {
-    text = await fsp.readFile(path, 'utf8');
-  } catch (err) {
-    throw ioError(`read key ${path}`, err);
-  }
-  return parseKey(text, path);
+  const file = await readSmallFile(path, MAX_KEY_FILE_SIZE, 'key file');
+  const key = parseKey(file.bytes.toString('utf8'), path);
+  if (key.kind === 'private') checkPrivateKeyFile(path, file);
+  return key;
 }
 
-/** Reads a key file that must hold a private key. */
+/** Reads a key file that must hold a private key (a signing key), protected as checkPrivateKeyFile says. */
 export async function loadPrivateKeyFile(path: string): Promise<PrivateKey> {
   const key = await loadKeyFile(path);
   if (key.kind !== 'private') throw new FastPatchError('BAD_KEY_FILE', `${path}: holds a public key; signing needs the private key`);
@@ -21,31 +26,55 @@ export async function loadPrivateKeyFile(path: string): Promise<PrivateKey> {
 }
 
 /**
+ * Reads a key file that must hold a public key: a key a device or verifier trusts. A private key
+ * file is refused, so signing keys are never copied onto devices to be used as trust keys.
+ * Throws FastPatchError('IO' | 'BAD_KEY_FILE').
+ */
+export async function loadPublicKeyFile(path: string): Promise<PublicKey> {
+  const file = await readSmallFile(path, MAX_KEY_FILE_SIZE, 'key file');
+  const key = parseKey(file.bytes.toString('utf8'), path);
+  if (key.kind !== 'public') {
+    throw new FastPatchError('BAD_KEY_FILE', `${path}: holds a private (signing) key, not a public key; give its public key file (keygen wrote it as ${path}.pub): devices must never hold signing keys`);
+  }
+  return key;
+}
+
+/**
+ * A private key file must be readable and writable by its owner only (as ssh refuses an
+ * "UNPROTECTED PRIVATE KEY FILE"): another user who can read it can sign updates, one who can
+ * write it can swap in their own key. Its owner must be the user running FastPatch or root: a
+ * file another user owns can be changed or re-chmodded by that user at any time, so a root run
+ * refuses a key owned by anyone but root. Throws FastPatchError('BAD_KEY_FILE').
+ */
+export function checkPrivateKeyFile(path: string, file: Pick<SmallFile, 'mode' | 'uid'>): void {
+  if ((file.mode & 0o077) !== 0) {
+    throw new FastPatchError('BAD_KEY_FILE', `unprotected private key file ${path}: mode ${(file.mode & 0o777).toString(8).padStart(4, '0')} lets group or others read or write it; run chmod 600 ${path}`);
+  }
+  const me = process.geteuid?.();
+  if (me !== undefined && file.uid !== me && file.uid !== 0) {
+    throw new FastPatchError('BAD_KEY_FILE', `private key file ${path} is owned by uid ${file.uid}, not by you (uid ${me}) or root: its owner could replace it; run chown ${me} ${path} if you trust it`);
+  }
+}
+
+/**
  * Writes `path` (private, mode 0600) and `path.pub` (public). Refuses, before writing either, if
- * one of them exists, unless `force`; each file is written to a temporary name and renamed, so a
- * replaced private key never keeps the old file's permissions. Throws FastPatchError('IO').
+ * one of them exists (a symlink, even a dangling one, included), unless `force`. Each file is
+ * written through a new, exclusively created, unguessably named temporary file renamed into place
+ * (io/safe-files.ts), so a symlink planted at any name is never followed and a replaced private key
+ * never keeps the old file's permissions. Throws FastPatchError('IO').
  */
 export async function writeKeyPair(path: string, key: PrivateKey, force = false): Promise<{ privatePath: string; publicPath: string }> {
   const publicPath = `${path}.pub`;
   if (!force) {
     for (const p of [path, publicPath]) {
-      const exists = await fsp.access(p).then(() => true, () => false);
-      if (exists) throw new FastPatchError('IO', `refusing to overwrite ${p} (EEXIST); use --force to replace the key pair`);
+      const exists = await fsp.lstat(p).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return false;
+        throw ioError(`check ${p}`, err);
+      });
+      if (exists) throw new FastPatchError('IO', `refusing to overwrite ${p}: it exists (EEXIST); use --force to replace the key pair`);
     }
   }
-  await writeAtomically(path, formatPrivateKey(key), 0o600);
-  await writeAtomically(publicPath, formatPublicKey(key), 0o644);
+  await writeFileAtomically(path, formatPrivateKey(key), { mode: 0o600, noReplace: !force });
+  await writeFileAtomically(publicPath, formatPublicKey(key), { mode: 0o644, noReplace: !force });
   return { privatePath: path, publicPath };
-}
-
-async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await fsp.writeFile(tmp, text, { mode, flag: 'wx' });
-    await fsp.chmod(tmp, mode); // the umask may have narrowed or widened nothing, but be exact
-    await fsp.rename(tmp, path);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw ioError(`write key ${path}`, err);
-  }
 }

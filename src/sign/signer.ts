@@ -62,8 +62,15 @@ export function verifyPayload(
     verified ??= { keyId: id, index };
   }
   if (!verified) {
-    const ids = entries.map((e) => hex(e.keyId)).join(', ');
-    throw new FastPatchError('UNTRUSTED_KEY', `payload is signed by key ${ids}, none of which is trusted here`);
+    const signers = [...new Set(entries.map((e) => hex(e.keyId)))];
+    const trustedIds = [...new Set(trusted.map((k) => hex(k.keyId)))];
+    const signedBy = signers.length === 0 ? 'payload carries no signature' : `payload is signed by key${signers.length > 1 ? 's' : ''} ${listIds(signers)}`;
+    throw new FastPatchError('UNTRUSTED_KEY', `${signedBy}; the trusted key${trustedIds.length > 1 ? 's are' : ' is'} ${listIds(trustedIds)}: trust the public key of the signer (--pubkey KEY.pub) or check where the payload came from`);
   }
   return verified;
+}
+
+/** Key ids for one line of an error: the first few, then how many more (a payload may carry many entries). */
+function listIds(ids: readonly string[], shown = 8): string {
+  return ids.length <= shown ? ids.join(', ') : `${ids.slice(0, shown).join(', ')} and ${ids.length - shown} more`;
 }

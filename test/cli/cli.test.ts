@@ -171,8 +171,10 @@ describe('generate, inspect, verify, apply, hash', () => {
     expect(run.stdout).toContain(`signature by ${keyId}`);
   });
 
-  it('verify accepts a private key file as the trusted key, and any one of several keys', async () => {
-    ok(await runCli(['verify', at('p.fpay'), '--pubkey', at('release.key')]));
+  it('verify refuses a private key file as the trusted key (devices hold public keys), and accepts any one of several keys', async () => {
+    const priv = await runCli(['verify', at('p.fpay'), '--pubkey', at('release.key')]);
+    expect(priv.code).toBe(EXIT.USAGE);
+    expect(priv.stderr).toMatch(/^fastpatch: BAD_KEY_FILE: .*private.*release\.key\.pub/);
     const rotated = JSON.parse(ok(await runCli(['verify', at('p.fpay'), '--pubkey', at('stranger.key.pub'), '--pubkey', at('release.key.pub'), '--json'])).stdout);
     expect(rotated.keyId).toBe(keyId);
   });

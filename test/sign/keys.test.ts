@@ -68,6 +68,20 @@ describe('payload signatures', () => {
     expect(verifyPayload(header, manifest, entries, [publicKeyOf(a)]).index).toBe(0);
   });
 
+  it('UNTRUSTED_KEY names the keys the payload is signed by and the keys that were trusted', () => {
+    const c = generateKey();
+    const entries = signPayload(header, manifest, [a, b]);
+    let message = '';
+    try {
+      verifyPayload(header, manifest, entries, [publicKeyOf(c), c]);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    const id = (k: { keyId: Uint8Array }) => Buffer.from(k.keyId).toString('hex');
+    expect(message).toMatch(new RegExp(`signed by keys ${id(a)}, ${id(b)}; the trusted key is ${id(c)}:`));
+    expect(message).not.toContain('\n');
+  });
+
   it('refuses an untrusted key, and a modified message', () => {
     const entries = signPayload(header, manifest, [a]);
     expect(codeOf(() => verifyPayload(header, manifest, entries, [publicKeyOf(b)]))).toBe('UNTRUSTED_KEY');
