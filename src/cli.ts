@@ -53,8 +53,11 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
+  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
+  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
+  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
   .option('--json', 'print the result as JSON')
-  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined }));
+  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined, verbose: program.opts().verbose }));
 
 program
   .command('apply')
@@ -66,8 +69,11 @@ program
   .option('--source <image>', 'for a delta payload: the image it was made from, e.g. the running slot (only read)')
   .option('--check-source', 'hash the whole source before writing anything, so a wrong source leaves the target untouched')
   .option('--resume', 'finish an interrupted apply: keep what the target already holds (checked against the signed hashes), fetch the rest')
+  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
+  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
+  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
   .option('--json', 'print the result as JSON')
-  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, opts));
+  .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, verbose: program.opts().verbose }));
 
 program
   .command('hash')
@@ -96,8 +102,11 @@ program
   .option('--resume', 'finish an interrupted update: keep what the passive slot already holds (checked against the signed hashes), fetch the rest')
   .option('--allow-downgrade', "install a release older than the running slot's")
   .option('--status <file>', 'slot status record (default /var/lib/fastpatch/status.json; DISK.status.json for an image file)')
+  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
+  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
+  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
   .option('--json', 'print the result as JSON')
-  .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, opts));
+  .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, { ...opts, verbose: program.opts().verbose }));
 
 const gpt = program.command('gpt').description('A/B slots on a GPT disk (image file or whole-disk device): create, show, next, set-next, boot, mark-good, rollback, repair');
 /** Options every gpt subcommand takes. */

@@ -1,15 +1,16 @@
 import { disableOptimizingCompiler, applyPayload, escapeText, FastPatchError, openPayload, slotForInstall, type SlotTarget } from '../index.js';
+import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
-export async function run(payload: string, opts: { target?: string; slot?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean }): Promise<void> {
+export async function run(payload: string, opts: { target?: string; slot?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean } & HttpFlags): Promise<void> {
   disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   // --slot: the target is a whole GPT disk; the image goes into that slot's bytes (the first install).
   const slot = opts.slot !== undefined && opts.target !== undefined ? await slotForInstall(opts.target, opts.slot) : undefined;
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
-  const result = await applyPayload(openPayload(payload), {
+  const result = await applyPayload(openPayload(payload, { http: httpOptions(opts) }), {
     trustedKeys,
     resume: opts.resume === true,
     onScanProgress: (bytes, total) => progress.update(bytes, total),

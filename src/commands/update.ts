@@ -1,12 +1,13 @@
 import { disableOptimizingCompiler, RUNNING_HOW, openPayload, updateDisk } from '../index.js';
+import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
-export async function run(payload: string, opts: { disk: string; pubkey: string[]; running?: string; tries?: number; sectorSize?: number; resume?: boolean; allowDowngrade?: boolean; status?: string; json?: boolean }): Promise<void> {
+export async function run(payload: string, opts: { disk: string; pubkey: string[]; running?: string; tries?: number; sectorSize?: number; resume?: boolean; allowDowngrade?: boolean; status?: string; json?: boolean } & HttpFlags): Promise<void> {
   disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(`update ${opts.disk}`);
-  const result = await updateDisk(openPayload(payload), {
+  const result = await updateDisk(openPayload(payload, { http: httpOptions(opts) }), {
     disk: opts.disk,
     trustedKeys,
     resume: opts.resume === true,

@@ -557,11 +557,11 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
         }
         if (failures > limit) {
           if (unreached) {
-            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${attempts} attempts: check the URL and that the server is up`, { cause: err });
+            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${plural(attempts, 'attempt')}: check the URL and that the server is up`, { cause: err });
           }
           throw new FastPatchError(
             'IO',
-            `download ${name}: gave up at byte ${offset} after ${attempts} attempts (${failures} failures in a row): last error: ${reasonOf(error)}`,
+            `download ${name}: gave up at byte ${offset} after ${plural(attempts, 'attempt')} (${plural(failures, 'failure')} in a row): last error: ${reasonOf(error)}`,
             { cause: err },
           );
         }
@@ -596,6 +596,11 @@ export function deadlineError(url: string, deadlineMs: number, offset?: number):
   }
   const at = offset === undefined ? '' : ` (at byte ${offset})`;
   return new FastPatchError('IO', `download ${name}: not finished within the ${formatMs(deadlineMs)} deadline${at}; allow more time (--timeout), or use a faster link`);
+}
+
+/** `1 attempt`, `4 attempts`. */
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** 1500 -> "1.5 s", 60000 -> "60 s". */

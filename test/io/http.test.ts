@@ -11,7 +11,7 @@ import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { applyPayload, httpChunks, isSeekable, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
-import { runCli } from '../helpers/cli.js';
+import { lines, runCli } from '../helpers/cli.js';
 import {
   KiB,
   MiB,
@@ -516,7 +516,7 @@ describe('httpChunks', () => {
     } finally {
       child.kill();
     }
-  });
+    }, 60_000); // a hang guard only: two busy cores make this take seconds
 });
 
 /** A port nothing listens on: one the system just gave out and took back. */
@@ -655,7 +655,7 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
     expect(o.retriesSeen.map((r) => [r.attempt, r.failures, r.limit])).toEqual([[1, 1, 3], [2, 2, 3], [3, 3, 3]]);
     expect(o.retriesSeen[0]!.reason).toMatch(/^connection refused \(/);
     const none = fast({ unreachableRetries: 0 });
-    expect(((await rejectionOf(collect(httpChunks(url, none)))) as Error).message).toMatch(/gave up after 1 attempts/);
+    expect(((await rejectionOf(collect(httpChunks(url, none)))) as Error).message).toMatch(/gave up after 1 attempt: check/);
     expect(none.retriesSeen).toEqual([]);
   });
 
@@ -811,6 +811,61 @@ describe('applying a signed payload over HTTP', () => {
     expect(result.payloadBytes).toBeLessThan(built.payload.length);
   });
 
+  it('the CLI: a closed port ends after 4 attempts; --verbose notes each retry, a pipe without it gets one line', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/release.fpay`;
+    const verbose = await runCli(['apply', url, '--target', at('refused.img'), '--pubkey', at('release.key.pub'), '--verbose']);
+    expect(verbose.code, verbose.stderr).toBe(6);
+    const said = lines(verbose.stderr).filter((l) => l.startsWith('fastpatch:'));
+    expect(said).toEqual([
+      ...[1, 2, 3].map((k) => expect.stringMatching(new RegExp(`^fastpatch: retrying in \\d+\\.\\d s after: connection refused \\(connect ECONNREFUSED [^)]+\\) \\(retry ${k} of 3, at byte 0\\)$`))),
+      expect.stringMatching(new RegExp(`^fastpatch: IO: download ${url}: connection refused \\([^)]+\\); gave up after 4 attempts: check the URL and that the server is up$`)),
+    ]);
+    const quiet = await runCli(['verify', url, '--pubkey', at('release.key.pub')]);
+    expect(quiet.code).toBe(6);
+    expect(lines(quiet.stderr)).toEqual([expect.stringMatching(/^fastpatch: IO: download .*; gave up after 4 attempts: check the URL/)]);
+  }, 60_000);
+
+  it('the CLI prints a retry note on a terminal or with --verbose, never elsewhere, with the reason escaped', async () => {
+    const { httpOptions, retryNote } = await import('../../dist/src/commands/http-options.js');
+    const written: string[] = [];
+    const stream = (isTTY: boolean) => ({ isTTY, write: (t: string) => void written.push(t) }) as unknown as NodeJS.WriteStream;
+    const info: HttpRetryInfo = { attempt: 3, failures: 3, limit: 10, offset: 0, delayMs: 2000, error: new Error('x'), reason: 'HTTP 503 \x1b[2Jgone\nfastpatch: fake' };
+    expect(httpOptions({}, stream(false)).onRetry).toBeUndefined();
+    httpOptions({ verbose: true }, stream(false)).onRetry!(info);
+    httpOptions({}, stream(true)).onRetry!(info);
+    const note = 'fastpatch: retrying in 2.0 s after: HTTP 503 \\x1b[2Jgone\\nfastpatch: fake (retry 3 of 10, at byte 0)';
+    expect(retryNote(info)).toBe(note);
+    // On a terminal the note first clears the progress line.
+    expect(written).toEqual([`${note}\n`, `\r\x1b[K${note}\n`]);
+    expect(httpOptions({ retries: 2, timeout: 30, minRate: 0 }, stream(false))).toEqual({ retries: 2, deadlineMs: 30_000, minRateBytesPerSec: 0 });
+  });
+
+  it('the CLI: --retries, --timeout and --min-rate reach the download; bad values are usage errors (exit 2)', async () => {
+    const dropping = await startServer((_req, res) => void res.socket?.destroy());
+    const pub = at('release.key.pub');
+    const once = await runCli(['verify', dropping.url(), '--pubkey', pub, '--retries', '1']);
+    expect(once.code).toBe(6);
+    expect(once.stderr).toMatch(/gave up at byte 0 after 2 attempts \(2 failures in a row\)/);
+    expect(dropping.seen).toHaveLength(2);
+    expect((await runCli(['gpt', 'create', at('disk.img'), '--size', '64M'])).code).toBe(0);
+    const none = await runCli(['update', dropping.url('/u'), '--disk', at('disk.img'), '--pubkey', pub, '--allow-downgrade', '--retries', '0']);
+    expect(none.code, none.stderr).toBe(6);
+    expect(none.stderr).toMatch(/gave up at byte 0 after 1 attempt \(1 failure in a row\)/);
+    expect(dropping.seen).toHaveLength(3);
+
+    const stalled = await payloadServer(built.payload, () => ({ etag: '"p1"', cut: { after: 100, how: 'stall' } }));
+    const late = await runCli(['apply', stalled.url(), '--target', at('late.img'), '--pubkey', pub, '--timeout', '1', '--min-rate', '0']);
+    expect(late.code).toBe(6);
+    expect(late.stderr).toMatch(/^fastpatch: IO: download .*: not finished within the 1 s deadline; allow more time \(--timeout\)/);
+    expect(stalled.seen).toHaveLength(1);
+
+    for (const bad of [['--timeout', '0'], ['--timeout', '1.5'], ['--retries', '-1'], ['--retries', 'ten'], ['--min-rate', '1K']]) {
+      const run = await runCli(['verify', stalled.url(), '--pubkey', pub, ...bad]);
+      expect(run.code, `${bad.join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(new RegExp(`^fastpatch: USAGE: .*${bad[0]}`));
+    }
+  }, 60_000);
+
   it('the CLI: `fastpatch apply URL --target` with drops; a 404 is one IO line and exit 6', async () => {
     const step = Math.floor(built.payload.length / 4);
     const server = await payloadServer(built.payload, dropPlan(step, 3));
@@ -823,5 +878,5 @@ describe('applying a signed payload over HTTP', () => {
     const missing = await runCli(['verify', gone.url('/missing.fpay'), '--pubkey', at('release.key.pub')]);
     expect(missing.code).toBe(6);
     expect(missing.stderr).toBe(`fastpatch: IO: download ${gone.url('/missing.fpay')}: HTTP 404 Not Found; check the URL\n`);
-  });
+    }, 60_000);
 });
