@@ -8,7 +8,7 @@ import { extentBytes, type Extent, type Operation } from '../format/manifest.js'
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { imageRange, imageSize, openImageForRead, overlaps, openTarget, readExtents, writeFully, type OpenImage } from '../io/device.js';
+import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, imageSize, openExistingTarget, openImageForRead, readExtents, removeCreatedTarget, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
@@ -152,6 +152,11 @@ export class PayloadApplier {
   private source: OpenImage | undefined;
   /** A target created by this applier starts all zero, so ZERO operations need not write. */
   private targetIsFresh = false;
+  /** The target path when this applier created the file: removed by close() if nothing was written to it. */
+  private createdPath: string | undefined;
+  /** True once any byte was written to the target; and once finish() succeeded. */
+  private wroteAny = false;
+  private finished = false;
   private readonly inflight: Promise<void>[] = [];
   /** Bytes each operation in `inflight` holds (data, source and output), and their sum. */
   private readonly inflightSizes: number[] = [];
@@ -221,6 +226,7 @@ export class PayloadApplier {
     if (!equal(imageHash, m.targetHash)) {
       throw new FastPatchError('HASH_MISMATCH', `finished image does not match the signed image hash (${hex(imageHash)} != ${hex(m.targetHash)})`);
     }
+    this.finished = true;
     return {
       version: m.version,
       targetSize: m.targetSize,
@@ -271,6 +277,8 @@ export class PayloadApplier {
     await this.pool.close();
     const target = this.target;
     this.target = undefined;
+    // A refused apply leaves no new empty file behind; one with bytes written stays, for --resume.
+    if (target && this.createdPath !== undefined && !this.finished && !this.wroteAny) await removeCreatedTarget(this.createdPath, target);
     await target?.handle.close();
     const source = this.source;
     this.source = undefined;
@@ -285,23 +293,32 @@ export class PayloadApplier {
     this.head = head; // signature already verified by the reader's authenticator
     const size = head.manifest.targetSize;
     checkReleases(head.manifest, this.options);
-    // Before anything whose cost grows with the declared size (source hash, target scan, hashing
-    // zero runs, creating a file): the size must fit something real.
-    await checkDeclaredSize(size, this.options);
+    // The source is opened and an existing target checked against it first: a target that is the
+    // source is refused as such (USAGE), not as too small for the image. The source's checks cost
+    // at most its real size, never the declared one.
     if (head.manifest.sourceSize > 0) await this.openSource(head);
-    if (this.options.target === undefined) return;
     const range = this.options.targetRange;
-    const opened = await openTarget(this.options.target, size, range);
+    const existing = this.options.target === undefined ? undefined : await openExistingTarget(this.options.target, range);
+    if (existing) this.target = existing;
+    const existingRange = existing && range ? imageRange(existing, range.offset, range.length) : existing;
+    // The bytes read and the bytes written must not meet, whatever names lead to them.
+    if (this.source && existingRange) await checkDisjoint(this.source, head.manifest.sourceSize, existingRange, size);
+    // Before anything whose cost grows with the declared size (target scan, hashing zero runs,
+    // creating a file): the size must fit something real.
+    await checkDeclaredSize(size, this.options);
+    if (this.options.target === undefined) return;
+    // Everything that can refuse the target is checked before a missing one is created, so that a
+    // refused apply leaves no new file behind (and close() removes one nothing was written to).
+    const opened = existing ?? (await createTarget(this.options.target, size));
     this.target = opened;
+    if (!existing) this.createdPath = this.options.target;
     const target = range ? imageRange(opened, range.offset, range.length) : opened;
     this.target = target;
     this.targetIsFresh = target.created;
-    if (this.source && overlaps(this.source, target)) {
-      throw new FastPatchError('USAGE', `target ${target.path} is the source image: a delta is applied to the other slot`);
-    }
     if (target.size < size) {
       throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
     }
+    if (existing) await checkOtherNamesFree(target, size);
     if (this.options.resume && !target.created) {
       const onScan = this.options.onScanProgress;
       this.done = (await scanTarget(this.core, target, head.manifest, onScan && ((bytes) => onScan(bytes, size)))).done;
@@ -316,7 +333,7 @@ export class PayloadApplier {
     if (this.options.source === undefined) {
       throw new FastPatchError('USAGE', `this is a delta payload made from a ${m.sourceSize}-byte source image: give the image it applies to (--source)`);
     }
-    const opened = await openImageForRead(this.options.source);
+    const opened = await openImageForRead(this.options.source, 'source image', 'give the image the delta was made from (--source)');
     this.source = opened;
     const range = this.options.sourceRange;
     const source = range ? imageRange(opened, range.offset, range.length) : opened;
@@ -466,8 +483,10 @@ export class PayloadApplier {
       const start = e.startBlock * BLOCK_SIZE;
       const bytes = extentBytes([e], size);
       if (output) {
+        this.wroteAny = true;
         await writeFully(target, output.subarray(from, from + bytes), start);
       } else if (!this.targetIsFresh) {
+        this.wroteAny = true;
         for (let done = 0; done < bytes; done += ZERO_CHUNK.length) {
           await writeFully(target, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, bytes - done)), start + done);
         }

@@ -1,7 +1,10 @@
 import { constants, promises as fsp, type Stats } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
+import { bytesInUse, describeRange, majorMinorOf, physicalRanges, sharedBytes } from './identity.js';
 import { rangeUsers } from './mounts.js';
+import { createExclusive } from './safe-files.js';
 
 /** An open image: a regular file or a block device, with its size in bytes. */
 export interface OpenImage {
@@ -11,19 +14,18 @@ export interface OpenImage {
   isBlockDevice: boolean;
   /** True when openTarget created the file: it reads as zeros everywhere. */
   created: boolean;
-  /** Equal for two opens of the same file or device, whatever path led there. */
+  /**
+   * Equal for two opens of the same file or device, whatever path led there. Not for deciding whether
+   * two images share bytes (a loop device and its file differ here): see checkDisjoint.
+   */
   identity: string;
   /**
    * Where the image starts inside the file or device (a partition's byte range inside a whole
    * disk); reads and writes add it. 0 when absent. `size` is then the range's length.
    */
   offset?: number;
-}
-
-/** True if two open images share bytes: the same file or device, with overlapping ranges. */
-export function overlaps(a: OpenImage, b: OpenImage): boolean {
-  const aStart = a.offset ?? 0, bStart = b.offset ?? 0;
-  return a.identity === b.identity && aStart < bStart + Math.max(b.size, 1) && bStart < aStart + Math.max(a.size, 1);
+  /** True when the target is a whole block device this process holds with O_EXCL. */
+  exclusive?: boolean;
 }
 
 /**
@@ -42,13 +44,8 @@ function identityOf(stats: Stats): string {
   return stats.isBlockDevice() ? `block ${majorMinor(stats.rdev)}` : `file ${stats.dev}:${stats.ino}`;
 }
 
-// Linux dev_t layout (glibc's gnu_dev_major/minor).
-export function majorMinor(rdev: number): string {
-  const dev = BigInt(rdev);
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return `${major}:${minor}`;
-}
+/** MAJ:MIN of a device number (stats.rdev), as sysfs and /proc name it. */
+export const majorMinor = majorMinorOf;
 
 /**
  * Size in bytes of what `stats` describes. stat() reports 0 for block devices, so their size is
@@ -67,16 +64,26 @@ export async function imageSize(stats: Stats, path: string): Promise<number> {
   }
 }
 
-/** Opens an image read-only. Throws FastPatchError('IO'). */
-export async function openImageForRead(path: string): Promise<OpenImage> {
+/**
+ * Opens an image read-only. `what` names it in errors ("source image"); a missing path says so in
+ * words, with `missingHint` (what to give instead) after it. A FIFO, socket or character device is
+ * refused before it is opened (opening a FIFO would wait for a writer). Throws FastPatchError('IO').
+ */
+export async function openImageForRead(path: string, what = 'image', missingHint = ''): Promise<OpenImage> {
+  const before = await fsp.stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new FastPatchError('IO', `${what} ${path} does not exist${missingHint ? `: ${missingHint}` : ''}`, { cause: err });
+    throw ioError(`open ${what} ${path}`, err);
+  });
+  if (!before.isFile() && !before.isBlockDevice()) throw new FastPatchError('IO', `${what} ${path} is neither a regular file nor a block device`);
   let handle: fsp.FileHandle;
   try {
     handle = await fsp.open(path, constants.O_RDONLY);
   } catch (err) {
-    throw ioError(`open ${path}`, err);
+    throw ioError(`open ${what} ${path}`, err);
   }
   try {
     const stats = await handle.stat();
+    if (stats.dev !== before.dev || stats.ino !== before.ino) throw new FastPatchError('IO', `${what} ${path} was replaced while being opened; try again`);
     return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created: false, identity: identityOf(stats) };
   } catch (err) {
     await handle.close();
@@ -84,28 +91,67 @@ export async function openImageForRead(path: string): Promise<OpenImage> {
   }
 }
 
+/** Folders where no target file is ever created: device nodes, kernel views, runtime state in RAM. */
+const NO_NEW_FILES = ['/dev', '/proc', '/sys', '/run'];
+/** Folders where nothing is a target unless it is a block device. */
+const DEVICES_ONLY = ['/dev', '/proc', '/sys'];
+
+function isUnder(path: string, roots: readonly string[]): boolean {
+  return roots.some((root) => path === root || path.startsWith(`${root}/`));
+}
+
+/** Where a target path leads: the real folder it is in, and whether that is a device folder. */
+async function targetPlace(path: string): Promise<{ folder: string; full: string; devicesOnly: boolean }> {
+  const folder = await realpath(dirname(resolve(path))).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new FastPatchError('IO', `target ${path}: folder ${dirname(path)} does not exist; create it first or check the path`, { cause: err });
+    throw ioError(`target ${path}: folder ${dirname(path)}`, err);
+  });
+  const full = join(folder, basename(path));
+  return { folder, full, devicesOnly: isUnder(folder, DEVICES_ONLY) || isUnder(full, DEVICES_ONLY) };
+}
+
 /**
- * Opens a target for writing without truncating it: an existing file or block device keeps its
- * bytes until an operation overwrites them. A missing path is created as an empty regular file of
- * `createSize` bytes. Throws FastPatchError('IO').
+ * Opens an existing target for writing, without truncating it; undefined when the path does not
+ * exist and a new file may be created there (createTarget). The rules (README, "Targets"):
+ * - under /dev (after resolving the folder's symlinks) a target must be an existing block device,
+ *   reached through symlinks if need be (udev's /dev/disk/by-*); nothing is ever created there, nor
+ *   under /proc, /sys or /run;
+ * - anywhere else the last component is never followed if it is a symlink (another user could
+ *   have planted it in a shared folder to point at a file of root's): give the real path;
+ * - a target is a regular file or a block device; a whole block device must not be in use (O_EXCL),
+ *   and in a byte range of one (`range`) no partition overlapping the range may be in use.
+ * Throws FastPatchError('USAGE') for a path that cannot be a target, ('IO') for the rest.
  */
-export async function openTarget(path: string, createSize: number, range?: { offset: number; length: number }): Promise<OpenImage> {
+export async function openExistingTarget(path: string, range?: { offset: number; length: number }): Promise<OpenImage | undefined> {
+  const place = await targetPlace(path);
   let handle: fsp.FileHandle;
-  let created = false;
   try {
-    handle = await fsp.open(path, constants.O_RDWR);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`open target ${path}`, err);
-    try {
-      handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
-      created = true;
-    } catch (err2) {
-      throw ioError(`create target ${path}`, err2);
+    if (place.devicesOnly) {
+      const stats = await fsp.stat(path).catch(() => undefined);
+      if (!stats) throw new FastPatchError('USAGE', `target ${path} does not exist: a target under /dev must be an existing block device (nothing is created there); check the name with lsblk`);
+      if (!stats.isBlockDevice()) throw new FastPatchError('USAGE', `target ${path} is not a block device: under /dev only a block device can be a target`);
+      handle = await fsp.open(path, constants.O_RDWR);
+    } else {
+      const link = await fsp.lstat(place.full).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw ioError(`target ${path}`, err);
+      });
+      if (!link) {
+        if (isUnder(place.full, NO_NEW_FILES)) throw new FastPatchError('USAGE', `target ${path} does not exist, and no image file is created under ${NO_NEW_FILES.join(', ')}; give an existing device or a file elsewhere`);
+        return undefined;
+      }
+      if (link.isSymbolicLink()) throw new FastPatchError('USAGE', `target ${path} is a symbolic link: give the path it points to (links are not followed outside /dev, where another user could plant one)`);
+      if (!link.isFile() && !link.isBlockDevice()) throw new FastPatchError('IO', `target ${path} is ${link.isDirectory() ? 'a folder' : 'neither a regular file nor a block device'}; give an image file or a block device`);
+      handle = await fsp.open(place.full, constants.O_RDWR | constants.O_NOFOLLOW);
     }
+  } catch (err) {
+    if (err instanceof FastPatchError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new FastPatchError('USAGE', `target ${path} became a symbolic link while being opened; refusing to follow it`, { cause: err });
+    throw ioError(`open target ${path}`, err);
   }
   try {
-    if (created) await handle.truncate(createSize);
     let stats = await handle.stat();
+    if (!stats.isFile() && !stats.isBlockDevice()) throw new FastPatchError('IO', `target ${path} is neither a regular file nor a block device`);
     if (stats.isBlockDevice() && range) {
       // A slot inside a whole disk: another partition (the running system) may be mounted, so
       // O_EXCL cannot be used; nothing may use the partitions the range overlaps.
@@ -117,14 +163,99 @@ export async function openTarget(path: string, createSize: number, range?: { off
       const exclusive = await fsp.open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {
         throw err.code === 'EBUSY' ? new FastPatchError('IO', `target ${path} is in use (mounted?); refusing to write to it`) : ioError(`open target ${path}`, err);
       });
+      const again = await exclusive.stat();
       await handle.close();
       handle = exclusive;
-      stats = await handle.stat();
+      if (!again.isBlockDevice() || again.rdev !== stats.rdev) throw new FastPatchError('IO', `target ${path} changed while being opened; try again`);
+      stats = again;
     }
-    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created, identity: identityOf(stats) };
+    return { handle, path, size: await imageSize(stats, path), isBlockDevice: stats.isBlockDevice(), created: false, identity: identityOf(stats), exclusive: stats.isBlockDevice() && !range };
   } catch (err) {
     await handle.close();
     throw err instanceof FastPatchError ? err : ioError(`target ${path}`, err);
+  }
+}
+
+/**
+ * Creates a missing target as a new regular file of `size` bytes (sparse: it reads as zeros),
+ * exclusively: never through a symlink, never over a file that appeared meanwhile. Call only when
+ * openExistingTarget returned undefined. Throws FastPatchError('IO').
+ */
+export async function createTarget(path: string, size: number): Promise<OpenImage> {
+  const place = await targetPlace(path);
+  if (isUnder(place.full, NO_NEW_FILES)) throw new FastPatchError('USAGE', `target ${path}: no image file is created under ${NO_NEW_FILES.join(', ')}`);
+  let handle: fsp.FileHandle;
+  try {
+    handle = await createExclusive(place.full, 0o644);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ELOOP') throw new FastPatchError('IO', `target ${path} appeared while FastPatch was about to create it; check what it is and run again`, { cause: err });
+    throw ioError(`create target ${path}`, err);
+  }
+  try {
+    await handle.truncate(size);
+    const stats = await handle.stat();
+    return { handle, path, size: stats.size, isBlockDevice: false, created: true, identity: identityOf(stats) };
+  } catch (err) {
+    await handle.close();
+    await removeCreatedTarget(place.full, undefined);
+    throw ioError(`create target ${path}`, err);
+  }
+}
+
+/**
+ * Removes a target file this run created, if `path` still names it (same dev:ino as `image`'s
+ * handle, or unconditionally when `image` is undefined and the caller just created it). Never throws.
+ */
+export async function removeCreatedTarget(path: string, image: OpenImage | undefined): Promise<void> {
+  try {
+    if (image) {
+      const [mine, now] = await Promise.all([image.handle.stat(), fsp.lstat(path)]);
+      if (mine.dev !== now.dev || mine.ino !== now.ino) return;
+    }
+    await fsp.unlink(path);
+  } catch {
+    // Already gone, or no longer ours: leave it.
+  }
+}
+
+/**
+ * Opens a target for writing without truncating it (openExistingTarget), or creates a missing one
+ * as an empty regular file of `createSize` bytes (createTarget). Throws FastPatchError.
+ */
+export async function openTarget(path: string, createSize: number, range?: { offset: number; length: number }): Promise<OpenImage> {
+  return (await openExistingTarget(path, range)) ?? createTarget(path, createSize);
+}
+
+/**
+ * Refuses to write bytes [0, length) of `target` while another name of them is in use: a loop
+ * device over the target file (at any offset, whatever its size limit), a partition or loop device
+ * over the target device, mounted, held or claimed (identity.ts, bytesInUse). Throws
+ * FastPatchError('IO') naming each user.
+ */
+export async function checkOtherNamesFree(target: OpenImage, length: number): Promise<void> {
+  const stats = await target.handle.stat();
+  const ranges = await physicalRanges(stats, target.path, target.offset ?? 0, Math.min(length, target.size));
+  const own = stats.isBlockDevice() ? [majorMinor(stats.rdev)] : [];
+  const users = await bytesInUse(ranges, own, target.exclusive === true);
+  if (users.length > 0) {
+    throw new FastPatchError('IO', `target ${target.path}: the bytes it would write are in use under another name: ${users.join('; ')}; refusing to write them (unmount it, or detach the loop device)`);
+  }
+}
+
+/**
+ * Refuses a source and target that share bytes, whatever names lead to them (identity.ts): the
+ * same file or device, a loop device and its backing file, a partition and its disk, two loop
+ * devices over one file with overlapping windows. Disjoint ranges of one file are fine. Throws
+ * FastPatchError('USAGE') naming both paths and the shared range.
+ */
+export async function checkDisjoint(source: OpenImage, sourceLength: number, target: OpenImage, targetLength: number): Promise<void> {
+  const [s, t] = await Promise.all([source.handle.stat(), target.handle.stat()]);
+  const read = await physicalRanges(s, source.path, source.offset ?? 0, Math.max(1, Math.min(sourceLength, source.size)));
+  const written = await physicalRanges(t, target.path, target.offset ?? 0, Math.max(1, Math.min(targetLength, target.size)));
+  const shared = sharedBytes(read, written);
+  if (shared) {
+    throw new FastPatchError('USAGE', `target ${target.path} is the source image ${source.path}: both reach ${describeRange(shared)}; a delta is applied to the other slot`);
   }
 }
 
