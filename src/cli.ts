@@ -4,14 +4,28 @@
  * command from ./commands, and turns errors into one line on stderr and the exit code of their
  * class (README.md, "Exit codes"). The only place that prints or exits.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Help, Option } from 'commander';
 import { EXIT, FastPatchError } from './errors.js';
+import { escapeText } from './text.js';
+
+/** Handled in main() before commander runs: `generate --version 1.2.0` is an option of its own. */
+const VERSION_OPTION = new Option('-V, --version', 'print the version of fastpatch');
 
 const program = new Command('fastpatch')
   .description('Signed OS image payloads: generate, inspect, verify and apply them onto block devices.')
   .option('--verbose', 'print stack traces with errors')
   // Argument errors follow the same one-line form as every other error (README, "Exit codes").
-  .configureOutput({ outputError: (text, write) => write(`fastpatch: USAGE: ${text.replace(/^error: /, '').split('\n')[0]} (see --help)\n`) })
+  .configureOutput({ outputError: (text, write) => write(`fastpatch: USAGE: ${usageLine(text)} (see --help)\n`) })
+  // Inherited by every command defined below: required options say so; the top level lists --version.
+  .configureHelp({
+    optionDescription(option) {
+      return `${Help.prototype.optionDescription.call(this as Help, option)}${option.mandatory ? ' (required)' : ''}`;
+    },
+    visibleOptions(cmd) {
+      return [...(cmd.parent ? [] : [VERSION_OPTION]), ...Help.prototype.visibleOptions.call(this as Help, cmd)];
+    },
+  })
   .exitOverride();
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -79,7 +93,7 @@ program
   .command('hash')
   .description('print the block-list hash of an image, as a manifest records it')
   .argument('<image>', 'image file or block device')
-  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes').argParser((v) => parseInteger(v, '--size')))
+  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes: bytes, or with K, M or G').argParser(parseSize))
   .option('--json', 'print the result as JSON')
   .action(async (image, opts) => (await import('./commands/hash.js')).run(image, opts));
 
@@ -153,6 +167,146 @@ gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update)
   .option('--dry-run', 'say what would boot, write nothing')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
+// Kept in one table rather than in each command's block so that a new command without an example
+// shows up in test/cli/newcomer.test.ts (which reads every command's --help) instead of in review.
+const EXAMPLES: Record<string, string[]> = {
+  fastpatch: [
+    '# make a key, package an image, check it, write it',
+    'fastpatch keygen --out release.key',
+    'fastpatch generate --target os.img --key release.key --version 1.0.0 -o os-1.0.0.fpay',
+    'fastpatch inspect os-1.0.0.fpay --pubkey release.key.pub',
+    'fastpatch apply os-1.0.0.fpay --target slot.img --pubkey release.key.pub',
+    '# on a device: write the passive A/B slot and boot it next, once',
+    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
+    '# every command has its own examples',
+    'fastpatch apply --help',
+  ],
+  keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
+  generate: [
+    '# a full payload',
+    'fastpatch generate --target os-1.1.0.img --key release.key --version 1.1.0 -o os-1.1.0.fpay',
+    '# a delta from the release devices run now',
+    'fastpatch generate --target os-1.1.0.img --source os-1.0.0.img --source-version 1.0.0 --key release.key --version 1.1.0 -o os-1.0.0-to-1.1.0.fpay',
+  ],
+  inspect: [
+    'fastpatch inspect os-1.1.0.fpay',
+    '# also check the signature',
+    'fastpatch inspect os-1.1.0.fpay --pubkey release.key.pub --json',
+  ],
+  verify: [
+    'fastpatch verify os-1.1.0.fpay --pubkey release.key.pub',
+    'fastpatch verify os-1.0.0-to-1.1.0.fpay --source os-1.0.0.img --pubkey release.key.pub',
+  ],
+  apply: [
+    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub',
+    'fastpatch apply https://example.com/os-1.1.0.fpay --target /dev/loop0 --pubkey release.key.pub',
+    '# a delta, reading the running slot',
+    'fastpatch apply os-1.0.0-to-1.1.0.fpay --source /dev/sda3 --target /dev/sda4 --pubkey release.key.pub',
+    '# the first release into USR-A of a new disk (made by `fastpatch gpt create`)',
+    'fastpatch apply os-1.0.0.fpay --target disk.img --slot USR-A --pubkey release.key.pub',
+    '# after an interruption (Ctrl-C, a lost connection): keep what was written',
+    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub --resume',
+  ],
+  hash: ['fastpatch hash os-1.1.0.img', 'fastpatch hash /dev/sda4 --size 512M      # the first 512 MiB, as a manifest of that size records it'],
+  demo: ['fastpatch demo', 'fastpatch demo --keep --json'],
+  update: [
+    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
+    '# a disk image file, then see which slot boots next',
+    'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub',
+    'fastpatch gpt show disk.img',
+  ],
+  gpt: ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt show disk.img', 'fastpatch gpt create --help'],
+  'gpt create': ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt create disk.img --size 2G --force   # replace an existing file'],
+  'gpt repair': ['fastpatch gpt repair /dev/sda', 'fastpatch gpt repair disk.img --move-backup   # after copying an image onto a larger disk'],
+  'gpt show': ['fastpatch gpt show /dev/sda', 'fastpatch gpt show disk.img --json'],
+  'gpt set-next': ['fastpatch gpt set-next disk.img --slot USR-B', 'fastpatch gpt set-next /dev/sda --slot USR-B --running USR-A --tries 3'],
+  'gpt mark-good': ['fastpatch gpt mark-good /dev/sda                # on the device, after a successful boot: marks the running slot', 'fastpatch gpt mark-good disk.img --slot USR-B'],
+  'gpt rollback': ['fastpatch gpt rollback /dev/sda                  # the slot not running boots next', 'fastpatch gpt rollback disk.img --running USR-B'],
+  'gpt next': ['fastpatch gpt next disk.img', 'fastpatch gpt next disk.img --model vboot --type chromeos-kernel'],
+  'gpt boot': ['fastpatch gpt boot disk.img                       # GRUB boots the slot on trial, using one of its tries', 'fastpatch gpt boot disk.img --dry-run'],
+  'gpt boot-next': ['fastpatch gpt boot disk.img   # boot-next is the old name of gpt boot'],
+};
+
+/** A command and every command under it, depth first. */
+function commandTree(cmd: Command): Command[] {
+  return [cmd, ...cmd.commands.flatMap(commandTree)];
+}
+
+/** `gpt show` for the show subcommand of gpt; `fastpatch` for the program. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ') || cmd.name();
+}
+
+for (const cmd of commandTree(program)) {
+  const lines = EXAMPLES[commandPath(cmd)];
+  if (lines) cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
+  // Before a subcommand parses: remember which command runs (for an interruption) and catch
+  // a positional argument where an option was meant.
+  if (cmd.commands.length > 0) {
+    cmd.hook('preSubcommand', (parent, sub) => {
+      running ??= sub.name();
+      checkExcessArguments(parent, sub);
+    });
+  }
+}
+
+/**
+ * `apply IMG TARGET` or `update P DISK`: commander would say only that --target (or --disk) is
+ * missing, or that there are too many arguments. Say both, and name the option most likely meant
+ * (the first required one not given). An unknown option is reported here too, with commander's
+ * suggestion, before commander's own check for missing required options hides it. --help wins.
+ */
+function checkExcessArguments(parent: Command, sub: Command): void {
+  if (sub.commands.length > 0) return;
+  const declared = sub.registeredArguments;
+  if (declared.at(-1)?.variadic) return;
+  const args = parent.args.slice(1);
+  const operands: string[] = [];
+  const given = new Set<Option>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      operands.push(...args.slice(i + 1));
+      break;
+    }
+    if (a.length < 2 || !a.startsWith('-')) {
+      operands.push(a);
+      continue;
+    }
+    if (a === '-h' || a === '--help') return;
+    const long = a.startsWith('--');
+    const flag = long ? a.split('=')[0]! : a.slice(0, 2);
+    const option = sub.options.find((o) => o.long === flag || o.short === flag);
+    // commander checks required options before unknown ones, so `--taget x` would only hear that
+    // --target is missing: report the typo first, with commander's own "did you mean".
+    if (!option) return unknownOption(sub, flag);
+    given.add(option);
+    const attached = long ? a.includes('=') : a.length > 2;
+    if ((option.required || option.optional) && !attached) i++;
+  }
+  if (operands.length <= declared.length) return;
+  const extra = operands[declared.length]!;
+  const takes = declared.length === 0 ? 'no arguments' : declared.map((d) => (d.required ? `<${d.name()}>` : `[${d.name()}]`)).join(' ');
+  const meant = sub.options.find((o) => o.mandatory && o.required && !given.has(o));
+  sub.error(`too many arguments for '${commandPath(sub)}' (it takes ${takes}, got '${extra}' too)${meant ? `: did you mean ${meant.long} ${extra}?` : ''}`, { code: 'commander.excessArguments' });
+}
+
+/** commander's error for an unknown option, with its suggestion (an untyped method of commander 14). */
+function unknownOption(cmd: Command, flag: string): never {
+  const withSuggestion = cmd as unknown as { unknownOption?: (flag: string) => never };
+  if (typeof withSuggestion.unknownOption === 'function') withSuggestion.unknownOption(flag);
+  return cmd.error(`unknown option '${flag}'`, { code: 'commander.unknownOption' });
+}
+
+/** commander's error text (`error: MESSAGE`, maybe a `(Did you mean X?)` line) as one escaped line. */
+function usageLine(text: string): string {
+  const [first = '', ...rest] = text.replace(/^error: /, '').trimEnd().split('\n');
+  const suggestion = rest.map((l) => l.trim()).find((l) => l.startsWith('(Did you mean'));
+  return escapeText(suggestion ? `${first} ${suggestion.replace('(Did', '(did')}` : first);
+}
+
 function parseSize(value: string): number {
   const m = /^(\d+)([KMG]?)$/i.exec(value);
   const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
@@ -173,12 +327,58 @@ function parseInteger(value: string, name: string): number {
   return n;
 }
 
+/** The top-level command that runs (`apply`, `gpt`...), set as commander dispatches to it. */
+let running: string | undefined;
+
+/** Exit codes of an interruption, as a shell reports a process killed by the signal: 128 + its number. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+/** Commands that can finish an interrupted run with --resume. */
+const RESUMABLE = new Set(['apply', 'update']);
+
+/**
+ * Ctrl-C or SIGTERM: one line instead of silence and a half-drawn progress line. The process exits
+ * at once; writes already handed to the kernel reach the file or device as with any exit, and a
+ * resumed apply or update checks what the target holds against the signed hashes, so an
+ * interruption at any point is finished by --resume.
+ */
+function interrupted(signal: keyof typeof SIGNAL_EXIT): void {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  const command = running ?? 'fastpatch';
+  const next = RESUMABLE.has(command)
+    ? `; run the same command again with --resume to finish it (what is already written is checked, not fetched again)`
+    : '';
+  process.stderr.write(`fastpatch: INTERRUPTED: ${command} stopped by ${signal}${next}\n`);
+  process.exit(SIGNAL_EXIT[signal]);
+}
+
+/** The version in the package.json of this install (dist/src/cli.js reads ../../package.json). */
+function packageVersion(): string {
+  for (const path of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'fastpatch' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not this one
+    }
+  }
+  return 'unknown';
+}
+
 async function main(): Promise<void> {
   // A reader that stops early (`fastpatch inspect p | head -1`) is not an error worth a trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') process.stderr.write(`fastpatch: IO: write standard output: ${err.message}\n`);
+    if (err.code !== 'EPIPE') process.stderr.write(`fastpatch: IO: write standard output: ${escapeText(err.message)}\n`);
     process.exit(err.code === 'EPIPE' ? (process.exitCode ?? EXIT.OK) : EXIT.IO);
   });
+  // `fastpatch --version` (only before a command: `generate --version 1.2.0` names a release).
+  const args = process.argv.slice(2);
+  const first = args.findIndex((a) => !a.startsWith('-'));
+  if ((first < 0 ? args : args.slice(0, first)).some((a) => a === '--version' || a === '-V')) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return;
+  }
+  process.on('SIGINT', () => interrupted('SIGINT'));
+  process.on('SIGTERM', () => interrupted('SIGTERM'));
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
@@ -198,8 +398,10 @@ function report(err: unknown): number {
   // a RangeError from an allocation included, is a bug.
   const code = err instanceof FastPatchError ? err.exitCode : EXIT.INTERNAL;
   const tag = err instanceof FastPatchError ? err.code : 'INTERNAL';
-  process.stderr.write(`fastpatch: ${tag}: ${message.split('\n')[0]}\n`);
-  if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  // The message may carry names from a payload, a disk or a server: escaped, it is one line.
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // a progress line left by the failed command
+  process.stderr.write(`fastpatch: ${tag}: ${escapeText(message)}\n`);
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack.split('\n').map(escapeText).join('\n')}\n`);
   return code;
 }
 

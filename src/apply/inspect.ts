@@ -14,8 +14,12 @@ export interface PayloadInfo {
   targetHash: string;
   /** null for a full payload. */
   source: { size: number; hash: string; version: string | null } | null;
+  /**
+   * Key ids the payload claims to be signed by, as read: NOT verified (anyone can write any key
+   * id). Only verifiedBy says a signature was checked.
+   */
   signatures: { keyId: string }[];
-  /** Key id whose signature verified, when trusted keys were given. */
+  /** Key id whose signature verified, when trusted keys were given; null when nothing was checked. */
   verifiedBy: string | null;
   sizes: { header: number; manifest: number; signatures: number; data: number; total: number };
   operations: { total: number; byType: Record<string, OperationStats> };

@@ -138,7 +138,7 @@ describe('generate, inspect, verify, apply, hash', () => {
     expect(run.stdout).toContain('payload format v1, release 1.4.0, full');
     expect(run.stdout).toContain(`target: `);
     expect(run.stdout).toContain(`(${image.length} bytes), 4096-byte blocks, hash ${generated.targetHash}`);
-    expect(run.stdout).toContain(`signed by: ${keyId}\n`);
+    expect(run.stdout).toContain(`signed by: key ${keyId} (NOT verified: give --pubkey KEY.pub to check the signature)\n`);
     expect(run.stdout).toContain(`operations: ${opCount()}\n`);
     for (const [type, s] of Object.entries(generated.operations)) expect(run.stdout).toMatch(new RegExp(`^  ${type} +${s.count} ops`, 'm'));
   });
@@ -210,19 +210,20 @@ describe('generate, inspect, verify, apply, hash', () => {
     expect(JSON.parse(ok(await runCli(['hash', at('image.img'), '--json'])).stdout)).toEqual({ image: at('image.img'), size: image.length, hash: generated.targetHash });
     const part = JSON.parse(ok(await runCli(['hash', at('image.img'), '--size', '10000', '--json'])).stdout);
     expect(part).toEqual({ image: at('image.img'), size: 10000, hash: blockListHashRef(image.subarray(0, 10000)) });
-    expect(ok(await runCli(['hash', at('image.img')])).stdout).toBe(`${generated.targetHash}  ${at('image.img')} (${image.length} bytes)\n`);
+    expect(ok(await runCli(['hash', at('image.img')])).stdout).toBe(`blocklist-sha256:${generated.targetHash}  ${at('image.img')} (${image.length} bytes; the hash a manifest records, not the file's SHA-256)\n`);
   });
 });
 
 describe('--help', () => {
-  it.each([[[]], [['keygen']], [['generate']], [['inspect']], [['verify']], [['apply']], [['hash']], [['demo']]] as [string[]][])(
+  it.each([[[]], [['keygen']], [['generate']], [['inspect']], [['verify']], [['apply']], [['hash']], [['demo']], [['update']], [['gpt']], [['gpt', 'show']]] as [string[]][])(
     'fastpatch %j --help: exit 0, prints Usage',
     async (command) => {
       const run = await runCli([...command, '--help']);
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/^Usage: fastpatch/);
       expect(run.stderr).toBe('');
-      if (command.length > 0) expect(run.stdout).toContain(command[0]!);
+      if (command.length > 0) expect(run.stdout).toContain(command.join(' '));
+      expect(run.stdout).toMatch(/^Examples:$/m);
     },
   );
 
