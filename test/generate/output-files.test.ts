@@ -1,6 +1,7 @@
 // Every file `generate` and `keygen` create: made so that a symlink planted by another user
 // cannot redirect a root run, under names nobody can guess, never colliding, and one overwrite
 // rule (an existing output is refused unless --force / `force: true`).
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -65,6 +66,9 @@ describe('generate: temporary files cannot be redirected', () => {
     for (const name of [`${payload}.data-${process.pid}.tmp`, `${payload}.tmp-${process.pid}`, `${payload}.tmp`, `${payload}.data.tmp`]) {
       await fsp.symlink(victim, name);
     }
+    // And names of the new temporary files' pattern (.NAME.<32 hex>.tmp): guesses never match.
+    for (let i = 0; i < 50; i++) await fsp.symlink(victim, join(out, `.p.fpay.${randomBytes(16).toString('hex')}.tmp`));
+    await fsp.symlink(victim, join(out, `.p.fpay.${'0'.repeat(32)}.tmp`));
     await generateFullPayload({ target: at('v1.img'), keys: [key], version: '1.0.0', out: payload });
     await expectUntouched(victim);
     await expectValidPayload(payload, '1.0.0');
