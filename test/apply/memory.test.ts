@@ -30,7 +30,6 @@ describe('applier memory', () => {
     const manifest: format.Manifest = { blockSize: BLOCK, targetSize: image.length, targetHash: hash(image), sourceSize: 0, sourceHash: new Uint8Array(32), version: '1.0', operations: ops };
     const payload = assemblePayload(manifest, blobs, [signer.key]);
     let peak = 0;
-    const started = performance.now();
     const result = await applyPayload(chunksOf(payload, 1 * MiB), {
       trustedKeys: [signer.pub],
       onProgress: () => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers)),
@@ -39,6 +38,6 @@ describe('applier memory', () => {
     // Before the fix each tiny blob got a 16 MiB buffer (and each job a copy of the 2 MiB manifest):
     // gigabytes. The bound is the pipeline's: a few 16 MiB buffers plus this test's own payload.
     expect(peak - payload.length - image.length).toBeLessThan(200 * MiB);
-    expect(performance.now() - started).toBeLessThan(60_000);
+    // No time limit asserted here: a hang is the test timeout's to catch; speed is npm run bench's.
   });
 });

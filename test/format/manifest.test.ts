@@ -107,9 +107,10 @@ describe('manifest encoding', () => {
     const countAt = bytes.length - 4;
     for (const count of [1, 0xffff, LIMITS.MAX_OPS + 1, 0xffffffff]) {
       view.setUint32(countAt, count, true);
-      const started = performance.now();
+      // Refused by the count check itself, before anything is sized or looped over by the count
+      // (not by running out of bytes while decoding operation after operation).
       expect(codeOf(() => decodeManifest(bytes))).toBe('CORRUPT_PAYLOAD');
-      expect(performance.now() - started).toBeLessThan(100);
+      expect(() => decodeManifest(bytes)).toThrow(new RegExp(`^operation count ${count} does not fit the manifest`));
     }
   });
 

@@ -44,6 +44,12 @@ const fromEntry = (e: SlotEntry): number[] => {
 let imageCount = 0;
 
 /**
+ * Test timeout of the runs that start hundreds of cgpt processes: a guard against a hang only,
+ * far above what a slow or busy machine needs (issue 11: 33 s failed a 30 s limit).
+ */
+const CGPT_TIMEOUT = 600_000;
+
+/**
  * Builds an image with `parts` by `cgpt create` + `cgpt add`, runs `cgpt <command...>` steps
  * on it, and reads back P T S R B of every partition with `cgpt show -i N -P/-T/-S/-R/-B`.
  * One bash per image keeps the process count (and the runtime) low. Returns the exit status of
@@ -105,7 +111,6 @@ describe('prioritize() matches cgpt prioritize on real images', () => {
   });
 
   it('random tables, random -i/-f/-P: the same P, T, S (and R, B) as cgpt', () => {
-    const started = Date.now();
     let compared = 0;
     for (let seed = 1; seed <= 150; seed++) {
       const r = rng(seed * 2654435761);
@@ -140,11 +145,12 @@ describe('prioritize() matches cgpt prioritize on real images', () => {
       expect(prioritize(parts.map(toEntry), i, opts).map(fromEntry), msg).toEqual(real.bits);
       compared++;
     }
+    // The work done, not the time it took (150 images of ~50 cgpt runs each: half a minute on a
+    // busy machine; speed is npm run bench's): well over 100 tables compared, every one agreeing.
     expect(compared).toBeGreaterThan(100);
-    expect(Date.now() - started).toBeLessThan(30_000);
-  }, 30_000);
+  }, CGPT_TIMEOUT);
 
-  it('set-next and mark-good match the cgpt command sequences of the flows (notes §3)', () => {
+  it('set-next and mark-good match the cgpt command sequences of the flows (notes §3)', { timeout: CGPT_TIMEOUT }, () => {
     for (let seed = 1; seed <= 20; seed++) {
       const r = rng(seed * 40503);
       const parts: Part[] = [2, 4, 6].map((index) => ({ index, type: KERNEL, p: r.int(0, 15), t: r.int(0, 15), s: r.int(0, 1), r: r.int(0, 1), b: r.int(0, 1) }));
