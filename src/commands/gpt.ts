@@ -97,12 +97,13 @@ function report(what: string, result: Awaited<ReturnType<typeof changeSlots>>, o
     : `${what}: nothing to change; ${bootsNextLine(result.after, o)}`);
 }
 
-async function change(path: string, o: GptOptions & { running?: string }, what: string, fn: (entries: GptEntry[]) => GptEntry[], note?: (after: GptEntry[]) => string): Promise<void> {
+async function change(path: string, o: GptOptions & { running?: string }, what: string, fn: (entries: GptEntry[]) => GptEntry[], note?: () => { text: string; json: Record<string, unknown> }): Promise<void> {
   const typeGuid = typeOf(o);
   // The running slot, named like any slot, must stay a fallback through the change.
   const running = o.running === undefined ? undefined : findSlot(usableEntries(await readDiskGpt(path, diskOptions(o)), path), o.running).index;
   const result = await changeSlots(path, fn, { ...diskOptions(o), typeGuid, ...(running !== undefined ? { running } : {}) });
-  report(what, result, o, {}, note?.(result.after));
+  const said = note?.();
+  report(what, result, o, said?.json ?? {}, said?.text);
 }
 
 export function setNextCommand(path: string, o: GptOptions & { slot: string; running?: string; tries?: number }): Promise<void> {
@@ -148,7 +149,7 @@ export async function markGoodCommand(path: string, o: GptOptions & { slot?: str
   return change(path, o, 'mark-good', (entries) => {
     marked = findSlot(entries, slot);
     return markGood(entries, marked.index, { typeGuid: typeOf(o) }) as GptEntry[];
-  }, () => `marked ${nameOf(marked!)} good (${how})`);
+  }, () => ({ text: `marked ${nameOf(marked!)} good (${how})`, json: { marked: marked!.index, label: marked!.label, how } }));
 }
 
 /**

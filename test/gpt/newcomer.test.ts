@@ -4,6 +4,7 @@
 // running slot; slot labels match in any case; `gpt create` makes the file the asked size or
 // nothing at all; labels are printed escaped; the first release goes into USR-A with
 // `apply --slot`.
+import { execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -293,6 +294,24 @@ describe('first install: apply --slot', () => {
     const r = await runCli(['apply', big, '--target', disk, '--slot', 'USR-A', '--pubkey', pub]);
     expect(r.code).toBe(7);
     expect(r.stderr).toContain('USR-A');
+  });
+
+  it.runIf(canLoop)('never writes a slot whose partition is mounted (the running system), even on a new disk', async () => {
+    const disk = await newDisk();
+    const mnt = await fsp.mkdtemp(join(dir, 'mnt-'));
+    await withPartitionedLoop(disk, {}, async (dev) => {
+      execFileSync('mkfs.ext4', ['-q', `${dev}p3`]);
+      execFileSync('mount', [`${dev}p3`, mnt]);
+      try {
+        const before = await slotBytes(dev, 'USR-A');
+        const r = await runCli(['apply', payload, '--target', dev, '--slot', 'USR-A', '--pubkey', pub]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/USR-A.*in use.*mounted/);
+        expect(Buffer.compare(await slotBytes(dev, 'USR-A'), before)).toBe(0);
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    });
   });
 
   it.runIf(canLoop)('on a loop device: the byte range without kernel partitions, the partition device with them', async () => {
