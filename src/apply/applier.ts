@@ -92,6 +92,11 @@ export interface ApplyOptions {
    * (applyPayload with a PayloadSource) does not fetch it; a plain stream is read past it.
    */
   resume?: boolean;
+  /**
+   * Decode worker threads (default: the FASTPATCH_DECODE_WORKERS environment variable, else one per
+   * core, at most 4). Peak memory does not depend on it (MEMORY_BOUND).
+   */
+  decodeWorkers?: number;
   /** WASM build to hash with (tests run both). */
   build?: CoreBuild;
   onProgress?: (progress: ApplyProgress) => void;
@@ -150,6 +155,8 @@ export class PayloadApplier {
   private keyId = '';
   private target: OpenImage | undefined;
   private source: OpenImage | undefined;
+  /** The source as given (the whole file or device, or its range), for the overlap check. */
+  private sourceExtent: OpenImage | undefined;
   /** A target created by this applier starts all zero, so ZERO operations need not write. */
   private targetIsFresh = false;
   /** The target path when this applier created the file: removed by close() if nothing was written to it. */
@@ -185,7 +192,7 @@ export class PayloadApplier {
     if (options.trustedKeys.length === 0) throw new TypeError('trustedKeys: at least one public key is needed');
     this.core = WasmCore.load(options.build);
     enableCollection(); // before the decode workers exist
-    this.pool = new DecodePool(options.build ?? 'release');
+    this.pool = new DecodePool(options.build ?? 'release', options.decodeWorkers);
     this.reader = new PayloadReader((header, manifest, signatures) => {
       this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;
     }, new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES));
@@ -302,7 +309,7 @@ export class PayloadApplier {
     if (existing) this.target = existing;
     const existingRange = existing && range ? imageRange(existing, range.offset, range.length) : existing;
     // The bytes read and the bytes written must not meet, whatever names lead to them.
-    if (this.source && existingRange) await checkDisjoint(this.source, head.manifest.sourceSize, existingRange, size);
+    if (this.sourceExtent && existingRange) await checkDisjoint(this.sourceExtent, existingRange);
     // Before anything whose cost grows with the declared size (target scan, hashing zero runs,
     // creating a file): the size must fit something real.
     await checkDeclaredSize(size, this.options);
@@ -318,7 +325,7 @@ export class PayloadApplier {
     if (target.size < size) {
       throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
     }
-    if (existing) await checkOtherNamesFree(target, size);
+    if (existing) await checkOtherNamesFree(target);
     if (this.options.resume && !target.created) {
       const onScan = this.options.onScanProgress;
       this.done = (await scanTarget(this.core, target, head.manifest, onScan && ((bytes) => onScan(bytes, size)))).done;
@@ -343,6 +350,7 @@ export class PayloadApplier {
     if (exact ? source.size !== m.sourceSize : source.size < m.sourceSize) {
       throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} holds ${source.size} bytes, this delta was made from a source of ${m.sourceSize}${needsRelease(m)}`);
     }
+    this.sourceExtent = source;
     this.source = imageRange(source, 0, m.sourceSize);
     if (this.options.checkSource) {
       const hash = await hashOpenImage(this.core, this.source, m.sourceSize);
@@ -360,15 +368,19 @@ export class PayloadApplier {
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
     let decoded: Promise<Decoded | undefined>;
-    // Buffers the worker fills: the output of an operation that makes one, and the digests.
+    // Buffers the worker fills: the output of an operation that makes one, and the digests. Taken
+    // now, with the source's, so that the window counts the buffers as they are (a pooled buffer
+    // may be larger than asked for).
+    const out = op.type === OpType.SOURCE_DIFF || op.type === OpType.REPLACE_DEFLATE ? this.buffers.take(outputLength) : undefined;
+    const sourceBuffer = SOURCE_OPS.has(op.type) && op.sourceHash ? this.buffers.take(op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0)) : undefined;
     const lent = () => ({
-      ...(op.type === OpType.SOURCE_DIFF || op.type === OpType.REPLACE_DEFLATE ? { out: this.buffers.take(outputLength) } : {}),
+      ...(out ? { out } : {}),
       digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
     });
     if (SOURCE_OPS.has(op.type) && op.sourceHash) {
       // Read here, checked in the worker against the signed source hash before it is used.
       const sourceHash = op.sourceHash.slice();
-      decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE, (n) => this.buffers.take(n)).then((source) =>
+      decoded = readExtents(this.source!, op.srcExtents, BLOCK_SIZE, () => sourceBuffer!).then((source) =>
         this.pool.decode({
           index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
           source, sourceHash, sourceExtents: describeExtents(op.srcExtents), ...lent(),
@@ -391,7 +403,7 @@ export class PayloadApplier {
     this.inflight.push(step);
     // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
     // memory lower (fewer data operations in flight beside it) at a small cost in speed.
-    const bytes = blob.length + outputLength + (op.sourceHash ? op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0);
+    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0);
     this.inflightSizes.push(bytes);
     this.inflightBytes += bytes;
     while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();
@@ -437,19 +449,23 @@ export class PayloadApplier {
     if (!equal(opHash.digest(), op.outputHash)) {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
+    // A REPLACE's output is its blob, a SOURCE_COPY's its source; every other output, source and
+    // unused buffer is read, patched or inflated into again. What the write does not need goes back
+    // now: a write holds its output only (MEMORY_BOUND).
     const recycle = () => {
       if (!result) return;
+      if (result.output.buffer === result.blob.buffer) this.reader.recycle(result.blob);
+      else this.buffers.give(result.output.buffer);
+    };
+    if (result) {
       // Pooled buffers are not garbage, but every transfer to and from a worker leaves wrappers
       // (and their native bookkeeping) behind: counting the bytes that went through keeps the
       // collections measured to help (none in the main thread: 8 GiB full apply 110 -> 117 MiB).
       this.garbage.released(result.blob.byteLength + result.output.byteLength + (result.source?.byteLength ?? 0));
-      this.reader.recycle(result.blob);
-      // A REPLACE's output is its blob; every other output, source and unused buffer is read,
-      // patched or inflated into again.
-      if (result.output.buffer !== result.blob.buffer) this.buffers.give(result.output.buffer);
-      if (result.source) this.buffers.give(result.source.buffer);
+      if (result.blob.buffer !== result.output.buffer) this.reader.recycle(result.blob);
+      if (result.source && result.source.buffer !== result.output.buffer) this.buffers.give(result.source.buffer);
       if (result.spare) this.buffers.give(result.spare.buffer);
-    };
+    }
     if (this.target) {
       const write = this.writeExtents(op, result?.output, length).then(recycle);
       write.catch((err) => (this.failure ??= err));

@@ -228,14 +228,14 @@ export async function openTarget(path: string, createSize: number, range?: { off
 }
 
 /**
- * Refuses to write bytes [0, length) of `target` while another name of them is in use: a loop
+ * Refuses to write `target` (the whole file, device or range) while another name of its bytes is in use: a loop
  * device over the target file (at any offset, whatever its size limit), a partition or loop device
  * over the target device, mounted, held or claimed (identity.ts, bytesInUse). Throws
  * FastPatchError('IO') naming each user.
  */
-export async function checkOtherNamesFree(target: OpenImage, length: number): Promise<void> {
+export async function checkOtherNamesFree(target: OpenImage): Promise<void> {
   const stats = await target.handle.stat();
-  const ranges = await physicalRanges(stats, target.path, target.offset ?? 0, Math.min(length, target.size));
+  const ranges = await physicalRanges(stats, target.path, target.offset ?? 0, Math.max(1, target.size));
   const own = stats.isBlockDevice() ? [majorMinor(stats.rdev)] : [];
   const users = await bytesInUse(ranges, own, target.exclusive === true);
   if (users.length > 0) {
@@ -246,13 +246,16 @@ export async function checkOtherNamesFree(target: OpenImage, length: number): Pr
 /**
  * Refuses a source and target that share bytes, whatever names lead to them (identity.ts): the
  * same file or device, a loop device and its backing file, a partition and its disk, two loop
- * devices over one file with overlapping windows. Disjoint ranges of one file are fine. Throws
- * FastPatchError('USAGE') naming both paths and the shared range.
+ * devices over one file with overlapping windows. Each is taken whole as given (a file, a device,
+ * or the byte range of one, e.g. a slot), not only the bytes this payload reads or writes: a
+ * target that holds the source somewhere is a mistake even where this image would not reach it.
+ * Disjoint ranges of one file or disk are fine. Throws FastPatchError('USAGE') naming both paths
+ * and the shared range.
  */
-export async function checkDisjoint(source: OpenImage, sourceLength: number, target: OpenImage, targetLength: number): Promise<void> {
+export async function checkDisjoint(source: OpenImage, target: OpenImage): Promise<void> {
   const [s, t] = await Promise.all([source.handle.stat(), target.handle.stat()]);
-  const read = await physicalRanges(s, source.path, source.offset ?? 0, Math.max(1, Math.min(sourceLength, source.size)));
-  const written = await physicalRanges(t, target.path, target.offset ?? 0, Math.max(1, Math.min(targetLength, target.size)));
+  const read = await physicalRanges(s, source.path, source.offset ?? 0, Math.max(1, source.size));
+  const written = await physicalRanges(t, target.path, target.offset ?? 0, Math.max(1, target.size));
   const shared = sharedBytes(read, written);
   if (shared) {
     throw new FastPatchError('USAGE', `target ${target.path} is the source image ${source.path}: both reach ${describeRange(shared)}; a delta is applied to the other slot`);
