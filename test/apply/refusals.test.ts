@@ -1,9 +1,11 @@
 // Everything applyPayload must refuse, with the error code and exit code of its class, and the
 // target left as it was whenever the refusal comes before the first write.
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FastPatchError, applyPayload, format, inspectPayload, type ApplyOptions } from '../../dist/src/index.js';
+import { FastPatchError, applyPayload, format, formatPublicKey, inspectPayload, readPayloadChunks, type ApplyOptions } from '../../dist/src/index.js';
+import { runCli } from '../helpers/cli.js';
+import { buildDelta } from '../helpers/delta.js';
 import {
   BLOCK,
   HEADER_SIZE,
@@ -591,5 +593,100 @@ describe('(h) validly signed payloads that lie', () => {
     const { err, untouched } = await refuse(payload, { trustedKeys: [A.pub] }, 'whole', image.length);
     expect(err).toBeInstanceOf(FastPatchError);
     expect(untouched).toBe(true);
+  });
+});
+
+// A mistyped device path must not become a regular file (in /dev, a tmpfs: RAM), a symlink
+// another user planted in a shared folder must not redirect root's write, and a refused run must
+// not leave a new target file behind.
+describe('(i) where a target may be, and what a refused run leaves', () => {
+  const isRoot = process.getuid?.() === 0;
+  /** Paths that must never be created; removed afterwards if a run did create them. */
+  async function neverCreated(paths: string[], run: (path: string) => Promise<unknown>, code: string, exit: number): Promise<void> {
+    for (const path of paths) {
+      try {
+        await expect(fsp.lstat(path), `${path} must not exist before the test`).rejects.toThrow(/ENOENT/);
+        expectFastPatchError(await rejectionOf(run(path)), code, exit);
+        await expect(fsp.lstat(path), `${path} must not be created`).rejects.toThrow(/ENOENT/);
+      } finally {
+        await fsp.rm(path, { force: true });
+      }
+    }
+  }
+
+  it.runIf(isRoot)('a missing target under /dev (also through a folder symlink, /dev/shm) or /run: USAGE (exit 2), nothing created', async () => {
+    const tag = Math.random().toString(36).slice(2, 8);
+    const devLink = join(dir, `dev-link-${counter++}`);
+    await fsp.symlink('/dev', devLink);
+    const paths = [`/dev/sdzz${tag}5`, `/dev/nvme9n9p${tag}`, join(devLink, `sdzz${tag}6`), `/run/fastpatch-${tag}.img`];
+    if (existsSync('/dev/shm')) paths.push(`/dev/shm/fastpatch-${tag}.img`);
+    await neverCreated(paths, (path) => applyBytes(small.payload, { trustedKeys: [A.pub], target: path }), 'USAGE', 2);
+  });
+
+  it.runIf(isRoot)('the CLI says a /dev target must be an existing block device', async () => {
+    const pub = join(dir, `a-${counter++}.pub`);
+    await fsp.writeFile(pub, formatPublicKey(A.pub));
+    const path = `/dev/sdzz${Math.random().toString(36).slice(2, 8)}`;
+    try {
+      const run = await runCli(['apply', small.payloadPath, '--target', path, '--pubkey', pub]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/does not exist: a target under \/dev must be an existing block device/);
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      await fsp.rm(path, { force: true });
+    }
+  });
+
+  it('an existing non-block file under /dev (/dev/null): USAGE (exit 2)', async () => {
+    expectFastPatchError(await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: '/dev/null' })), 'USAGE', 2);
+  });
+
+  it('a symlink planted in a shared folder is not followed: USAGE (exit 2), what it points to unchanged or not created', async () => {
+    const shared = join(dir, `shared-${counter++}`);
+    await fsp.mkdir(shared, { mode: 0o1777 });
+    const victim = join(dir, `victim-${counter++}`);
+    const before = await writePatternFile(victim, small.image.length + 100);
+    const planted = join(shared, 'new.img');
+    await fsp.symlink(victim, planted);
+    expectFastPatchError(await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: planted })), 'USAGE', 2);
+    expect(await unchanged(victim, before)).toBe(true);
+    // Dangling: the file it names is not created.
+    const dangling = join(shared, 'dangling.img');
+    const pointee = join(dir, `pointee-${counter++}`);
+    await fsp.symlink(pointee, dangling);
+    expect(outcome(await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: dangling })))).toMatch(/^(USAGE\/2|IO\/6)$/);
+    expect(existsSync(pointee)).toBe(false);
+  });
+
+  it('a delta refused by its first operation (wrong source) leaves no new target file; so does a damaged first data blob', async () => {
+    const src = randomBytes(64 * BLOCK, 81);
+    const dst = src.slice();
+    dst.set(textBytes(8 * BLOCK, 82), 48 * BLOCK);
+    const delta = await buildDelta(dir, `refused-${counter++}`, src, dst, { keys: [A.key] });
+    const bad = join(dir, `bad-source-${counter++}.img`);
+    const wrong = src.slice();
+    wrong[100] = wrong[100]! ^ 0xff; // block 0, read by the first operation
+    await fsp.writeFile(bad, wrong);
+    const missing = join(dir, `new-target-${counter++}.img`);
+    expectFastPatchError(await rejectionOf(applyPayload(readPayloadChunks(delta.payloadPath), { trustedKeys: [A.pub], source: bad, target: missing })), 'SOURCE_MISMATCH', 8);
+    expect(existsSync(missing), 'a refused delta must not leave a new target file').toBe(false);
+    // A full payload whose first data blob is damaged.
+    const damaged = flipped(medium.payload, dataStartOf(medium.payload) + 10);
+    const missing2 = join(dir, `new-target-${counter++}.img`);
+    expect(outcome(await rejectionOf(applyBytes(damaged, { trustedKeys: [A.pub], target: missing2 })))).toMatch(/^(HASH_MISMATCH|CORRUPT_PAYLOAD)\/4$/);
+    expect(existsSync(missing2)).toBe(false);
+  });
+
+  it('a missing source says it is the source and what to give', async () => {
+    const src = randomBytes(16 * BLOCK, 83);
+    const dst = src.slice();
+    dst.set(textBytes(BLOCK, 84), 4 * BLOCK);
+    const delta = await buildDelta(dir, `nosource-${counter++}`, src, dst, { keys: [A.key] });
+    const nowhere = join(dir, 'no-such-source.img');
+    const target = join(dir, `t-${counter++}.img`);
+    const err = await rejectionOf(applyPayload(readPayloadChunks(delta.payloadPath), { trustedKeys: [A.pub], source: nowhere, target }));
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toBe(`source image ${nowhere} does not exist: give the image the delta was made from (--source)`);
+    expect(existsSync(target)).toBe(false);
   });
 });
