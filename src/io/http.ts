@@ -337,13 +337,16 @@ function eitherSignal(signal: AbortSignal | undefined, deadline: AbortSignal | u
   return AbortSignal.any([signal, deadline]);
 }
 
+/** setTimeout's largest delay (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 type CheckedOptions = Required<Omit<HttpChunksOptions, 'signal' | 'onRetry' | 'deadlineMs'>> & { deadlineMs: number | undefined };
 
 function checkOptions(options: HttpChunksOptions): CheckedOptions {
   type Name = 'from' | 'retries' | 'unreachableRetries' | 'backoffMs' | 'maxBackoffMs' | 'stallTimeoutMs' | 'minRateBytesPerSec' | 'rateWindowMs' | 'deadlineMs';
-  const pick = (name: Name, fallback: number, min: number) => {
+  const pick = (name: Name, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const v = options[name] ?? fallback;
-    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`httpChunks: ${name} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < min || v > max) throw new RangeError(`httpChunks: ${name} must be an integer from ${min} to ${max}, got ${v}`);
     return v;
   };
   const retries = pick('retries', HTTP_DEFAULTS.retries, 0);
@@ -352,11 +355,11 @@ function checkOptions(options: HttpChunksOptions): CheckedOptions {
     retries,
     unreachableRetries: pick('unreachableRetries', Math.min(retries, HTTP_DEFAULTS.unreachableRetries), 0),
     backoffMs: pick('backoffMs', HTTP_DEFAULTS.backoffMs, 0),
-    maxBackoffMs: pick('maxBackoffMs', HTTP_DEFAULTS.maxBackoffMs, 0),
-    stallTimeoutMs: pick('stallTimeoutMs', HTTP_DEFAULTS.stallTimeoutMs, 1),
+    maxBackoffMs: pick('maxBackoffMs', HTTP_DEFAULTS.maxBackoffMs, 0, MAX_TIMER_MS),
+    stallTimeoutMs: pick('stallTimeoutMs', HTTP_DEFAULTS.stallTimeoutMs, 1, MAX_TIMER_MS),
     minRateBytesPerSec: pick('minRateBytesPerSec', HTTP_DEFAULTS.minRateBytesPerSec, 0),
-    rateWindowMs: pick('rateWindowMs', HTTP_DEFAULTS.rateWindowMs, 1),
-    deadlineMs: options.deadlineMs === undefined ? undefined : pick('deadlineMs', 0, 1),
+    rateWindowMs: pick('rateWindowMs', HTTP_DEFAULTS.rateWindowMs, 1, MAX_TIMER_MS),
+    deadlineMs: options.deadlineMs === undefined ? undefined : pick('deadlineMs', 0, 1, MAX_TIMER_MS),
   };
 }
 

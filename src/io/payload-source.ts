@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import { FastPatchError } from '../errors.js';
-import { deadlineError, HTTP_DEFAULTS, httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
+import { deadlineError, HTTP_DEFAULTS, httpChunks, isHttpUrl, MAX_TIMER_MS, type HttpChunksOptions } from './http.js';
 import { fileChunks, readPayloadChunks } from './input.js';
 
 export interface SeekablePayload {
@@ -51,7 +51,9 @@ function httpPayload(url: string, http: HttpChunksOptions): SeekablePayload {
   let reached = false;
   async function* read(from: number): AsyncGenerator<Uint8Array> {
     if (deadlineMs !== undefined && deadline === undefined) {
-      if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1) throw new RangeError(`openPayload: deadlineMs must be an integer >= 1, got ${deadlineMs}`);
+      if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > MAX_TIMER_MS) {
+        throw new RangeError(`openPayload: deadlineMs must be an integer from 1 to ${MAX_TIMER_MS}, got ${deadlineMs}`);
+      }
       const controller = new AbortController();
       deadline = controller;
       // unref: a deadline left pending after the last read must not keep the process alive.

@@ -627,9 +627,10 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
   it('a deadline the transfer meets changes nothing; bad values are refused', async () => {
     const server = await payloadServer(SMALL, () => ({ etag: ETAG }));
     expectSame(await collect(httpChunks(server.url(), fast({ deadlineMs: 60_000 }))), SMALL);
-    for (const bad of [0, -1, 1.5]) {
+    for (const bad of [0, -1, 1.5, 2 ** 31]) {
       expect(await rejectionOf(collect(httpChunks(server.url(), { deadlineMs: bad })))).toBeInstanceOf(RangeError);
     }
+    expect(await rejectionOf(collect(httpChunks(server.url(), { stallTimeoutMs: 2 ** 31 })))).toBeInstanceOf(RangeError);
     expect(await rejectionOf(collect(httpChunks(server.url(), { minRateBytesPerSec: -1 })))).toBeInstanceOf(RangeError);
     expect(await rejectionOf(collect(httpChunks(server.url(), { rateWindowMs: 0 })))).toBeInstanceOf(RangeError);
   });
@@ -821,7 +822,7 @@ describe('applying a signed payload over HTTP', () => {
       expect.stringMatching(new RegExp(`^fastpatch: IO: download ${url}: connection refused \\([^)]+\\); gave up after 4 attempts: check the URL and that the server is up$`)),
     ]);
     const quiet = await runCli(['verify', url, '--pubkey', at('release.key.pub')]);
-    expect(quiet.code).toBe(6);
+    expect(quiet.code, quiet.stderr).toBe(6);
     expect(lines(quiet.stderr)).toEqual([expect.stringMatching(/^fastpatch: IO: download .*; gave up after 4 attempts: check the URL/)]);
   }, 60_000);
 
@@ -844,7 +845,7 @@ describe('applying a signed payload over HTTP', () => {
     const dropping = await startServer((_req, res) => void res.socket?.destroy());
     const pub = at('release.key.pub');
     const once = await runCli(['verify', dropping.url(), '--pubkey', pub, '--retries', '1']);
-    expect(once.code).toBe(6);
+    expect(once.code, once.stderr).toBe(6);
     expect(once.stderr).toMatch(/gave up at byte 0 after 2 attempts \(2 failures in a row\)/);
     expect(dropping.seen).toHaveLength(2);
     expect((await runCli(['gpt', 'create', at('disk.img'), '--size', '64M'])).code).toBe(0);
@@ -855,7 +856,7 @@ describe('applying a signed payload over HTTP', () => {
 
     const stalled = await payloadServer(built.payload, () => ({ etag: '"p1"', cut: { after: 100, how: 'stall' } }));
     const late = await runCli(['apply', stalled.url(), '--target', at('late.img'), '--pubkey', pub, '--timeout', '1', '--min-rate', '0']);
-    expect(late.code).toBe(6);
+    expect(late.code, late.stderr).toBe(6);
     expect(late.stderr).toMatch(/^fastpatch: IO: download .*: not finished within the 1 s deadline; allow more time \(--timeout\)/);
     expect(stalled.seen).toHaveLength(1);
 
