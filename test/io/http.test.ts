@@ -569,6 +569,22 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
     expect(Buffer.concat(got).length).toBeGreaterThan(0);
   });
 
+  it('a connection too slow once is resumed with Range on a new one, and the transfer completes', async () => {
+    const server = await startServer(async (req, res, seen) => {
+      if (seen.index > 0) return serveBody(req, res, bufferBody(SMALL), { etag: ETAG });
+      res.writeHead(200, { etag: ETAG, 'content-length': SMALL.length });
+      for (let at = 0; at < SMALL.length && !res.destroyed; at++) {
+        await write(res, SMALL.subarray(at, at + 1));
+        await pause(20);
+      }
+    });
+    const o = fast({ retries: 1, minRateBytesPerSec: 1000, rateWindowMs: 200 });
+    expectSame(await collect(httpChunks(server.url(), o)), SMALL);
+    expect(o.retriesSeen.map((r) => r.reason)).toEqual([expect.stringMatching(/^too slow: \d+ B\/s over the last 0\.2 s/)]);
+    expect(server.seen.map((x) => [x.range, x.ifRange])).toEqual([[undefined, undefined], [`bytes=${o.retriesSeen[0]!.offset}-`, ETAG]]);
+    expect(o.retriesSeen[0]!.offset).toBeGreaterThan(0);
+  });
+
   it('a server sending one byte per connection (progress every time) is given up on too', async () => {
     const server = await startServer((req, res) => {
       const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? 'bytes=0-')![1]);
