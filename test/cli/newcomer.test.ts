@@ -271,6 +271,14 @@ describe('--json', () => {
     expect(JSON.parse(json).label).toBe(text);
   });
 
+  it('update --json (its result once held BigInts): parses, seconds has at most 3 decimals', async () => {
+    ok(await runCli(['gpt', 'create', at('disk.img'), '--size', '64M', '--json']));
+    const run = ok(await runCli(['update', at('p.fpay'), '--disk', at('disk.img'), '--pubkey', at('release.key.pub'), '--allow-downgrade', '--json']));
+    const result = JSON.parse(run.stdout);
+    expect(result.apply.targetHash).toBe(blockListHashRef(image));
+    expect(run.stdout).toMatch(/"seconds": \d+(\.\d{1,3})?,?\n/);
+  });
+
   it('verify --json: seconds has at most 3 decimals', async () => {
     const run = ok(await runCli(['verify', at('p.fpay'), '--pubkey', at('release.key.pub'), '--json']));
     expect(run.stdout).toMatch(/"seconds": \d+(\.\d{1,3})?,?\n/);
