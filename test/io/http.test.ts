@@ -1,7 +1,7 @@
 // HTTP(S) payload sources: httpChunks against a local node:http server on 127.0.0.1 that drops
 // connections, resets them, stalls, truncates, ignores Range, changes the payload and serves wrong
 // bytes; then a real signed payload applied over HTTP, through the library and the CLI.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -11,7 +11,7 @@ import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { applyPayload, httpChunks, isSeekable, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
-import { lines, runCli } from '../helpers/cli.js';
+import { CLI_PATH, lines, runCli } from '../helpers/cli.js';
 import {
   KiB,
   MiB,
@@ -840,6 +840,29 @@ describe('applying a signed payload over HTTP', () => {
     const quiet = await runCli(['verify', url, '--pubkey', at('release.key.pub')]);
     expect(quiet.code, quiet.stderr).toBe(6);
     expect(lines(quiet.stderr)).toEqual([expect.stringMatching(/^fastpatch: IO: download .*; gave up after 4 attempts: check the URL/)]);
+  }, 60_000);
+
+  it('the CLI on a real terminal (script(1)): a note per retry, then the error', async (ctx) => {
+    const which = spawnSync('script', ['--version'], { encoding: 'utf8' });
+    if (which.error || which.status !== 0) {
+      console.log('skipped: script(1) from util-linux is not installed (it gives the CLI a terminal)');
+      return ctx.skip();
+    }
+    const url = `http://127.0.0.1:${await closedPort()}/release.fpay`;
+    const command = [process.execPath, CLI_PATH, 'verify', url, '--pubkey', at('release.key.pub'), '--retries', '2'].map((a) => `'${a}'`).join(' ');
+    const output = await new Promise<string>((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.once('error', reject);
+      child.once('close', () => resolve(Buffer.concat(out).toString('utf8')));
+    });
+    const said = output.split(/\r?\n/).map((l) => l.replace(/^\r\x1b\[K/, '')).filter((l) => l.trim() !== '');
+    expect(said).toEqual([
+      expect.stringMatching(/^fastpatch: retrying in \d+\.\d s after: connection refused .*\(retry 1 of 2, at byte 0\)$/),
+      expect.stringMatching(/^fastpatch: retrying in \d+\.\d s after: connection refused .*\(retry 2 of 2, at byte 0\)$/),
+      expect.stringMatching(/^fastpatch: IO: download .*; gave up after 3 attempts: check the URL and that the server is up$/),
+    ]);
   }, 60_000);
 
   it('the CLI prints a retry note on a terminal or with --verbose, never elsewhere, with the reason escaped', async () => {
