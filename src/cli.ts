@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { EXIT, FastPatchError } from './errors.js';
+import { removeTempFilesSync } from './io/safe-files.js';
 import { escapeText } from './text.js';
 
 /** Handled in main() before commander runs: `generate --version 1.2.0` is an option of its own. */
@@ -343,9 +344,10 @@ const RESUMABLE = new Set(['apply', 'update']);
  */
 function interrupted(signal: keyof typeof SIGNAL_EXIT): void {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  removeTempFilesSync(); // a half-written payload or record under a temporary name: nothing to keep
   const command = running ?? 'fastpatch';
   const next = RESUMABLE.has(command)
-    ? `; run the same command again with --resume to finish it (what is already written is checked, not fetched again)`
+    ? '; run the same command again with --resume to finish it: what the target already holds is checked against the signed hashes and kept, the rest fetched'
     : '';
   process.stderr.write(`fastpatch: INTERRUPTED: ${command} stopped by ${signal}${next}\n`);
   process.exit(SIGNAL_EXIT[signal]);

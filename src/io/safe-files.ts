@@ -10,7 +10,7 @@
  * where a file is meant is refused at once instead of hanging or filling memory.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 
@@ -24,6 +24,25 @@ export interface TempFile {
 }
 
 const CREATE_EXCLUSIVE = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** Temporary files created and not yet committed or discarded, for removeTempFilesSync. */
+const pendingTemps = new Set<string>();
+
+/**
+ * Removes every temporary file createTempBeside made that was not yet committed or discarded,
+ * synchronously, never throwing: for a process about to exit on a signal (Ctrl-C during
+ * `generate`), so that it leaves no `.NAME.<hex>.tmp` behind. Final names are never touched.
+ */
+export function removeTempFilesSync(): void {
+  for (const path of pendingTemps) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone (renamed into place or removed)
+    }
+  }
+  pendingTemps.clear();
+}
 
 /**
  * Creates a new file exclusively: fails with EEXIST on any existing name, a symlink included
@@ -57,6 +76,7 @@ export async function createTempBeside(finalPath: string, mode = 0o644): Promise
     await fsp.rm(path, { force: true }).catch(() => {});
     throw ioError(`set mode of a new file for ${finalPath}`, err);
   }
+  pendingTemps.add(path);
   return { handle, path, finalPath };
 }
 
@@ -78,6 +98,7 @@ export async function commitTemp(temp: TempFile, options: { noReplace?: boolean 
     } else {
       await fsp.rename(temp.path, temp.finalPath);
     }
+    pendingTemps.delete(temp.path);
     await syncFolder(dirname(temp.finalPath));
   } catch (err) {
     await discardTemp(temp);
@@ -92,6 +113,7 @@ export async function commitTemp(temp: TempFile, options: { noReplace?: boolean 
 export async function discardTemp(temp: TempFile): Promise<void> {
   await temp.handle.close().catch(() => {});
   await fsp.rm(temp.path, { force: true }).catch(() => {});
+  pendingTemps.delete(temp.path);
 }
 
 /** Writes `data` to `path` atomically: createTempBeside, write, commitTemp. Throws FastPatchError('IO'). */

@@ -214,6 +214,31 @@ describe('Ctrl-C and SIGTERM', () => {
     expect(firstDifference(await fsp.readFile(target), image)).toBe(-1);
   });
 
+  it('generate stopped by SIGINT: one line, exit 130, and no temporary file left beside -o', async () => {
+    // The signal is sent once generate's temporary file appears; an image too small to catch it
+    // running is doubled and the run retried (the assertion is on the outcome, not on timing).
+    for (let size = 32 * MiB; ; size *= 2) {
+      const folder = at(`gen-${size}`);
+      await fsp.mkdir(folder);
+      await fsp.writeFile(join(folder, 'big.img'), randomBytes(size, size));
+      const child = spawn(process.execPath, [CLI_PATH, 'generate', '--target', join(folder, 'big.img'), '--key', at('release.key'), '--version', '3.0.0', '-o', join(folder, 'out.fpay')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const err: Buffer[] = [];
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const temps = async () => (await fsp.readdir(folder)).filter((name) => name.endsWith('.tmp'));
+      while (child.exitCode === null && (await temps()).length === 0) await new Promise((r) => setTimeout(r, 5));
+      child.kill('SIGINT');
+      const code = await exited;
+      if (code === 0 && size < 512 * MiB) continue; // finished before the signal: try a bigger image
+      const stderr = Buffer.concat(err).toString();
+      expect(code, stderr).toBe(130);
+      expect(stderr).toMatch(/^fastpatch: INTERRUPTED: generate stopped by SIGINT\n$/);
+      expect(await fsp.readdir(folder)).toEqual(['big.img']);
+      await fsp.rm(folder, { recursive: true });
+      return;
+    }
+  });
+
   it('verify stopped by SIGINT: one line, exit 130, no --resume (it writes nothing)', async () => {
     const run = await interruptedRun(['verify', '-', '--pubkey', at('release.key.pub')], 'SIGINT', async () => true);
     expect(run.code, run.stderr).toBe(130);
