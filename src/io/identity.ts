@@ -59,12 +59,15 @@ function within(pieces: PhysicalRange[], offset: number, length: number): Physic
   if (pieces.length !== 1) return pieces;
   const p = pieces[0]!;
   const start = Math.min(offset, p.length);
-  return [{ ...p, offset: p.offset + start, length: Math.max(0, Math.min(length, p.length - start)) }];
+  const at = p.offset + start;
+  if (!Number.isSafeInteger(at)) throw new FastPatchError('IO', `${p.name}: offset ${p.offset}+${start} lies past 2^53 bytes; refusing to guess which bytes it names`);
+  return [{ ...p, offset: at, length: Math.max(0, Math.min(length, p.length - start)) }];
 }
 
 /**
- * The physical bytes of the whole block device MAJ:MIN (see the module comment). `chain` holds the
- * devices already on the way down, to stop a loop that would never end.
+ * The physical bytes of the whole block device MAJ:MIN (see the module comment). `depth` counts the
+ * devices already on the way down (stacking is refused past MAX_DEPTH). Throws FastPatchError('IO')
+ * on sysfs numbers out of bounds.
  */
 export async function blockRanges(majorMinor: string, depth = 0): Promise<PhysicalRange[]> {
   if (depth > MAX_DEPTH) throw new FastPatchError('IO', `block device ${majorMinor} is stacked more than ${MAX_DEPTH} deep (loop over loop ...); refusing to guess which bytes it names`);
