@@ -18,7 +18,7 @@
  * "unreadable", never half-used.
  */
 import { promises as fsp, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { majorMinor } from '../io/device.js';
 import { loopBacking } from '../io/mounts.js';
@@ -176,10 +176,21 @@ export async function probeStatusWritable(path: string): Promise<void> {
 }
 
 async function makeFolder(path: string): Promise<void> {
-  try {
-    await fsp.mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  } catch (err) {
-    throw ioError(`create the folder of slot status record ${path}`, err);
+  // Each missing folder from the top down, once: Node 20's mkdir({ recursive: true }) loops
+  // forever where the kernel says ENOENT for a folder that exists (under /proc).
+  const folder = resolve(dirname(path));
+  const parts = folder.split(sep).filter((p) => p !== '');
+  let current: string = sep;
+  for (const part of parts) {
+    current = join(current, part);
+    try {
+      await fsp.mkdir(current, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      // Some filesystems say EROFS or EACCES before they say EEXIST.
+      if ((await fsp.stat(current).catch(() => undefined))?.isDirectory()) continue;
+      throw ioError(`create the folder of slot status record ${path}`, err);
+    }
   }
 }
 

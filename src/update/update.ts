@@ -15,18 +15,21 @@
  */
 import { stat } from 'node:fs/promises';
 import { applyPayload, type ApplyResult } from '../apply/applier.js';
+import { compareVersions } from '../format/version.js';
 import { majorMinor } from '../io/device.js';
 import { diskPartitions } from '../io/mounts.js';
 import type { PayloadInput } from '../io/payload-source.js';
+import { escapeText } from '../text.js';
+import { DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UnknownReleasePolicy } from './config.js';
 import { alreadyInstalled } from './installed.js';
 import { findRunningSlot, RUNNING_HOW, type RunningSlot } from './running.js';
-import { defaultStatusPath, readStatus, writeStatus } from './status.js';
+import { probeStatusWritable, readStatus, statusPathFor, writeStatus, type SlotStatus, type StatusState } from './status.js';
 import { FastPatchError } from '../errors.js';
-import { FLATCAR_USR_TYPE, getSlotBits, sameGuid } from '../gpt/attributes.js';
+import { FLATCAR_USR_TYPE, MAX_TRIES, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
 import { setNext } from '../gpt/prioritize.js';
 import type { GptEntry } from '../gpt/table.js';
-import { changeSlots, checkInvariants, findSlot, readDiskGpt, repairGpt, usableEntries } from '../gpt/transaction.js';
+import { changeSlots, checkInvariants, readDiskGpt, repairGpt, usableEntries } from '../gpt/transaction.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
 import type { CoreBuild } from '../wasm/core.js';
 
@@ -38,7 +41,7 @@ export interface UpdateOptions {
   running?: string;
   /** Slot partition type (default: CoreOS/Flatcar /usr). */
   typeGuid?: string;
-  /** Boot attempts of the new slot before the bootloader falls back (default 1, as Flatcar). */
+  /** Boot attempts of the new slot before the bootloader falls back: 1..15 (default 1, as Flatcar). RangeError otherwise. */
   tries?: number;
   sectorSize?: number;
   /**
@@ -46,14 +49,33 @@ export interface UpdateOptions {
    * during the flip leaves them, is repaired first (repairGpt), the result saying so.
    */
   resume?: boolean;
-  /** Slot status record (status.ts); default /var/lib/fastpatch/status.json, or DISK.status.json for an image file. */
+  /**
+   * Slot status record (status.ts). Default (statusPathFor): /var/lib/fastpatch/status.json for a
+   * block device; REALPATH.status.json beside an image file, also when the file is reached through
+   * a loop device that shows all of it.
+   */
   statusPath?: string;
-  /** Install a release older than the running slot's. */
+  /** Install a release older than the running slot's; also installs when that release is unknown or the record unreadable. */
   allowDowngrade?: boolean;
+  /**
+   * When the running slot's release is unknown (no record, or no entry for the running slot):
+   * 'refuse' (the default) throws FastPatchError('DOWNGRADE') before anything is written, since an
+   * old signed release could not be told apart; 'allow' installs without a downgrade check (a
+   * first install, whose image builder wrote no record). A record that exists but is not valid
+   * is refused either way (only allowDowngrade passes it).
+   */
+  unknownRelease?: UnknownReleasePolicy;
   build?: CoreBuild;
   onProgress?: (p: { imageBytesDone: number; targetSize: number }) => void;
 }
 
+/** The slot the bootloader boots next (GRUB model): plain numbers and strings, JSON-safe. */
+export type NextBoot = { bootable: true; index: number; label: string } | { bootable: false; index: null; reason: string };
+
+/**
+ * What an update did. Plain numbers, strings and booleans only (no BigInt), so
+ * JSON.parse(JSON.stringify(result)) gives it back whole.
+ */
 export interface UpdateResult {
   apply: ApplyResult;
   /** `how`: named by the caller, the slot partition in use, or the bootloader's choice (running.ts). */
@@ -61,16 +83,24 @@ export interface UpdateResult {
   /** `written`: the device or byte range the image went to. */
   updated: { index: number; label: string; written: string };
   /** What the bootloader will do on the next boot (GRUB model, not written). */
-  nextBoot: BootDecision;
+  nextBoot: NextBoot;
   /** The running slot's release as the status record has it (undefined: unknown, no downgrade check). */
   runningVersion: string | undefined;
-  /** Where the slot status was recorded, and a problem reading it, if any. */
-  status: { path: string; problem?: string };
+  /**
+   * The slot status record: where it is, what reading it found before the update (`found`,
+   * `missing`, `unreadable`), and why it was unreadable. It now holds the updated slot's release.
+   */
+  status: { path: string; state: StatusState; problem?: string };
   /** With `resume`: the GPT problems an interrupted flip had left, repaired before going on. */
   gptRepaired?: string[];
 }
 
 export async function updateDisk(input: PayloadInput, options: UpdateOptions): Promise<UpdateResult> {
+  if (options.tries !== undefined && (!Number.isInteger(options.tries) || options.tries < 1 || options.tries > MAX_TRIES)) {
+    throw new RangeError(`tries must be an integer 1..${MAX_TRIES}, got ${options.tries}`);
+  }
+  const policy = options.unknownRelease ?? 'refuse';
+  if (!UNKNOWN_RELEASE_POLICIES.includes(policy)) throw new RangeError(`unknownRelease must be ${UNKNOWN_RELEASE_POLICIES.join(' or ')}, got ${String(policy)}`);
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   const diskOptions = options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {};
   let read = await readDiskGpt(options.disk, diskOptions);
@@ -90,60 +120,152 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   const passive = slots.find((s) => s.index !== running.index)!;
   const booting = grubNext(entries, typeGuid);
   const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
-  const statusPath = options.statusPath ?? defaultStatusPath(options.disk, (await stat(options.disk)).isBlockDevice());
-  const { status, problem } = await readStatus(statusPath);
+  const statusPath = options.statusPath ?? (await statusPathFor(options.disk));
+  const { status, state, problem } = await readStatus(statusPath);
+  const passiveKey = passive.uniqueGuid.toUpperCase();
   const runningVersion = status.slots[running.uniqueGuid.toUpperCase()]?.version;
-  const record = async (apply: ApplyResult, written: string, nextBoot: BootDecision): Promise<UpdateResult> => {
-    // Recorded after the flip: a record that says more than the disk does is worse than none.
-    status.slots[passive.uniqueGuid.toUpperCase()] = {
+  if (!options.allowDowngrade) refuseUnknownRelease({ state, problem, runningVersion, policy, statusPath, running });
+  const record = async (apply: ApplyResult, written: string, flipped: boolean): Promise<void> => {
+    const before = status.slots[passiveKey];
+    if (before && before.version === apply.version && before.imageHash === apply.targetHash && before.imageSize === apply.targetSize) return;
+    status.slots[passiveKey] = {
       version: apply.version, imageHash: apply.targetHash, imageSize: apply.targetSize, label: passive.label, installed: new Date().toISOString(),
     };
-    await writeStatus(statusPath, status);
-    return {
-      runningVersion,
-      status: { path: statusPath, ...(problem !== undefined ? { problem } : {}) },
-      ...(gptRepaired ? { gptRepaired } : {}),
-      apply,
-      running: { index: running.index, label: running.label, how },
-      updated: { index: passive.index, label: passive.label, written },
-      nextBoot,
-    };
+    try {
+      await writeStatus(statusPath, status);
+    } catch (err) {
+      // The record is part of the update: without it the next update could not check for a
+      // downgrade. Before the flip, nothing boots the new image yet; --resume keeps it (checked
+      // against the signed hashes) and writes the record and the flip.
+      const next = flipped
+        ? `slot ${slotName(passive)} holds release ${apply.version} and boots next, but the record still says otherwise`
+        : `release ${apply.version} is written into slot ${slotName(passive)} (${written}) and verified, but the slot was NOT set to boot next`;
+      throw new FastPatchError('IO', `${next}: ${(err as Error).message}; make the record writable (or choose another place with --status), then run again with --resume`, { cause: err });
+    }
   };
+  const result = (apply: ApplyResult, written: string, nextBoot: BootDecision): UpdateResult => ({
+    runningVersion,
+    status: { path: statusPath, state, ...(problem !== undefined ? { problem } : {}) },
+    ...(gptRepaired ? { gptRepaired } : {}),
+    apply,
+    running: { index: running.index, label: running.label, how },
+    updated: { index: passive.index, label: passive.label, written },
+    nextBoot: plainNextBoot(nextBoot, entries),
+  });
   if (booting.bootable && booting.index === passive.index) {
     // Already set to boot next: the previous update got as far as the flip. With --resume, finish
     // it if the slot holds exactly this payload's image; never write a slot that boots next.
     const done = options.resume ? await alreadyInstalled(input, options, range(passive)) : undefined;
-    if (done) return record(done, `${options.disk} (already written)`, booting);
-    const passiveName = passive.label || String(passive.index);
-    const runningName = `${running.label || running.index} (${RUNNING_HOW[how]})`;
+    if (done) {
+      // The same release checks as a fresh update, so --resume is no way around them.
+      if (runningVersion !== undefined && !options.allowDowngrade && compareVersions(done.version, runningVersion) < 0) {
+        throw new FastPatchError('DOWNGRADE', downgradeMessage(`release ${done.version} is older than release ${runningVersion}, which the device runs; refusing to downgrade`));
+      }
+      await record(done, `${options.disk} (already written)`, true);
+      return result(done, `${options.disk} (already written)`, booting);
+    }
+    const runningName = `${running.label ? escapeText(running.label) : `partition ${running.index}`} (${RUNNING_HOW[how]})`;
     throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
-      ? `slot ${passiveName} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
-      : `slot ${passiveName} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or \`fastpatch gpt rollback\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
+      ? `slot ${slotName(passive)} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
+      : `slot ${slotName(passive)} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or \`fastpatch gpt rollback\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
   }
   // The slot change must be allowed before anything is written: the running slot has to be a
   // successful fallback (a slot that was set to boot next but never marked good is not).
   const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
   checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
+  await forgetPassive(statusPath, status, passiveKey, options.disk);
   const targetSlot = await slotDevice(options.disk, range(passive));
   const sourceSlot = await slotDevice(options.disk, range(running));
-  const apply = await applyPayload(input, {
-    trustedKeys: options.trustedKeys,
-    resume: options.resume === true,
-    ...(runningVersion !== undefined ? { sourceVersion: runningVersion } : {}),
-    ...(runningVersion !== undefined && !options.allowDowngrade ? { minimumVersion: runningVersion } : {}),
-    target: targetSlot.path,
-    ...(targetSlot.range ? { targetRange: targetSlot.range } : {}),
-    source: sourceSlot.path,
-    ...(sourceSlot.range ? { sourceRange: sourceSlot.range } : {}),
-    ...(options.build ? { build: options.build } : {}),
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-  });
+  let apply: ApplyResult;
+  try {
+    apply = await applyPayload(input, {
+      trustedKeys: options.trustedKeys,
+      resume: options.resume === true,
+      ...(runningVersion !== undefined ? { sourceVersion: runningVersion } : {}),
+      ...(runningVersion !== undefined && !options.allowDowngrade ? { minimumVersion: runningVersion } : {}),
+      target: targetSlot.path,
+      ...(targetSlot.range ? { targetRange: targetSlot.range } : {}),
+      source: sourceSlot.path,
+      ...(sourceSlot.range ? { sourceRange: sourceSlot.range } : {}),
+      ...(options.build ? { build: options.build } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+  } catch (err) {
+    throw inSlotTerms(err, passive, range(passive).length);
+  }
+  // Recorded after the image is written and verified, before the flip: a record that says what
+  // the slot holds, and a flip only once the next update can check against it.
+  await record(apply, targetSlot.description, false);
   const changed = await changeSlots(options.disk, flip, {
     ...diskOptions,
     typeGuid,
     running: running.index,
   });
-  return record(apply, targetSlot.description, grubNext(changed.after, typeGuid));
+  return result(apply, targetSlot.description, grubNext(changed.after, typeGuid));
+}
+
+/** A slot's name for messages: its label (escaped: it comes from the disk) and partition number. */
+function slotName(e: GptEntry): string {
+  return e.label ? `${escapeText(e.label)} (partition ${e.index})` : `partition ${e.index}`;
+}
+
+function downgradeMessage(base: string): string {
+  return /--allow-downgrade/.test(base) ? base : `${base}; to install it anyway, run again with --allow-downgrade`;
+}
+
+/**
+ * Refuses (FastPatchError 'DOWNGRADE', before anything is written) an update whose running
+ * release cannot be checked: an unreadable record always (it was not written by `update`, which
+ * writes atomically, so it was damaged or altered: what it hid is unknown), an unknown release
+ * unless the policy allows it.
+ */
+function refuseUnknownRelease(c: { state: StatusState; problem: string | undefined; runningVersion: string | undefined; policy: UnknownReleasePolicy; statusPath: string; running: GptEntry }): void {
+  if (c.state === 'unreadable') {
+    throw new FastPatchError('DOWNGRADE', `${c.problem}; a damaged or altered record could hide a downgrade, so nothing was written: check it, then move it away and run again with --unknown-release allow, or install regardless of release with --allow-downgrade`);
+  }
+  if (c.runningVersion !== undefined || c.policy === 'allow') return;
+  const why = c.state === 'missing' ? `no slot status record ${c.statusPath}` : `${c.statusPath} has no entry for it`;
+  throw new FastPatchError('DOWNGRADE', `release of the running slot ${slotName(c.running)} unknown (${why}), so a downgrade cannot be ruled out; nothing was written: for the first update since this disk was installed, run again with --unknown-release allow (or UNKNOWN_RELEASE=allow in ${DEFAULT_UPDATE_CONFIG}); to install regardless of release, --allow-downgrade`);
+}
+
+/**
+ * Before the passive slot is written: the record stops saying it holds its old release (a cut in
+ * the middle leaves neither), and must be writable at all (a read-only or full /var is found
+ * before the slot is touched, not after).
+ */
+async function forgetPassive(statusPath: string, status: SlotStatus, passiveKey: string, disk: string): Promise<void> {
+  try {
+    if (Object.hasOwn(status.slots, passiveKey)) {
+      delete status.slots[passiveKey];
+      await writeStatus(statusPath, status);
+    } else {
+      await probeStatusWritable(statusPath);
+    }
+  } catch (err) {
+    throw new FastPatchError('IO', `slot status record ${statusPath} cannot be written (${(err as Error).message}); nothing was written to ${disk}: make it writable, or choose another place with --status`, { cause: err });
+  }
+}
+
+/** An applier error about the target, said in terms of the slot (the disk's name would mislead). */
+function inSlotTerms(err: unknown, passive: GptEntry, slotBytes: number): unknown {
+  if (!(err instanceof FastPatchError)) return err;
+  if (err.code === 'DOWNGRADE') return new FastPatchError('DOWNGRADE', downgradeMessage(err.message), { cause: err });
+  if (err.code === 'TARGET_TOO_SMALL') {
+    const needed = /the image needs (\d+)/.exec(err.message)?.[1];
+    const need = needed !== undefined ? `the image needs ${needed} bytes (${mib(Number(needed))})` : `less than the image needs (${err.message})`;
+    return new FastPatchError('TARGET_TOO_SMALL', `slot ${slotName(passive)} holds ${slotBytes} bytes (${mib(slotBytes)}), ${need}: this disk's slots are too small for this release; use a disk with larger slots (fastpatch gpt create --size)`, { cause: err });
+  }
+  return err;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** The bootloader's decision without its table copy (whose attribute words are BigInt). */
+function plainNextBoot(d: BootDecision, entries: readonly GptEntry[]): NextBoot {
+  if (!d.bootable) return { bootable: false, index: null, reason: d.reason };
+  return { bootable: true, index: d.index, label: entries.find((e) => e.index === d.index)?.label ?? '' };
 }
 
 interface SlotDevice {

@@ -54,7 +54,7 @@ async function cycle(disk: string): Promise<void> {
   const a = gpt.table!.entries.find((e) => e.index === 3)!;
   await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: { offset: a.firstLba * gpt.sectorSize, length: (a.lastLba - a.firstLba + 1) * gpt.sectorSize } });
   // The device updates: v2 into USR-B, from USR-A.
-  const result = await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub] });
+  const result = await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow' });
   expect(result).toMatchObject({ running: { index: 3, label: 'USR-A' }, updated: { index: 4, label: 'USR-B' }, nextBoot: { bootable: true, index: 4 } });
   expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2))).toBe(0);
   expect(Buffer.compare(await slotBytes(disk, 3, v1.length), Buffer.from(v1)), 'the running slot is only read').toBe(0);
@@ -65,8 +65,8 @@ async function cycle(disk: string): Promise<void> {
   await changeSlots(disk, () => boot1.entries as GptEntry[], { allowUnbootable: true });
   expect(grubNext(await entries())).toMatchObject({ bootable: true, index: 3, written: false });
   // Updating again while A runs is allowed; while B is about to boot it is refused.
-  await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub] });
-  expect(await asyncCodeOf(() => updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], running: 'USR-B' }))).toMatch(/GPT_UNSAFE|USAGE/);
+  await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow' });
+  expect(await asyncCodeOf(() => updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', running: 'USR-B' }))).toMatch(/GPT_UNSAFE|USAGE/);
   // This time B comes up and is marked good: it sticks.
   const boot3 = grubNext(await entries());
   expect(boot3).toMatchObject({ index: 4 });
@@ -99,10 +99,10 @@ describe('update', () => {
     bad[40] ^= 1;
     await fsp.writeFile(join(dir, 'bad.fpay'), bad);
     const before = await fsp.readFile(disk);
-    const r = await runCli(['update', join(dir, 'bad.fpay'), '--disk', disk, '--pubkey', join(dir, 'k.pub')]);
+    const r = await runCli(['update', join(dir, 'bad.fpay'), '--disk', disk, '--pubkey', join(dir, 'k.pub'), '--unknown-release', 'allow']);
     expect(r.code).toBe(3);
     expect(Buffer.compare(await fsp.readFile(disk), before)).toBe(0);
-    const ok = await runCli(['update', full, '--disk', disk, '--pubkey', join(dir, 'k.pub')]);
+    const ok = await runCli(['update', full, '--disk', disk, '--pubkey', join(dir, 'k.pub'), '--unknown-release', 'allow']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/next boot: partition 4 \(USR-B\) once/);
   });
@@ -113,14 +113,14 @@ describe('update --resume after a power cut', () => {
     const disk = join(dir, 'after-flip.img');
     await createFlatcarDisk(disk, { size: 64 * MiB });
     await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
-    await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub] });
+    await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow' });
     // The power went out here, before update could report. USR-B is set to boot next.
     const before = await fsp.readFile(disk);
-    expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub] }))).toBe('USAGE');
-    const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], resume: true });
+    expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow' }))).toBe('USAGE');
+    const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', resume: true });
     expect(again).toMatchObject({ running: { index: 3, how: 'bootloader' }, updated: { index: 4 }, nextBoot: { index: 4 }, apply: { bytesWritten: 0, version: '2.0.0' } });
     expect(Buffer.compare(await fsp.readFile(disk), before), 'nothing written').toBe(0);
-    const other = await updateDisk(openPayload(full), { disk, trustedKeys: [signer.pub], resume: true }).catch((e: Error) => e);
+    const other = await updateDisk(openPayload(full), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', resume: true }).catch((e: Error) => e);
     expect(other).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/already set to boot next with another image/) });
   });
 
@@ -130,7 +130,7 @@ describe('update --resume after a power cut', () => {
     await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
     // The image got written into USR-B, then the power went out before the flip.
     await applyPayload(readPayloadChunks(delta), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 4), source: disk, sourceRange: await slotRange(disk, 3) });
-    const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], resume: true });
+    const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', resume: true });
     expect(r.apply).toMatchObject({ bytesWritten: 0, resumed: { bytesSkipped: v2.length } });
     expect(r.nextBoot).toMatchObject({ bootable: true, index: 4 });
   });
@@ -150,7 +150,7 @@ describe('update --resume after a flip torn between its GPT writes', () => {
       await createFlatcarDisk(disk, { size: 64 * MiB });
       await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
       const before = await fsp.readFile(disk);
-      await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath: join(dir, 'torn-status.json') });
+      await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', statusPath: join(dir, 'torn-status.json') });
       const after = await fsp.readFile(disk);
       const region = torn === 'primary flipped, backup not' ? backupOf(after.length) : PRIMARY;
       expect(Buffer.compare(before.subarray(region.from, region.from + region.length), after.subarray(region.from, region.from + region.length)), 'the flip changed this copy').not.toBe(0);
@@ -159,17 +159,17 @@ describe('update --resume after a flip torn between its GPT writes', () => {
       expect((await readDiskGpt(disk)).problems.length).toBeGreaterThan(0);
 
       const statusPath = join(dir, `torn-${torn.split(' ')[0]}.status.json`);
-      expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath }))).toBe('GPT_CORRUPT');
+      expect(await asyncCodeOf(() => updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', statusPath }))).toBe('GPT_CORRUPT');
       expect(Buffer.compare(await fsp.readFile(disk), after), 'nothing written without --resume').toBe(0);
 
-      const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath, resume: true });
+      const r = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', statusPath, resume: true });
       expect(r.gptRepaired?.length).toBeGreaterThan(0);
       expect(r).toMatchObject({ updated: { index: 4 }, nextBoot: { bootable: true, index: 4 }, apply: { bytesWritten: 0, version: '2.0.0' } });
       expect((await readDiskGpt(disk)).problems).toEqual([]);
       expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2))).toBe(0);
       expect(Buffer.compare(await slotBytes(disk, 3, v1.length), Buffer.from(v1))).toBe(0);
       // Both copies agree and say what the completed update does: B once, then A.
-      const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], statusPath, resume: true });
+      const again = await updateDisk(openPayload(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow', statusPath, resume: true });
       expect(again.gptRepaired).toBeUndefined();
     });
   }
@@ -183,14 +183,14 @@ describe('fastpatch update killed (kill -9) at any point, then run again with --
       const disk = join(dir, `killed-${delayMs}.img`);
       await createFlatcarDisk(disk, { size: 64 * MiB });
       await applyPayload(readPayloadChunks(full), { trustedKeys: [signer.pub], target: disk, targetRange: await slotRange(disk, 3) });
-      const args = [CLI_PATH, 'update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub')];
+      const args = [CLI_PATH, 'update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub'), '--unknown-release', 'allow'];
       const child = spawn(process.execPath, args, { stdio: 'ignore' });
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
       const code = await exited;
       clearTimeout(timer);
       outcomes.push(code === 0 ? 'finished' : 'killed');
-      const again = await runCli(['update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub'), '--resume', '--json']);
+      const again = await runCli(['update', delta, '--disk', disk, '--pubkey', join(dir, 'k2.pub'), '--unknown-release', 'allow', '--resume', '--json']);
       expect(again.code, `killed after ${delayMs} ms: ${again.stderr}`).toBe(0);
       expect(JSON.parse(again.stdout)).toMatchObject({ updated: { index: 4 }, nextBoot: { bootable: true, index: 4 } });
       expect(Buffer.compare(await slotBytes(disk, 4, v2.length), Buffer.from(v2)), `killed after ${delayMs} ms`).toBe(0);
@@ -267,7 +267,7 @@ describe('slots as partition devices', () => {
     const { disk, delta: d, v2: want } = await ext4Disk('parts');
     await withPartitionedLoop(disk, {}, async (dev) => {
       await withMount(`${dev}p3`, async (mnt) => {
-        const result = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] });
+        const result = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub], unknownRelease: 'allow' });
         expect(result.updated).toEqual({ index: 4, label: 'USR-B', written: `${dev}p4` });
         expect(result.nextBoot).toMatchObject({ bootable: true, index: 4 });
         expect((await fsp.readdir(mnt)).includes('release'), 'the running slot is still v1').toBe(false);
@@ -297,10 +297,10 @@ describe('slots as partition devices', () => {
     await withPartitionedLoop(disk, {}, async (dev) => {
       await withMount(`${dev}p4`, async () => {
         const before = await readHead(dev, 64 * MiB);
-        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub] }).catch((e: Error) => e);
+        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub], unknownRelease: 'allow' }).catch((e: Error) => e);
         // USR-A is the only fallback of the unconfirmed USR-B: it must not be overwritten. (Taking the
         // bootloader's pick, USR-A, for the running slot would have written the delta over it.)
-        expect(err).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/slot USR-A boots next and is marked good: it is the running system or its fallback.*running slot taken to be USR-B \(its partition is in use\)/) });
+        expect(err).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/slot USR-A \(partition 3\) boots next and is marked good: it is the running system or its fallback.*running slot taken to be USR-B \(its partition is in use\)/) });
         expect(Buffer.compare(await readHead(dev, 64 * MiB), before)).toBe(0);
       }, ['-o', 'ro']);
     });
@@ -321,7 +321,7 @@ describe('slots as partition devices', () => {
       await withMount(`${dev}p4`, async () => {
         const before = await readHead(dev, 64 * MiB);
         // Named: with USR-B mounted and USR-A not, FastPatch would otherwise take USR-B for the running slot.
-        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub], running: 'USR-A' }).catch((e: Error) => e);
+        const err = await updateDisk(readPayloadChunks(d), { disk: dev, trustedKeys: [signer.pub], unknownRelease: 'allow', running: 'USR-A' }).catch((e: Error) => e);
         expect(err).toMatchObject({ code: 'IO', message: expect.stringMatching(/p4 is in use \(mounted\?\)/) });
         expect(Buffer.compare(await readHead(dev, 64 * MiB), before)).toBe(0);
         // The byte-range path checks the same through sysfs.

@@ -1,7 +1,7 @@
 // Downgrade protection and the slot status record (update/status.ts, format/version.ts): the device
 // refuses an older release than the one it runs unless told, a delta made from another release is
 // refused before anything is written and names the release it needs, and the record is safe to
-// lose or corrupt.
+// lose (refused unless allowed) and refused when corrupt.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -79,7 +79,7 @@ describe('update with a slot status record', () => {
 
   it('records what it installed, refuses an older release (exit 10, slot and GPT untouched), allows it with --allow-downgrade', async () => {
     const d = await disk('record.img');
-    const first = await updateDisk(readPayloadChunks(payload['2.0.0']!), { disk: d, trustedKeys: [signer.pub] });
+    const first = await updateDisk(readPayloadChunks(payload['2.0.0']!), { disk: d, trustedKeys: [signer.pub], unknownRelease: 'allow' });
     expect(first.runningVersion).toBeUndefined();
     const record = JSON.parse(await fsp.readFile(`${d}.status.json`, 'utf8'));
     const b = (await readDiskGpt(d)).table!.entries.find((e) => e.index === 4)!;
@@ -89,7 +89,7 @@ describe('update with a slot status record', () => {
     const disk0 = await fsp.readFile(d);
     const r = await runCli(['update', payload['1.5.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub')]);
     expect(r.code, r.stderr).toBe(10);
-    expect(r.stderr.trim().split('\n'), r.stderr).toEqual(['fastpatch: DOWNGRADE: release 1.5.0 is older than release 2.0.0, which the device runs; refusing to downgrade']);
+    expect(r.stderr.trim().split('\n'), r.stderr).toEqual(['fastpatch: DOWNGRADE: release 1.5.0 is older than release 2.0.0, which the device runs; refusing to downgrade; to install it anyway, run again with --allow-downgrade']);
     expect(Buffer.compare(await fsp.readFile(d), disk0), 'nothing written').toBe(0);
     const ok = await runCli(['update', payload['1.5.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub'), '--allow-downgrade']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -98,7 +98,7 @@ describe('update with a slot status record', () => {
 
   it('a delta from another release: SOURCE_MISMATCH naming the release it needs, before anything is written', async () => {
     const d = await disk('delta.img');
-    await updateDisk(readPayloadChunks(payload['1.5.0']!), { disk: d, trustedKeys: [signer.pub] });
+    await updateDisk(readPayloadChunks(payload['1.5.0']!), { disk: d, trustedKeys: [signer.pub], unknownRelease: 'allow' });
     for (const args of [['gpt', 'boot-next', d], ['gpt', 'mark-good', d, '--slot', 'USR-B']]) expect((await runCli(args)).code).toBe(0);
     // USR-B runs 1.5.0; the delta was made from 1.0.0. USR-A is the passive slot now.
     const gpt = await readDiskGpt(d);
@@ -110,12 +110,16 @@ describe('update with a slot status record', () => {
     expect(Buffer.compare(after, before)).toBe(0);
   });
 
-  it('a corrupt record is reported and replaced; the update goes on without a downgrade check', async () => {
+  it('a corrupt record is refused (exit 10, nothing written) even with --unknown-release allow; --allow-downgrade replaces it', async () => {
     const d = await disk('corrupt.img');
     await fsp.writeFile(`${d}.status.json`, '{"format": 1, "slots": ');
-    const r = await runCli(['update', payload['1.0.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub')]);
+    const before = await fsp.readFile(d);
+    const refused = await runCli(['update', payload['1.0.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub'), '--unknown-release', 'allow']);
+    expect(refused.code, refused.stderr).toBe(10);
+    expect(Buffer.compare(await fsp.readFile(d), before)).toBe(0);
+    const r = await runCli(['update', payload['1.0.0']!, '--disk', d, '--pubkey', join(dir, 'k.pub'), '--allow-downgrade']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/warning: .*status\.json is not a valid status record/);
+    expect(r.stdout).toMatch(/warning: .*status\.json is not a valid slot status record/);
     expect(JSON.parse(await fsp.readFile(`${d}.status.json`, 'utf8')).format).toBe(1);
     expect(await passiveBytes(d)).toBeDefined();
   });
