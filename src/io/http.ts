@@ -214,7 +214,7 @@ class Exchange {
   add(part: ClientRequest | IncomingMessage): void {
     // A response destroyed with a reason while nobody reads it must not become an uncaught 'error';
     // a reader (the body's iterator) still sees the error.
-    if (!('method' in part)) part.on('error', () => undefined);
+    if (part instanceof http.IncomingMessage) part.on('error', () => undefined);
     this.parts.push(part);
   }
   /**

@@ -640,6 +640,24 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
     expect(busy.seen).toHaveLength(1);
   });
 
+  it('a deadline passing while the consumer holds a chunk ends the transfer at its next read', async () => {
+    const server = await payloadServer(DATA, () => ({ etag: ETAG }));
+    const o = fast({ deadlineMs: 200 });
+    let got = 0;
+    const err = await rejectionOf(
+      (async () => {
+        for await (const c of httpChunks(server.url(), o)) {
+          got += c.length;
+          if (got === c.length) await pause(400); // a slow disk holds the first chunk past the deadline
+        }
+      })(),
+    );
+    expectFastPatchError(err, 'IO', 6);
+    expect(err.message).toMatch(/not finished within the 0\.2 s deadline \(at byte \d+\)/);
+    expect(got).toBeLessThan(DATA.length);
+    expect(o.retriesSeen).toEqual([]);
+  });
+
   it('a deadline the transfer meets changes nothing; bad values are refused', async () => {
     const server = await payloadServer(SMALL, () => ({ etag: ETAG }));
     expectSame(await collect(httpChunks(server.url(), fast({ deadlineMs: 60_000 }))), SMALL);
