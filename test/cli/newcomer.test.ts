@@ -72,20 +72,33 @@ describe('--help of every command', () => {
     return [...section.matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]!).filter((name) => name !== 'help');
   }
 
-  it('every command and subcommand, found from the help of its parent, has an example; required options are marked', async () => {
-    const seen: string[] = [];
+  it('every command and subcommand, found from the help of its parent, has an example, and every example names only options its command has', async () => {
+    const helps = new Map<string, string>();
     const walk = async (path: string[]): Promise<void> => {
       const run = ok(await runCli([...path, '--help']));
       const name = ['fastpatch', ...path].join(' ');
-      seen.push(name);
+      helps.set(name, run.stdout);
       expect(run.stdout, `${name} --help`).toMatch(/^Examples:$/m);
       expect(run.stdout.split(/^Examples:$/m)[1], `${name} --help`).toMatch(/^ {2}fastpatch /m);
       for (const child of subcommands(run.stdout)) await walk([...path, child]);
     };
     await walk([]);
     // The walk found the whole tree (a broken help parser would find nothing and pass).
+    const seen = [...helps.keys()];
     expect(seen).toEqual(expect.arrayContaining(['fastpatch', 'fastpatch apply', 'fastpatch update', 'fastpatch gpt', 'fastpatch gpt show', 'fastpatch gpt boot-next']));
     expect(seen.length).toBeGreaterThanOrEqual(16);
+    // An example is a command line a newcomer pastes: its command exists and has each option it uses.
+    for (const [name, help] of helps) {
+      const examples = help.split(/^Examples:$/m)[1]!.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('fastpatch '));
+      for (const example of examples) {
+        const words = example.replace(/#.*/, '').trim().split(/\s+/);
+        let command = 'fastpatch';
+        for (const word of words.slice(1)) if (helps.has(`${command} ${word}`)) command = `${command} ${word}`;
+        for (const flag of words.filter((w) => w.startsWith('-')).map((w) => w.split('=')[0]!)) {
+          expect(helps.get(command)!, `${example} (in the help of ${name}): ${command} has no ${flag}`).toMatch(new RegExp(`(^|[ ,])${flag}\\b`, 'm'));
+        }
+      }
+    }
   });
 
   it.each([
