@@ -239,7 +239,8 @@ export async function checkOtherNamesFree(target: OpenImage): Promise<void> {
   const own = stats.isBlockDevice() ? [majorMinor(stats.rdev)] : [];
   const users = await bytesInUse(ranges, own, target.exclusive === true);
   if (users.length > 0) {
-    throw new FastPatchError('IO', `target ${target.path}: the bytes it would write are in use under another name: ${users.join('; ')}; refusing to write them (unmount it, or detach the loop device)`);
+    const where = target.offset !== undefined ? ` bytes ${target.offset}+${target.size}` : '';
+    throw new FastPatchError('IO', `target ${target.path}${where} is in use under another name: ${users.join('; ')}; refusing to write there (unmount it, or detach the loop device)`);
   }
 }
 

@@ -270,6 +270,35 @@ describe.runIf(canRun)('a target whose bytes are in use under another name is no
     expect(firstDifference(after.subarray(8 * MiB), before.subarray(8 * MiB))).toBe(-1);
   });
 
+  it.runIf(hasTools)('fastpatch update on a disk image whose passive slot is mounted through losetup -o OFFSET --sizelimit N: exit 6, the disk unchanged', async () => {
+    const disk = join(dir, `update-${counter++}.img`);
+    const cli = async (args: string[]) => {
+      const run = await runCli(args);
+      expect(run.code, `fastpatch ${args.join(' ')}: ${run.stderr}`).toBe(0);
+      return run.stdout;
+    };
+    await cli(['gpt', 'create', disk, '--size', '64M']);
+    // A fresh disk: USR-A good and booted, so update writes USR-B.
+    const { partitions, sectorSize } = JSON.parse(await cli(['gpt', 'show', disk, '--json'])) as { sectorSize: number; partitions: { label: string; firstLba: number; lastLba: number }[] };
+    const b = partitions.find((p) => p.label === 'USR-B')!;
+    const offset = b.firstLba * sectorSize;
+    const length = (b.lastLba - b.firstLba + 1) * sectorSize;
+    const handle = await fsp.open(disk, 'r+');
+    await handle.write(await ext4(length), 0, length, offset);
+    await handle.close();
+    const pub = join(dir, `signer-${counter++}.pub`);
+    await fsp.writeFile(pub, formatPublicKey(signer.pub));
+    const before = await bytesOf(disk);
+    await withLoops([['--offset', String(offset), '--sizelimit', String(length), disk]], async ([loop]) => {
+      await withMount(loop!, async () => {
+        const run = await runCli(['update', full.payloadPath, '--disk', disk, '--pubkey', pub, '--allow-downgrade', '--status', join(dir, `status-${counter++}.json`)]);
+        expect(run.code, run.stderr).toBe(6);
+        expect(run.stderr).toContain(`${loop} (bytes ${offset}+${length} of ${disk}) is mounted`);
+      });
+    });
+    expect(firstDifference(await bytesOf(disk), before), 'the disk (slot and GPT) must be unchanged').toBe(-1);
+  });
+
   it('a loop device over the file claimed exclusively by another program: IO, unchanged; once released, allowed', async () => {
     const file = await fileWith(2 * MiB, []);
     const before = await bytesOf(file);
