@@ -200,3 +200,15 @@ async function claimed(name: string, majorMinor: string): Promise<boolean> {
     return (err as NodeJS.ErrnoException).code === 'EBUSY';
   }
 }
+
+/**
+ * What uses bytes [offset, offset + length) of the file or block device at `path` under another
+ * name (bytesInUse): for an image file, the loop devices over it (at any offset, with partitions)
+ * that are mounted, held or claimed. The disk itself is not counted. Empty when free. For callers
+ * that must tell which slot of a disk image runs, as rangeUsers (mounts.ts) does for a block device.
+ */
+export async function pathRangeUsers(path: string, offset: number, length: number): Promise<string[]> {
+  const stats = await stat(path);
+  const ranges = await physicalRanges(stats, path, offset, length);
+  return bytesInUse(ranges, stats.isBlockDevice() ? [majorMinorOf(stats.rdev)] : []);
+}

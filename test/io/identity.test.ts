@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blockRanges, sharedBytes, type PhysicalRange } from '../../dist/src/io/identity.js';
+import { blockRanges, pathRangeUsers, sharedBytes, type PhysicalRange } from '../../dist/src/io/identity.js';
 import { loopBacking, sysfsNumber } from '../../dist/src/io/mounts.js';
 import { MiB, removeDir, rootOrWarn, tempDir } from '../helpers/payloads.js';
 
@@ -99,6 +99,25 @@ describe.runIf(canRun)('loop devices and partitions in sysfs (root)', () => {
       }
     } finally {
       detach(outer);
+    }
+  });
+
+  it('pathRangeUsers: a range of an image file is in use while a loop window over it is claimed, and only that range', async () => {
+    const file = join(dir, 'slots.img');
+    await fsp.writeFile(file, new Uint8Array(4 * MiB));
+    const loop = attach('--offset', String(2 * MiB), '--sizelimit', String(MiB), file);
+    try {
+      const held = await fsp.open(loop, fsp.constants.O_RDONLY | fsp.constants.O_EXCL);
+      try {
+        expect(await pathRangeUsers(file, 2 * MiB + 4096, 4096)).toEqual([expect.stringContaining(`${loop} (bytes ${2 * MiB + 4096}+4096 of ${file}) is in use`)]);
+        expect(await pathRangeUsers(file, 0, 2 * MiB)).toEqual([]);
+        expect(await pathRangeUsers(file, 3 * MiB, MiB)).toEqual([]);
+      } finally {
+        await held.close();
+      }
+      expect(await pathRangeUsers(file, 2 * MiB, MiB)).toEqual([]);
+    } finally {
+      detach(loop);
     }
   });
 });
