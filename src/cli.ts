@@ -294,7 +294,8 @@ function checkExcessArguments(parent: Command, sub: Command): void {
     if (!option) return unknownOption(sub, flag);
     given.add(option);
     const attached = long ? a.includes('=') : a.length > 2;
-    if ((option.required || option.optional) && !attached) i++;
+    // A value follows: always for `<value>`, for `[value]` unless the next word is an option.
+    if (!attached && (option.required || (option.optional && !args[i + 1]?.startsWith('-')))) i++;
   }
   if (operands.length <= declared.length) return;
   const extra = operands[declared.length]!;
