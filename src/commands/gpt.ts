@@ -170,7 +170,7 @@ export async function rollbackCommand(path: string, o: GptOptions & { running?: 
   if (!getSlotBits(other.attributes).successful) {
     const next = nextOf(entries.map((e) => ({ ...e })), o);
     const pending = next.bootable && next.index === other.index;
-    throw new FastPatchError('GPT_UNSAFE', `${nameOf(other)} has never booted successfully: rolling back to it could leave nothing bootable${pending ? `; it is set to boot next on trial: to keep booting ${nameOf(running.slot)} instead, \`fastpatch gpt mark-good ${path} --slot ${nameOf(running.slot)}\`` : ''}`);
+    throw new FastPatchError('GPT_UNSAFE', `partition ${other.index} (${nameOf(other)}) has never booted successfully: rolling back to it could leave nothing bootable${pending ? `; it is set to boot next on trial: to keep booting ${nameOf(running.slot)} instead, \`fastpatch gpt mark-good ${path} --slot ${nameOf(running.slot)}\`` : ''}`);
   }
   const result = await changeSlots(path, (e) => prioritize(e, other.index, { typeGuid: type }) as GptEntry[], { ...diskOptions(o), typeGuid: type });
   report('rollback', result, o, { running: running.slot.index, how: running.how }, o.json ? undefined : `running: ${nameOf(running.slot)} (${RUNNING_HOW[running.how]}); rolling back to ${nameOf(other)}`);

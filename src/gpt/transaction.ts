@@ -52,11 +52,21 @@ export interface SlotChangeResult {
 
 /** Reads both copies of a disk's GPT. */
 export async function readDiskGpt(path: string, options: DiskOptions = {}): Promise<GptReadResult> {
-  const disk = await openDisk(path, { ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  const disk = await openNamedDisk(path, { ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
   try {
     return readGpt(sectorReader(disk), disk.sectorSize, disk.sectors);
   } finally {
     await disk.handle.close();
+  }
+}
+
+/** openDisk, where a missing disk says what the name must be and how to make an image. */
+async function openNamedDisk(path: string, options: Parameters<typeof openDisk>[1]): Promise<Disk> {
+  try {
+    return await openDisk(path, options);
+  } catch (err) {
+    if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
+    throw new FastPatchError('USAGE', `${path} does not exist: give a disk image file or a whole-disk device (\`fastpatch gpt create ${path} --size 8G\` makes an image)`, { cause: err });
   }
 }
 
@@ -97,7 +107,7 @@ export async function changeSlots(path: string, change: (entries: GptEntry[]) =>
  * writes it, so no other partitioning tool or udev probe sees or makes a change in between.
  */
 async function editDisk<T>(path: string, options: DiskOptions, work: (disk: Disk, read: SectorReader) => Promise<T>): Promise<T> {
-  const disk = await openDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
+  const disk = await openNamedDisk(path, { write: true, ...(options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {}) });
   try {
     return await withDiskLock(path, () => work(disk, sectorReader(disk)), options.lockWaitSeconds);
   } finally {

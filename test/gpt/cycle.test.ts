@@ -125,7 +125,7 @@ describe('refusals', () => {
     expect(await asyncCodeOf(() => changeSlots(disk, (e) => e.map((x) => ({ ...x, attributes: x.index === 3 ? 0n : x.attributes }))))).toBe('GPT_UNSAFE');
     expect(await asyncCodeOf(() => changeSlots(disk, (e) => e.map((x) => ({ ...x, attributes: x.index === 1 ? 1n << 50n : x.attributes }))))).toBe('GPT_UNSAFE');
     expect(Buffer.compare(await fsp.readFile(disk), before)).toBe(0);
-    const r = await runCli(['gpt', 'rollback', disk]);
+    const r = await runCli(['gpt', 'rollback', disk, '--running', 'USR-A']);
     expect(r.code).toBe(9); // USR-B never booted successfully
   });
 });

@@ -313,7 +313,7 @@ describe('§7.12 rollback to a never-good slot (S0 T0)', () => {
     expect(grubNext(prioritized)).toMatchObject({ index: 3 }); // the silent non-rollback
     const img = sgdiskFlatcar('rollback.img');
     const before = await fsp.readFile(img);
-    const r = await runCli(['gpt', 'rollback', img]);
+    const r = await runCli(['gpt', 'rollback', img, '--running', 'USR-A']);
     expect(r.code).toBe(9);
     expect(r.stderr).toMatch(/GPT_UNSAFE: partition 4 \(USR-B\) has never booted successfully/);
     expect(await sameFile(img, before)).toBe(true);
@@ -744,10 +744,11 @@ describe('§7.27 GUID byte order and case', () => {
 
 describe('§7.28 UTF-16LE labels', () => {
   // Also: codec.test.ts "round-trips every attribute bit, 36-unit and non-ASCII names".
-  it('lookup by exact label, the 36-unit limit counted in UTF-16 units, non-ASCII read back by sfdisk', () => {
+  it('lookup by label in any case (issue 11), the 36-unit limit counted in UTF-16 units, non-ASCII read back by sfdisk', () => {
     const entries = used(readFile(sgdiskFlatcar('labels.img')));
     expect(findSlot(entries, 'USR-A').index).toBe(3);
-    expect(codeOf(() => findSlot(entries, 'usr-a'))).toBe('USAGE');
+    expect(findSlot(entries, 'usr-a').index).toBe(3);
+    expect(codeOf(() => findSlot([...entries, { ...entries[0]!, index: 7, label: 'usr-a' }], 'USR-A'))).toBe('USAGE');
     const e = (label: string) => [{ ...slot(4, 0n), label, firstLba: 40, lastLba: 50 }];
     expect(() => encodeEntries(e('x'.repeat(36)), 128, 128)).not.toThrow();
     expect(() => encodeEntries(e('x'.repeat(37)), 128, 128)).toThrow(RangeError);

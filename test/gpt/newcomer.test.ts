@@ -67,6 +67,18 @@ describe('gpt show', () => {
     }
   });
 
+  it('on a missing file says it does not exist and how to make a disk image, for every gpt command', async () => {
+    const missing = join(dir, 'missing.img');
+    for (const args of [['show'], ['next'], ['boot'], ['mark-good'], ['rollback', '--running', 'USR-A'], ['set-next', '--slot', 'USR-B'], ['repair']]) {
+      const [command, ...rest] = args;
+      const r = await runCli(['gpt', command!, missing, ...rest]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain('does not exist');
+      expect(r.stderr).toContain('fastpatch gpt create');
+    }
+    await expect(fsp.stat(missing)).rejects.toThrow();
+  });
+
   it('prints a label with ESC, BEL and a newline escaped; --json keeps the true string', async () => {
     const disk = await newDisk();
     const label = 'X\x1b[31mRED\x07\nfake line';
