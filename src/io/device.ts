@@ -117,7 +117,8 @@ async function targetPlace(path: string): Promise<{ folder: string; full: string
  *   reached through symlinks if need be (udev's /dev/disk/by-*); nothing is ever created there, nor
  *   under /proc, /sys or /run;
  * - anywhere else the last component is never followed if it is a symlink (another user could
- *   have planted it in a shared folder to point at a file of root's): give the real path;
+ *   have planted it in a shared folder to point at a file of root's): give the real path; and a
+ *   regular file with more than one name (a planted hard link) is refused likewise;
  * - a target is a regular file or a block device; a whole block device must not be in use (O_EXCL),
  *   and in a byte range of one (`range`) no partition overlapping the range may be in use.
  * Throws FastPatchError('USAGE') for a path that cannot be a target, ('IO') for the rest.
@@ -152,6 +153,10 @@ export async function openExistingTarget(path: string, range?: { offset: number;
   try {
     let stats = await handle.stat();
     if (!stats.isFile() && !stats.isBlockDevice()) throw new FastPatchError('IO', `target ${path} is neither a regular file nor a block device`);
+    // Checked again on what was opened: /dev/shm is writable by anyone.
+    if (place.devicesOnly && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `target ${path} is not a block device: under /dev only a block device can be a target`);
+    // A hard link planted in a shared folder would redirect the write like a symlink.
+    if (stats.isFile() && stats.nlink > 1) throw new FastPatchError('USAGE', `target ${path} has ${stats.nlink} names (hard links): writing it would change the file under every name; give a file with one name (cp it)`);
     if (stats.isBlockDevice() && range) {
       // A slot inside a whole disk: another partition (the running system) may be mounted, so
       // O_EXCL cannot be used; nothing may use the partitions the range overlaps.

@@ -641,7 +641,7 @@ describe('(i) where a target may be, and what a refused run leaves', () => {
     expectFastPatchError(await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: '/dev/null' })), 'USAGE', 2);
   });
 
-  it('a symlink planted in a shared folder is not followed: USAGE (exit 2), what it points to unchanged or not created', async () => {
+  it('a symlink or hard link planted in a shared folder is not followed: USAGE (exit 2), what it points to unchanged or not created', async () => {
     const shared = join(dir, `shared-${counter++}`);
     await fsp.mkdir(shared, { mode: 0o1777 });
     const victim = join(dir, `victim-${counter++}`);
@@ -649,6 +649,13 @@ describe('(i) where a target may be, and what a refused run leaves', () => {
     const planted = join(shared, 'new.img');
     await fsp.symlink(victim, planted);
     expectFastPatchError(await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: planted })), 'USAGE', 2);
+    expect(await unchanged(victim, before)).toBe(true);
+    // A hard link planted the same way (same filesystem) is refused too.
+    const hard = join(shared, 'hard.img');
+    await fsp.link(victim, hard);
+    const err = await rejectionOf(applyBytes(small.payload, { trustedKeys: [A.pub], target: hard }));
+    expectFastPatchError(err, 'USAGE', 2);
+    expect(err.message).toMatch(/hard links/);
     expect(await unchanged(victim, before)).toBe(true);
     // Dangling: the file it names is not created.
     const dangling = join(shared, 'dangling.img');
