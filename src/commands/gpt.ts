@@ -142,6 +142,13 @@ export async function markGoodCommand(path: string, o: GptOptions & { slot?: str
         throw new FastPatchError('USAGE', `${path}: cannot tell whether ${nameOf(spent)} booted (it used its last try) or the bootloader fell back to ${nameOf(running.slot)}: name the slot that runs (--slot ${nameOf(spent)} or --slot ${nameOf(running.slot)})`);
       }
     }
+    // Marking the running slot good puts it on top: with another slot waiting for its trial boot
+    // (an update before its reboot), that would cancel the update without a word.
+    const next = nextOf(entries.map((e) => ({ ...e })), o);
+    const pending = next.bootable && next.index !== running.slot.index ? slots.find((s) => s.index === next.index) : undefined;
+    if (pending && !getSlotBits(pending.attributes).successful) {
+      throw new FastPatchError('USAGE', `${nameOf(pending)} is set to boot next on trial (an update awaits a reboot): marking the running ${nameOf(running.slot)} good would cancel it; reboot into ${nameOf(pending)} first, or name the slot (--slot ${nameOf(running.slot)}) to cancel the update`);
+    }
     slot = String(running.slot.index);
     how = `the running slot: ${RUNNING_HOW[running.how]}`;
   }

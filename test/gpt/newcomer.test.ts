@@ -161,6 +161,16 @@ describe('gpt mark-good', () => {
     expect(r.stdout).toMatch(/marked USR-A good/);
   });
 
+  it('without --slot does not cancel an update waiting for its reboot', async () => {
+    const disk = await newDisk();
+    await json(['gpt', 'set-next', disk, '--slot', 'USR-B', '--running', 'USR-A']);
+    const before = readFileSync(disk);
+    const r = await runCli(['gpt', 'mark-good', disk]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/USR-B is set to boot next on trial.*--slot USR-A/);
+    expect(Buffer.compare(readFileSync(disk), before)).toBe(0);
+  });
+
   it('without --slot refuses to guess between a slot that used its last try and the other', async () => {
     const disk = await newDisk();
     await json(['gpt', 'set-next', disk, '--slot', 'USR-B', '--running', 'USR-A']);
