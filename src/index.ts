@@ -39,7 +39,7 @@ export { getSlotBits, setSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE,
 export { PARTITION_TYPES } from './gpt/guid.js';
 export { updateDisk, type UpdateOptions, type UpdateResult, type NextBoot } from './update/update.js';
 export { readUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UpdateConfig, type UnknownReleasePolicy } from './update/config.js';
-export { statusPathFor, readStatus, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
+export { statusPathFor, readStatus, recordSlotImage, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
 export { RUNNING_HOW, findRunningSlot, type RunningSlot } from './update/running.js';
 export { slotForInstall, slotDevice, type SlotTarget, type SlotDevice, type SlotRange } from './gpt/slot-target.js';
 export type { ByteRange } from './apply/applier.js';

@@ -166,6 +166,28 @@ export async function writeStatus(path: string, status: SlotStatus): Promise<voi
 }
 
 /**
+ * Records that a slot now holds an image (written and verified by the caller): for a first
+ * install (`apply --slot USR-A`), so that the first `update` knows the running release. Keeps the
+ * other slots' entries; refuses (FastPatchError 'IO') to replace a record that exists but is not
+ * valid, which needs a look first. `statusPath` defaults to statusPathFor(disk).
+ */
+export async function recordSlotImage(
+  disk: string,
+  slot: { uniqueGuid: string; label: string },
+  image: { version: string; targetHash: string; targetSize: number },
+  statusPath?: string,
+): Promise<string> {
+  const path = statusPath ?? (await statusPathFor(disk));
+  const { status, state, problem } = await readStatus(path);
+  if (state === 'unreadable') throw new FastPatchError('IO', `${problem}; not replaced: check it, then move it away`);
+  status.slots[slot.uniqueGuid.toUpperCase()] = {
+    version: image.version, imageHash: image.targetHash, imageSize: image.targetSize, label: slot.label, installed: new Date().toISOString(),
+  };
+  await writeStatus(path, status);
+  return path;
+}
+
+/**
  * Checks that a record can be written at `path` without changing it: creates its folder if
  * needed, then creates and removes a temporary file beside it. Catches a read-only or missing
  * /var before a slot is touched. Throws FastPatchError('IO').

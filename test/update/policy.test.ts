@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFlatcarDisk, formatPublicKey, generateFullPayload, grubNext, openPayload, readDiskGpt, sampleImage, updateDisk, type UpdateOptions } from '../../dist/src/index.js';
+import {
+  applyPayload, createFlatcarDisk, formatPublicKey, generateFullPayload, grubNext, openPayload, readDiskGpt, recordSlotImage, sampleImage, updateDisk, type UpdateOptions,
+} from '../../dist/src/index.js';
 import { runCli } from '../helpers/cli.js';
 import { MiB, isRoot, makeKeyPair, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 
@@ -100,6 +102,25 @@ describe('running release unknown (no record): refused by default, before anythi
     expect(badFlag.code, badFlag.stderr).toBe(2);
     const missing = await cli(d2, '2.0.0', '--config', join(dir, 'nope.conf'), '--unknown-release', 'allow');
     expect([missing.code, missing.stderr]).toEqual([6, expect.stringMatching(/nope\.conf \(--config\) does not exist/)]);
+  });
+});
+
+describe('a first install that records its release: the first update needs no --unknown-release', () => {
+  it('recordSlotImage after writing USR-A: update knows the running release, refuses an older one', async () => {
+    const d = await disk();
+    const gpt = await readDiskGpt(d);
+    const a = gpt.table!.entries.find((e) => e.index === 3)!;
+    const installed = await applyPayload(openPayload(payload['2.0.0']!), {
+      trustedKeys: [signer.pub], target: d, targetRange: { offset: a.firstLba * 512, length: (a.lastLba - a.firstLba + 1) * 512 },
+    });
+    expect(await recordSlotImage(d, a, installed)).toBe(`${await fsp.realpath(d)}.status.json`);
+    const before = await fsp.readFile(d);
+    expect(await errorOf(update(d, '1.0.0'))).toMatchObject({ code: 'DOWNGRADE', message: expect.stringMatching(/older than release 2\.0\.0/) });
+    expect(Buffer.compare(await fsp.readFile(d), before)).toBe(0);
+    expect(await update(d, '2.0.0')).toMatchObject({ runningVersion: '2.0.0', status: { state: 'found' } });
+    // A damaged record is not silently replaced.
+    await fsp.writeFile(`${d}.status.json`, '{');
+    await expect(recordSlotImage(d, a, installed)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/not a valid slot status record.*not replaced/) });
   });
 });
 
