@@ -20,8 +20,8 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
-import { majorMinor } from '../io/device.js';
-import { loopBacking } from '../io/mounts.js';
+import { imageSize } from '../io/device.js';
+import { physicalRanges } from '../io/identity.js';
 import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp } from '../io/safe-files.js';
 
 export interface SlotRecord {
@@ -67,10 +67,11 @@ export function defaultStatusPath(disk: string, isBlockDevice: boolean): string 
 
 /**
  * Default place of the record for `disk`, the same whatever name reaches the disk: an image file
- * (by any path or symlink) and a loop device showing that whole file (offset 0) both use
+ * (by any path or symlink) and a block device that shows all of that file from its start (a loop
+ * device, a loop device over that one, ...; io/identity.ts resolves them) both use
  * REALPATH.status.json next to the file; any other block device /var/lib/fastpatch/status.json.
- * A loop device over a deleted file, or over part of a file (an offset), is a block device of its
- * own. Throws FastPatchError('IO') when `disk` cannot be stat'ed.
+ * A loop device over a deleted file, or over part of a file (an offset, a size limit), shows a
+ * disk of its own. Throws FastPatchError('IO') when `disk` cannot be stat'ed.
  */
 export async function statusPathFor(disk: string): Promise<string> {
   let stats: Stats;
@@ -79,16 +80,17 @@ export async function statusPathFor(disk: string): Promise<string> {
   } catch (err) {
     throw ioError(`stat ${disk}`, err);
   }
-  if (stats.isBlockDevice()) {
-    const loop = await loopBacking(majorMinor(stats.rdev));
-    if (loop === undefined || loop.deleted || loop.offset !== 0) return DEVICE_STATUS_PATH;
-    // A loop device over another block device, or over only the head of a file, shows a disk
-    // of its own.
-    const backing = await fsp.stat(loop.file).catch(() => undefined);
-    if (!backing?.isFile() || (loop.sizeLimit !== 0 && loop.sizeLimit < backing.size)) return DEVICE_STATUS_PATH;
-    return `${await fsp.realpath(loop.file)}.status.json`;
+  if (!stats.isBlockDevice()) return `${await fsp.realpath(disk)}.status.json`;
+  const ranges = await physicalRanges(stats, disk, 0, await imageSize(stats, disk));
+  const only = ranges.length === 1 ? ranges[0]! : undefined;
+  if (only?.base.startsWith('file ') && only.offset === 0) {
+    const file = await fsp.stat(only.name).catch(() => undefined);
+    // Still the same file under that name (dev:ino), and all of it (a loop device's size is whole sectors).
+    if (file?.isFile() && only.base === `file ${file.dev}:${file.ino}` && only.length >= file.size - (file.size % 512)) {
+      return `${await fsp.realpath(only.name)}.status.json`;
+    }
   }
-  return `${await fsp.realpath(disk)}.status.json`;
+  return DEVICE_STATUS_PATH;
 }
 
 /**

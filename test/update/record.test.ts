@@ -111,12 +111,18 @@ describe('statusPathFor: one record per disk, whatever name reaches it', () => {
     expect(await statusPathFor(`${dir}/./disk.img`)).toBe(want);
   });
 
-  it.runIf(canLoop)('a loop device over the whole file: the file\'s record; with an offset, or over part of it: the device record', async () => {
+  it.runIf(canLoop)('a loop device over the whole file (or over such a loop device): the file\'s record; with an offset, or over part of it: the device record', async () => {
     const image = join(dir, 'loop.img');
     await fsp.writeFile(image, new Uint8Array(8 * MiB));
     const want = `${await fsp.realpath(image)}.status.json`;
     await withLoopDevice(image, {}, async (dev) => {
       expect(await statusPathFor(dev)).toBe(want);
+    });
+    // A loop device over that loop device: still the file.
+    await withLoopDevice(image, {}, async (dev) => {
+      await withLoopDevice(dev, {}, async (outer) => {
+        expect(await statusPathFor(outer)).toBe(want);
+      });
     });
     for (const args of [['--offset', String(MiB)], ['--sizelimit', String(4 * MiB)]]) {
       const dev = execFileSync('losetup', ['--find', '--show', ...args, image], { encoding: 'utf8' }).trim();
