@@ -61,9 +61,12 @@ export async function createTempBeside(finalPath: string, mode = 0o644): Promise
   const dir = dirname(finalPath);
   const path = join(dir, `.${basename(finalPath)}.${randomBytes(16).toString('hex')}.tmp`);
   let handle: fsp.FileHandle;
+  // Tracked from before it exists: a signal that arrives once it is on disk finds it in the set.
+  pendingTemps.add(path);
   try {
     handle = await createExclusive(path, mode);
   } catch (err) {
+    pendingTemps.delete(path); // not ours: never removed
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new FastPatchError('IO', `cannot write ${finalPath}: folder ${dir} does not exist; create it first`, { cause: err });
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new FastPatchError('IO', `cannot write ${finalPath}: no permission to create files in ${dir} (${code})`, { cause: err });
@@ -74,9 +77,9 @@ export async function createTempBeside(finalPath: string, mode = 0o644): Promise
   } catch (err) {
     await handle.close().catch(() => {});
     await fsp.rm(path, { force: true }).catch(() => {});
+    pendingTemps.delete(path);
     throw ioError(`set mode of a new file for ${finalPath}`, err);
   }
-  pendingTemps.add(path);
   return { handle, path, finalPath };
 }
 

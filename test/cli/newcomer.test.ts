@@ -227,10 +227,22 @@ describe('Ctrl-C and SIGTERM', () => {
     expect(firstDifference(await fsp.readFile(target), image)).toBe(-1);
   });
 
+  it('update stopped by SIGTERM: one line suggesting --resume, exit 143; --resume then finishes it', async () => {
+    const disk = at('disk-interrupted.img');
+    ok(await runCli(['gpt', 'create', disk, '--size', '64M', '--json']));
+    const args = ['update', '-', '--disk', disk, '--pubkey', at('release.key.pub'), '--allow-downgrade'];
+    const run = await interruptedRun(args, 'SIGTERM', async () => true);
+    expect(run.code, run.stderr).toBe(143);
+    expect(lines(run.stderr), run.stderr).toHaveLength(1);
+    expect(run.stderr).toMatch(/^fastpatch: INTERRUPTED: update stopped by SIGTERM; .*--resume/);
+    const resumed = ok(await runCli([...args, '--resume', '--json'], { input: payload }));
+    expect(JSON.parse(resumed.stdout).apply.targetHash).toBe(blockListHashRef(image));
+  });
+
   it('generate stopped by SIGINT: one line, exit 130, and no temporary file left beside -o', async () => {
     // The signal is sent once generate's temporary file appears; an image too small to catch it
     // running is doubled and the run retried (the assertion is on the outcome, not on timing).
-    for (let size = 32 * MiB; ; size *= 2) {
+    for (let size = 64 * MiB; ; size *= 2) {
       const folder = at(`gen-${size}`);
       await fsp.mkdir(folder);
       await fsp.writeFile(join(folder, 'big.img'), randomBytes(size, size));
@@ -246,7 +258,9 @@ describe('Ctrl-C and SIGTERM', () => {
       const stderr = Buffer.concat(err).toString();
       expect(code, stderr).toBe(130);
       expect(stderr).toMatch(/^fastpatch: INTERRUPTED: generate stopped by SIGINT\n$/);
-      expect(await fsp.readdir(folder)).toEqual(['big.img']);
+      // No temporary file is left. (The output itself appears only by an atomic rename: if the
+      // signal came after it, it is whole.)
+      expect((await fsp.readdir(folder)).filter((name) => name !== 'big.img' && name !== 'out.fpay')).toEqual([]);
       await fsp.rm(folder, { recursive: true });
       return;
     }
