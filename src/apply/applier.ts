@@ -1,7 +1,7 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, LIMITS, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
 import { compareVersions } from '../format/version.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
@@ -13,10 +13,10 @@ import { hashOpenImage } from '../io/hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
-import type { Decoded } from './decode.js';
+import { KEEP_DELTA_BYTES, type Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
-import { GarbageMeter, enableCollection } from './collect.js';
-import { DecodePool } from './decode-pool.js';
+import { COLLECT_EVERY, COLLECT_YOUNG_EVERY, GarbageMeter, enableCollection } from './collect.js';
+import { DECODE_MEMORY_BUDGET, DecodePool } from './decode-pool.js';
 import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 
@@ -47,6 +47,47 @@ export const WRITE_DEPTH = 4;
  */
 const BUFFER_POOL_SIZE = PIPELINE_DEPTH + WRITE_DEPTH + 4;
 const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
+
+/**
+ * Peak memory of an apply beyond its baseline (Node, the CLI, the decode workers' isolates and WASM
+ * cores), at worst, from the format's per-operation limit L = 16 MiB (an operation's blob, source,
+ * output, and each decompressed diff stream) and the pipeline's constants; W decode workers:
+ *
+ *   head        8 × manifest bytes           its bytes, decoded operations and extents (≤ 8 × 16 MiB)
+ * + window      max(PIPELINE_BYTES, 3L) + 3L  operations in flight: blob, source and output buffers, as
+ *                                            allocated (96 MiB: the window admits one more operation
+ *                                            while it holds at most PIPELINE_BYTES, or one operation)
+ * + digests     PIPELINE_DEPTH × L/128       their digest lists (4 MiB)
+ * + filling     L                            the blob being read (16 MiB)
+ * + writes      (WRITE_DEPTH + 1) × L        outputs being written, apply only (80 MiB)
+ * + pools       2 × BUFFER_POOL_BYTES + BUFFER_POOL_SIZE × L/128   idle buffers kept for reuse (101 MiB)
+ * + garbage     COLLECT_EVERY                buffers let go between two collections (32 MiB)
+ * + input       2 × 1 MiB                    the payload's read chunks (io/input.ts)
+ * + in workers  DECODE_MEMORY_BUDGET         what running jobs use in the workers (decode-pool.ts:
+ *                                            delta module memory, decompressed streams; 100 MiB)
+ * + per worker  W × (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)   a delta module kept between jobs and
+ *                                            young garbage (9 MiB each)
+ *
+ * verify: 387 MiB + 8 × manifest with 4 workers (≤ 515 MiB); apply: 80 MiB more (≤ 595 MiB).
+ * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
+ * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
+ */
+export function memoryBound(options: { manifestBytes?: number; writes: boolean; workers?: number }): number {
+  const L = LIMITS.MAX_OP_OUTPUT;
+  const digestList = (L / BLOCK_SIZE) * DIGEST_SIZE;
+  return (
+    8 * (options.manifestBytes ?? LIMITS.MAX_MANIFEST_SIZE) +
+    Math.max(PIPELINE_BYTES, 3 * L) + 3 * L +
+    PIPELINE_DEPTH * digestList +
+    L +
+    (options.writes ? (WRITE_DEPTH + 1) * L : 0) +
+    2 * BUFFER_POOL_BYTES + BUFFER_POOL_SIZE * digestList +
+    COLLECT_EVERY +
+    2 * 1024 * 1024 +
+    DECODE_MEMORY_BUDGET +
+    (options.workers ?? 4) * (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)
+  );
+}
 
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);

@@ -77,6 +77,13 @@ export class GarbageMeter {
     if (this.youngSince >= COLLECT_YOUNG_EVERY) this.minor();
   }
 
+  /** A full collection now (frees a dropped WebAssembly instance's memory, which a young one may not). */
+  full(): void {
+    this.since = 0;
+    this.youngSince = 0;
+    collector()?.();
+  }
+
   released(bytes: number): void {
     this.since += bytes;
     if (this.since < this.every) return;

@@ -9,7 +9,7 @@ import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { OpType } from '../format/constants.js';
 import { GarbageMeter } from './collect.js';
-import { decodeOperation, type DecodeJob } from './decode.js';
+import { decodeOperation, KEEP_DELTA_BYTES, type DecodeJob } from './decode.js';
 
 const build = (workerData as { build: CoreBuild }).build;
 const core = WasmCore.load(build);
@@ -18,26 +18,44 @@ let delta: DeltaCore | undefined;
 const deltaCore = () => (delta ??= new DeltaCore(build));
 // What decoding leaves behind here: inflated and patched streams, source copies (collect.ts).
 const garbage = new GarbageMeter();
+const minor = () => garbage.minor();
 
 parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
   // Jobs run one at a time, in order: every job sent before the close is done.
   if (isCloseMessage(message)) return parentPort!.close();
   try {
-    const result = decodeOperation(core, message.job, deltaCore);
+    const result = decodeOperation(core, message.job, deltaCore, minor);
     // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.
     const buffers = [result.output, result.digests, result.blob, result.source, result.spare, result.spareDigests];
     const transfer = new Set(buffers.filter((b) => b !== undefined).map((b) => b.buffer as ArrayBuffer));
     // Measured before the transfer, which leaves every transferred buffer empty here.
     const handled = message.job.blob.byteLength + result.output.byteLength;
-    parentPort!.postMessage({ id: message.id, result }, [...transfer]);
-    garbage.released(handled);
-    // A SOURCE_DIFF leaves brotli decoders and decoded streams behind, a REPLACE_DEFLATE zlib's
+    // Before the answer, which releases the job's memory in the main thread's count (decode-pool.ts):
+    // a SOURCE_DIFF leaves brotli decoders and decoded streams behind, a REPLACE_DEFLATE zlib's
     // output (copied into the main thread's buffer): young garbage, which a young-generation
     // collection frees at once (measured: a delta's apply peak at 8 GiB 150 -> 121 MiB, 1 GiB 113
     // -> 106; a full payload's, with the output copied, 131 -> 115 MiB at 1 GiB).
-    if (message.job.type === OpType.SOURCE_DIFF) garbage.minor();
-    else if (message.job.type === OpType.REPLACE_DEFLATE) garbage.young(message.job.outputLength);
+    settle(message.job);
+    parentPort!.postMessage({ id: message.id, result }, [...transfer]);
+    garbage.released(handled);
   } catch (err) {
+    settle(message.job);
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
   }
 });
+
+/**
+ * Returns what a job left behind in this worker before its answer goes out: the main thread counts
+ * a job's memory here only until then (decode-pool.ts), so it must be gone (a grown delta module
+ * with it, KEEP_DELTA_BYTES).
+ */
+function settle(job: DecodeJob): void {
+  if (delta && delta.memoryBytes > KEEP_DELTA_BYTES) {
+    delta = undefined;
+    garbage.full();
+  } else if (job.type === OpType.SOURCE_DIFF) {
+    garbage.minor();
+  } else if (job.type === OpType.REPLACE_DEFLATE) {
+    garbage.young(job.outputLength);
+  }
+}

@@ -51,8 +51,8 @@ export interface Decoded {
  * Checks the blob against its signed hash, decodes it and hashes the output per block. Pure
  * computation, run in decode workers. Throws FastPatchError('HASH_MISMATCH' | 'CORRUPT_PAYLOAD').
  */
-export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
-  const decoded = decodeInto(core, job, delta);
+export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, collect?: Collect): Decoded {
+  const decoded = decodeInto(core, job, delta, collect);
   return {
     ...decoded,
     ...(job.out && decoded.output.buffer !== job.out.buffer ? { spare: job.out } : {}),
@@ -60,7 +60,43 @@ export function decodeOperation(core: WasmCore, job: DecodeJob, delta?: () => De
   };
 }
 
-function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): Decoded {
+/**
+ * A decode worker drops its delta module after a job that grew the module's memory past this (and
+ * collects it, which returns the memory): WASM memory never shrinks, and one operation at the
+ * limits grows it by 64 MiB, which every worker would otherwise keep for the rest of the run.
+ */
+export const KEEP_DELTA_BYTES = 8 * 1024 * 1024;
+
+/** Frees the garbage a decode step just left (a young-generation collection in a worker). */
+export type Collect = () => void;
+
+/**
+ * Memory a decode worker uses for `job` beyond the buffers the job carries (blob, source, out and
+ * digests, which the main thread counts in its window), at most:
+ * - SOURCE_DIFF: the delta module holds source, the three decompressed streams and the output once
+ *   (DeltaCore.patchStreams), and JS one decompressed brotli stream X and brotli's ring buffer
+ *   (≤ min(16 MiB, 2X)) at a time: S + C + D + E + O + max(X + min(16 MiB, 2X)), ≤ 96 MiB at
+ *   the per-operation limits (S, C, D + E and O ≤ 16 MiB each);
+ * - REPLACE_DEFLATE: zlib's one output chunk and its 32 KiB window: O + 64 KiB;
+ * - REPLACE, SOURCE_COPY: nothing (hashed through the core's fixed window).
+ * A malformed diff header counts as nothing: the worker refuses it before allocating.
+ */
+export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source'>): number {
+  if (job.type === OpType.REPLACE_DEFLATE) return job.outputLength + 64 * 1024;
+  if (job.type !== OpType.SOURCE_DIFF) return 0;
+  let streams: DiffStream[];
+  try {
+    streams = decodeDiffBlob(job.blob, job.outputLength, 'operation');
+  } catch {
+    return 0;
+  }
+  const raw = streams.map((s) => s.rawLength);
+  // Brotli's ring buffer: a power of two up to its 16 MiB window, never above twice the output.
+  const brotli = Math.max(0, ...streams.map((s) => (s.codec === Codec.STORED ? 0 : s.rawLength + Math.min(16 * 1024 * 1024, 2 * s.rawLength))));
+  return (job.source?.length ?? 0) + raw[0]! + raw[1]! + raw[2]! + job.outputLength + brotli + 64 * 1024;
+}
+
+function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, collect?: Collect): Decoded {
   const what = `operation ${job.index} (${OP_NAMES[job.type]})`;
   const source = job.source ?? new Uint8Array(0);
   let sourceDigests: Uint8Array | undefined;
@@ -87,7 +123,7 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore): De
   let output: Uint8Array;
   if (job.type === OpType.SOURCE_DIFF) {
     if (!delta) throw new Error('unreachable: SOURCE_DIFF without a delta module');
-    output = applyDiff(delta(), source, job, what, outBuffer(job));
+    output = applyDiff(delta(), source, job, what, outBuffer(job) ?? new Uint8Array(job.outputLength), collect);
   } else if (job.type === OpType.REPLACE) {
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);
@@ -129,23 +165,34 @@ function outBuffer(job: DecodeJob): Uint8Array | undefined {
   return job.out && job.out.length === job.outputLength ? job.out : undefined;
 }
 
-/** Rebuilds a SOURCE_DIFF's output: streams checked against the header, decompressed with exact limits, patched in WASM. */
-function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string, into: Uint8Array | undefined): Uint8Array {
+/**
+ * Rebuilds a SOURCE_DIFF's output into `into`: streams checked against the header, decompressed with
+ * exact limits one at a time straight into the delta module's memory, filters undone there in place,
+ * patched in WASM (memory: workerBytes).
+ */
+function applyDiff(delta: DeltaCore, source: Uint8Array, job: DecodeJob, what: string, into: Uint8Array, collect?: Collect): Uint8Array {
   const streams = decodeDiffBlob(job.blob, job.outputLength, what);
-  const [control, diff, extra] = streams.map((s, i) => {
-    const raw = unpack(s, what, ['control', 'difference', 'extra'][i]!);
-    return s.filter === Filter.X86 ? delta.x86Filter(raw, 'decode') : raw;
-  });
-  const result = delta.patchApply(source, control!, diff!, extra!, job.outputLength, into);
+  const lengths = streams.map((s) => s.rawLength) as [number, number, number];
+  const x86 = streams.map((s) => s.filter === Filter.X86) as [boolean, boolean, boolean];
+  const result = delta.patchStreams(source, lengths, x86, (i, region) => {
+    const stream = streams[i]!;
+    if (stream.codec === Codec.STORED) return region.set(stream.data);
+    region.set(unpack(stream, what, STREAM_NAMES[i]!));
+    // The decompressed copy is garbage now: freed before the next stream is decompressed.
+    if (stream.rawLength >= 1024 * 1024) collect?.();
+  }, into);
   if (typeof result === 'number') throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${PATCH_ERRORS[result] ?? `diff error ${result}`}`);
   return result;
 }
 
+const STREAM_NAMES = ['control', 'difference', 'extra'] as const;
+
 function unpack(stream: DiffStream, what: string, name: string): Uint8Array {
-  if (stream.codec === Codec.STORED) return stream.data;
   let raw: Uint8Array;
   try {
-    raw = brotliDecompressSync(stream.data, { maxOutputLength: Math.max(stream.rawLength, 1) });
+    // One output chunk of exactly the announced length (and a byte to spare, as for inflate):
+    // zlib's default 16 KiB chunks are concatenated at the end, holding the stream twice.
+    raw = brotliDecompressSync(stream.data, { maxOutputLength: Math.max(stream.rawLength, 1), chunkSize: Math.max(stream.rawLength + 1, 64) });
   } catch (err) {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${name} stream does not decode to ${stream.rawLength} bytes (${(err as Error).message})`);
   }

@@ -148,6 +148,41 @@ export class DeltaCore {
   }
 
   /**
+   * patchApply with each stream written straight into module memory, one at a time, and its x86
+   * filter undone there in place: `fill(i, into)` writes stream i (control, difference, extra;
+   * `lengths[i]` bytes) into `into`, a view of module memory valid only during the call. Nothing
+   * else is copied: the module holds source + streams + output once (at most 4 × 16 MiB for an
+   * operation at every limit), and the caller's JS memory holds at most one decompressed stream.
+   * Returns the output in `into` or a negative code (PATCH_ERRORS).
+   */
+  patchStreams(source: Uint8Array, lengths: readonly [number, number, number], x86: readonly [boolean, boolean, boolean], fill: (i: number, into: Uint8Array) => void, into: Uint8Array): Uint8Array | number {
+    const start = this.mark();
+    try {
+      const s = this.put(source);
+      const regions = lengths.map((n) => this.alloc(n));
+      const out = this.alloc(into.length);
+      for (let i = 0; i < 3; i++) {
+        const at = regions[i]!;
+        const n = lengths[i]!;
+        fill(i, this.bytes().subarray(at, at + n));
+        if (x86[i] && n > 0) this.#x.x86Decode(at, n);
+      }
+      const [c, d, e] = regions as [number, number, number];
+      const code = this.#x.patchApply(s, source.length, c, lengths[0], d, lengths[1], e, lengths[2], out, into.length);
+      if (code !== 0) return code;
+      into.set(this.bytes().subarray(out, out + into.length));
+      return into;
+    } finally {
+      this.reset(start);
+    }
+  }
+
+  /** Bytes of memory the module holds now (it never shrinks: drop the instance to return it). */
+  get memoryBytes(): number {
+    return this.#x.memory.buffer.byteLength;
+  }
+
+  /**
    * Rebuilds `outLen` bytes from `source` and the decompressed streams. Returns the output (in
    * `into` when given, which must hold exactly outLen bytes), or a negative code (PATCH_ERRORS)
    * if the streams are inconsistent.
