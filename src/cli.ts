@@ -257,7 +257,7 @@ for (const cmd of commandTree(program)) {
   if (cmd.commands.length > 0) {
     cmd.hook('preSubcommand', (parent, sub) => {
       running ??= sub.name();
-      checkExcessArguments(parent, sub);
+      checkCommandLine(parent, sub);
     });
   }
 }
@@ -268,7 +268,7 @@ for (const cmd of commandTree(program)) {
  * (the first required one not given). An unknown option is reported here too, with commander's
  * suggestion, before commander's own check for missing required options hides it. --help wins.
  */
-function checkExcessArguments(parent: Command, sub: Command): void {
+function checkCommandLine(parent: Command, sub: Command): void {
   if (sub.commands.length > 0) return;
   const declared = sub.registeredArguments;
   if (declared.at(-1)?.variadic) return;
