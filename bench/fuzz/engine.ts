@@ -26,7 +26,6 @@ import { PARTITION_TYPES } from '../../src/gpt/guid.js';
 import { setNext } from '../../src/gpt/prioritize.js';
 import { isUsed } from '../../src/gpt/table.js';
 import { changeSlots, createFlatcarDisk, findSlot, readDiskGpt } from '../../src/gpt/transaction.js';
-import { WorkerPool } from '../../src/io/worker-pool.js';
 import { generateKey, publicKeyOf, type PrivateKey, type PublicKey } from '../../src/sign/keys.js';
 import { DISK_SIZE, EDGE, mutateGpt, writeDisk, type GptTemplate } from './gpt.js';
 import { mutateRaw, mutateStruct } from './mutate.js';
@@ -36,7 +35,12 @@ import { caseSeed, Rng } from './rng.js';
 export type Family = 'raw' | 'struct' | 'gpt';
 export const FAMILIES: readonly Family[] = ['raw', 'struct', 'gpt'];
 
-/** Peak RSS allowed for the whole fuzz process (main thread, decode workers, everything). */
+/**
+ * Peak RSS allowed for the whole fuzz process (main thread, decode workers, everything). The fuzz
+ * payloads are small (their images are a few MiB), so this stays under the applier's worst case
+ * (memoryBound in src/apply/applier.ts, with the baseline); test/apply/worker-memory.test.ts
+ * measures that one with payloads at every per-operation limit.
+ */
 export const RSS_BOUND_MIB = 512;
 
 export interface FuzzOptions {
@@ -206,7 +210,7 @@ export function describeBases(f: { bases: { name: string; loose: LooseManifest }
  * awaits every job it started before applyPayload returns, so no job of a case outlives it.
  */
 class SharedDecode {
-  private pool: WorkerPool<DecodeJob, Decoded> | undefined;
+  private pool: DecodePool | undefined;
   private readonly original = DecodePool.prototype.decode;
   active = true;
 
@@ -215,9 +219,9 @@ class SharedDecode {
     const original = this.original;
     DecodePool.prototype.decode = function (this: DecodePool, job: DecodeJob): Promise<Decoded> {
       if (!self.active) return original.call(this, job);
-      self.pool ??= new WorkerPool<DecodeJob, Decoded>(new URL('../../src/apply/decode-worker.js', import.meta.url), { build: 'release' }, 'decode worker');
-      const transfer = new Set([job.blob.buffer, job.source?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
-      return self.pool.run(job, [...transfer]);
+      // One long-lived pool, through DecodePool's own decode: its memory budget holds here too.
+      self.pool ??= new DecodePool('release');
+      return original.call(self.pool, job);
     };
   }
 
