@@ -214,6 +214,22 @@ describe('the status record is written as part of the update', () => {
   });
 });
 
+describe('update --resume after the flip ("already installed") follows the same rules', () => {
+  it('record lost after the flip: refused by default; allowed, it writes the record again without writing the slot', async () => {
+    const d = await disk();
+    await update(d, '2.0.0', { unknownRelease: 'allow' }); // as if killed right after the flip
+    expect(await nextBootIndex(d)).toBe(4);
+    await fsp.rm(`${d}.status.json`);
+    const before = await fsp.readFile(d);
+    expect(await errorOf(update(d, '2.0.0', { resume: true }))).toMatchObject({ code: 'DOWNGRADE' });
+    const r = await update(d, '2.0.0', { resume: true, unknownRelease: 'allow' });
+    expect(r).toMatchObject({ apply: { bytesWritten: 0 }, updated: { index: 4, written: `${d} (already written)` }, status: { state: 'missing' } });
+    expect(Buffer.compare(await fsp.readFile(d), before), 'the disk is not written').toBe(0);
+    const b = (await readDiskGpt(d)).table!.entries.find((e) => e.index === 4)!;
+    expect(JSON.parse(await fsp.readFile(`${d}.status.json`, 'utf8')).slots[b.uniqueGuid.toUpperCase()]).toMatchObject({ version: '2.0.0' });
+  });
+});
+
 describe('one record per disk, reached as a file or as its loop device', () => {
   it.runIf(canLoop)('an update through the file, then an older release through /dev/loopN: refused by the same record', async () => {
     const d = await disk();
