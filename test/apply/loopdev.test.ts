@@ -87,7 +87,7 @@ describe.runIf(canRun)('loop devices (root)', () => {
       expect(hashed.code, hashed.stderr).toBe(0);
       expect(JSON.parse(hashed.stdout)).toEqual({ image: device, size: imageSize, hash: info.targetHash });
       const human = await runCli(['hash', device, '--size', String(imageSize)]);
-      expect(human.stdout.trim()).toBe(`${info.targetHash}  ${device} (${imageSize} bytes)`);
+      expect(human.stdout.trim()).toBe(`blocklist-sha256:${info.targetHash}  ${device} (${imageSize} bytes; the hash a manifest records, not the file's SHA-256)`);
       // Without --size the whole device is hashed: its size comes from sysfs.
       const whole = await runCli(['hash', device, '--json']);
       expect(JSON.parse(whole.stdout)).toMatchObject({ size: deviceSize, hash: blockListHashRef(onDevice) });
