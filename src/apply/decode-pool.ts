@@ -1,3 +1,4 @@
+import { FastPatchError } from '../errors.js';
 import type { CoreBuild } from '../wasm/core.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { workerBytes, type Decoded, type DecodeJob } from './decode.js';
@@ -75,6 +76,6 @@ function workersFromEnv(): number | undefined {
   const value = process.env[WORKERS_ENV];
   if (value === undefined || value === '') return undefined;
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 16) throw new RangeError(`${WORKERS_ENV} must be a whole number from 1 to 16, got "${value}"`);
+  if (!/^\d+$/.test(value) || n < 1 || n > 16) throw new FastPatchError('USAGE', `${WORKERS_ENV} must be a whole number from 1 to 16, got "${value}"; unset it for one worker per core`);
   return n;
 }
