@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryBound } from '../../dist/src/apply/applier.js';
 import { CLI_PATH } from '../helpers/cli.js';
-import { writeHeavyDelta, type HeavyDelta } from '../helpers/heavy-diff.js';
+import { writeHeavyDeflate, writeHeavyDelta, type HeavyDelta } from '../helpers/heavy-diff.js';
 import { MiB, buildPayload, makeKeyPair, removeDir, tempDir, textBytes, type BuiltPayload } from '../helpers/payloads.js';
 import { formatPublicKey } from '../../dist/src/index.js';
 import { existsSync, promises as fsp } from 'node:fs';
@@ -21,6 +21,7 @@ let dir: string;
 let heavy: HeavyDelta;
 let heavyStored: HeavyDelta;
 let controlOnly: HeavyDelta;
+let deflate: Omit<HeavyDelta, 'sourcePath'>;
 let small: BuiltPayload;
 let smallKey: string;
 
@@ -30,6 +31,7 @@ beforeAll(async () => {
   heavy = await writeHeavyDelta(await fsp.mkdtemp(join(dir, 'b-')), 12);
   heavyStored = await writeHeavyDelta(await fsp.mkdtemp(join(dir, 's-')), 12, { storedControl: true });
   controlOnly = await writeHeavyDelta(await fsp.mkdtemp(join(dir, 'c-')), 24, { outputBytes: 4096 });
+  deflate = await writeHeavyDeflate(await fsp.mkdtemp(join(dir, 'd-')), 12);
   const signer = makeKeyPair();
   small = await buildPayload(dir, 'small', textBytes(4 * MiB, 3), { keys: [signer.key] });
   smallKey = join(dir, 'small.pub');
@@ -65,9 +67,12 @@ describe.skipIf(!hasProc)('peak memory of verify on SOURCE_DIFF operations at ev
     it(`${workers} decode workers: peak above the baseline stays under memoryBound`, async () => {
       const base = await peakOf(['verify', small.payloadPath, '--pubkey', smallKey], workers);
       expect(base.code, base.stderr).toBe(0);
-      const names = new Map([[heavy, 'every limit, brotli control'], [heavyStored, 'every limit, stored control'], [controlOnly, '16 MiB control, 4 KiB output']]);
+      const names = new Map<Omit<HeavyDelta, 'sourcePath'> & { sourcePath?: string }, string>([
+        [heavy, 'every limit, brotli control'], [heavyStored, 'every limit, stored control'], [controlOnly, '16 MiB control, 4 KiB output'], [deflate, 'REPLACE_DEFLATE of 16 MiB'],
+      ]);
       for (const [payload, name] of names) {
-        const run = await peakOf(['verify', payload.payloadPath, '--pubkey', payload.pubkeyPath, '--source', payload.sourcePath], workers);
+        const source = payload.sourcePath ? ['--source', payload.sourcePath] : [];
+        const run = await peakOf(['verify', payload.payloadPath, '--pubkey', payload.pubkeyPath, ...source], workers);
         expect(run.code, run.stderr).toBe(0);
         const above = run.peak - base.peak;
         const manifestBytes = (await fsp.readFile(payload.payloadPath)).readUInt32LE(12);

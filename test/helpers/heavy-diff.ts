@@ -9,11 +9,11 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { brotliCompressSync, constants as zc } from 'node:zlib';
+import { brotliCompressSync, constants as zc, deflateRawSync } from 'node:zlib';
 import { format, formatPublicKey } from '../../dist/src/index.js';
 import { DeltaCore } from '../../dist/src/wasm/delta.js';
 import { Codec, Filter, encodeDiffBlob } from '../../dist/src/format/diff.js';
-import { BLOCK, MiB, assemblePayload, makeKeyPair, randomBytes } from './payloads.js';
+import { BLOCK, MiB, assemblePayload, makeKeyPair, randomBytes, textBytes } from './payloads.js';
 
 const OP_BYTES = 16 * MiB;
 
@@ -102,5 +102,35 @@ export async function writeHeavyDelta(dir: string, operations = 12, options: { s
 function blockDigests(data: Uint8Array): Buffer {
   const out = Buffer.alloc(Math.ceil(data.length / BLOCK) * 32);
   for (let i = 0; i * BLOCK < data.length; i++) createHash('sha256').update(data.subarray(i * BLOCK, (i + 1) * BLOCK)).digest().copy(out, i * 32);
+  return out;
+}
+
+/**
+ * A full payload of REPLACE_DEFLATE operations that each inflate to 16 MiB (the output limit):
+ * zlib's output is the workers' memory here. Writes DIR/deflate.fpatch and DIR/deflate.pub.
+ */
+export async function writeHeavyDeflate(dir: string, operations = 12): Promise<Omit<HeavyDelta, 'sourcePath'>> {
+  const signer = makeKeyPair();
+  const output = textBytes(OP_BYTES, 0xdef1a7e);
+  const blob = deflateRawSync(output, { level: 1 });
+  const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
+  const digests = blockDigests(output);
+  const blocks = OP_BYTES / BLOCK;
+  const ops: format.Operation[] = [];
+  for (let i = 0; i < operations; i++) {
+    ops.push({
+      type: format.OpType.REPLACE_DEFLATE, dataOffset: i * blob.length, dataLength: blob.length, dataHash: sha(blockDigests(blob)), outputHash: sha(digests),
+      sourceHash: undefined, srcExtents: [], dstExtents: [{ startBlock: i * blocks, blockCount: blocks }],
+    });
+  }
+  const image = createHash('sha256');
+  for (let i = 0; i < operations; i++) image.update(digests);
+  const manifest: format.Manifest = {
+    blockSize: BLOCK, targetSize: operations * OP_BYTES, targetHash: image.digest(), sourceSize: 0, sourceHash: new Uint8Array(32),
+    version: '7.0.1', sourceVersion: '', operations: ops,
+  };
+  const out = { payloadPath: join(dir, 'deflate.fpatch'), pubkeyPath: join(dir, 'deflate.pub'), operations };
+  await fsp.writeFile(out.payloadPath, assemblePayload(manifest, Array.from({ length: operations }, () => blob), [signer.key]));
+  await fsp.writeFile(out.pubkeyPath, formatPublicKey(signer.pub));
   return out;
 }
