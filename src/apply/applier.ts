@@ -414,6 +414,10 @@ export class PayloadApplier {
     // may be larger than asked for).
     const out = op.type === OpType.SOURCE_DIFF || op.type === OpType.REPLACE_DEFLATE ? this.buffers.take(outputLength) : undefined;
     const sourceBuffer = SOURCE_OPS.has(op.type) && op.sourceHash ? this.buffers.take(op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0)) : undefined;
+    // Counted now: the buffers are transferred to a worker (and read as empty here) once sent.
+    // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
+    // memory lower (fewer data operations in flight beside it) at a small cost in speed.
+    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0);
     const lent = () => ({
       ...(out ? { out } : {}),
       digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
@@ -442,9 +446,6 @@ export class PayloadApplier {
     step.catch((err) => (this.failure ??= err));
     this.tail = step.catch(noop);
     this.inflight.push(step);
-    // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
-    // memory lower (fewer data operations in flight beside it) at a small cost in speed.
-    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0);
     this.inflightSizes.push(bytes);
     this.inflightBytes += bytes;
     while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();

@@ -7,11 +7,12 @@
 // kernel's VmHWM of the child process, read as it exits: memory, not speed.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryBound } from '../../dist/src/apply/applier.js';
+import { memoryBound, PIPELINE_BYTES } from '../../dist/src/apply/applier.js';
+import { DecodePool } from '../../dist/src/apply/decode-pool.js';
 import { CLI_PATH } from '../helpers/cli.js';
 import { writeHeavyDeflate, writeHeavyDelta, type HeavyDelta } from '../helpers/heavy-diff.js';
-import { MiB, buildPayload, makeKeyPair, removeDir, tempDir, textBytes, type BuiltPayload } from '../helpers/payloads.js';
-import { formatPublicKey } from '../../dist/src/index.js';
+import { MiB, buildPayload, chunksOf, makeKeyPair, removeDir, tempDir, textBytes, type BuiltPayload } from '../helpers/payloads.js';
+import { applyPayload, formatPublicKey, parseKey, type PublicKey } from '../../dist/src/index.js';
 import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 
@@ -82,4 +83,35 @@ describe.skipIf(!hasProc)('peak memory of verify on SOURCE_DIFF operations at ev
       }
     });
   }
+});
+
+describe('the window counts the buffers of operations sent to the workers', () => {
+  it('REPLACE_DEFLATE operations of 16 MiB: the jobs in flight never hold more than the window allows', { timeout: 300_000 }, async () => {
+    const own = await tempDir('window');
+    const original = DecodePool.prototype.decode;
+    let held = 0;
+    let peak = 0;
+    try {
+      const payload = await writeHeavyDeflate(own, 16);
+      const pub = parseKey(await fsp.readFile(payload.pubkeyPath, 'utf8'));
+      // Bytes each job carries, read before the transfer empties them.
+      DecodePool.prototype.decode = async function (this: DecodePool, job: Parameters<DecodePool['decode']>[0]) {
+        const bytes = job.blob.buffer.byteLength + (job.out?.buffer.byteLength ?? 0) + (job.source?.buffer.byteLength ?? 0);
+        held += bytes;
+        peak = Math.max(peak, held);
+        try {
+          return await original.call(this, job);
+        } finally {
+          held -= bytes;
+        }
+      };
+      await applyPayload(chunksOf(await fsp.readFile(payload.payloadPath), MiB), { trustedKeys: [pub as PublicKey], decodeWorkers: 2 });
+    } finally {
+      DecodePool.prototype.decode = original;
+      await removeDir(own);
+    }
+    // At most PIPELINE_BYTES and one more operation, or two operations (3 × 16 MiB each at most).
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(Math.max(PIPELINE_BYTES, 48 * MiB) + 48 * MiB);
+  });
 });
