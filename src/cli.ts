@@ -68,6 +68,7 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
+  .option('--max-image-size <bytes>', 'refuse a payload declaring a larger image: bytes, or with K, M, G or T (default 64G)')
   .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
   .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
   .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))

@@ -4,8 +4,9 @@ import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
-export async function run(payload: string, opts: { target?: string; slot?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean } & HttpFlags): Promise<void> {
+export async function run(payload: string, opts: { target?: string; slot?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean; maxImageSize?: string } & HttpFlags): Promise<void> {
   disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
+  const maxImageSize = opts.maxImageSize !== undefined ? parseByteSize(opts.maxImageSize, '--max-image-size') : undefined;
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   // --slot: the target is a whole GPT disk; the image goes into that slot's bytes (the first install).
   const slot = opts.slot !== undefined && opts.target !== undefined ? await slotForInstall(opts.target, opts.slot) : undefined;
@@ -17,6 +18,7 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
     ...(slot ? { target: slot.path, ...(slot.range ? { targetRange: slot.range } : {}) } : opts.target !== undefined ? { target: opts.target } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
     checkSource: opts.checkSource === true,
+    ...(maxImageSize !== undefined ? { maxImageSize } : {}),
     onProgress: (p) => progress.update(p.imageBytesDone, p.targetSize),
   }).catch((err: unknown) => { throw slot ? inSlot(err, slot) : err; });
   progress.done();
@@ -27,6 +29,14 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
   const sourceNote = result.sourceSize > 0 ? `, every source block read checked against ${opts.source}` : '';
   if (result.resumed) print(`resumed: ${result.resumed.operationsSkipped} operations (${formatBytes(result.resumed.bytesSkipped)}) were already on the target and checked; the rest fetched and written`);
   print(`signature by ${result.keyId}; every operation's data and output checked${sourceNote}; image hash ${result.targetHash} checked`);
+}
+
+/** Bytes, or a number with K, M, G or T (powers of 1024). Throws FastPatchError('USAGE'). */
+function parseByteSize(value: string, name: string): number {
+  const m = /^(\d+)([KMGT]?)$/i.exec(value.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `${name} expects bytes, or a number with K, M, G or T (e.g. 64G), got "${value}"`);
+  return n;
 }
 
 type ApplyFlags = Parameters<typeof run>[1];
