@@ -13,11 +13,8 @@
  *    byte range of the whole disk.
  *  - Only after the whole image is written, fsynced and its hash checked does the GPT change.
  */
-import { stat } from 'node:fs/promises';
 import { applyPayload, type ApplyResult } from '../apply/applier.js';
 import { compareVersions } from '../format/version.js';
-import { majorMinor } from '../io/device.js';
-import { diskPartitions } from '../io/mounts.js';
 import type { PayloadInput } from '../io/payload-source.js';
 import { escapeText } from '../text.js';
 import { DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UnknownReleasePolicy } from './config.js';
@@ -28,6 +25,7 @@ import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, MAX_TRIES, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
 import { setNext } from '../gpt/prioritize.js';
+import { slotDevice } from '../gpt/slot-target.js';
 import type { GptEntry } from '../gpt/table.js';
 import { changeSlots, checkInvariants, readDiskGpt, repairGpt, usableEntries } from '../gpt/transaction.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
@@ -167,7 +165,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
     const runningName = `${running.label ? escapeText(running.label) : `partition ${running.index}`} (${RUNNING_HOW[how]})`;
     throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
       ? `slot ${slotName(passive)} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
-      : `slot ${slotName(passive)} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or \`fastpatch gpt rollback\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
+      : `slot ${slotName(passive)} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or cancel it with \`fastpatch gpt mark-good ${options.disk} --slot ${running.label ? escapeText(running.label) : running.index}\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
   }
   // The slot change must be allowed before anything is written: the running slot has to be a
   // successful fallback (a slot that was set to boot next but never marked good is not).
@@ -266,30 +264,4 @@ function mib(bytes: number): string {
 function plainNextBoot(d: BootDecision, entries: readonly GptEntry[]): NextBoot {
   if (!d.bootable) return { bootable: false, index: null, reason: d.reason };
   return { bootable: true, index: d.index, label: entries.find((e) => e.index === d.index)?.label ?? '' };
-}
-
-interface SlotDevice {
-  path: string;
-  /** The slot's bytes within `path`, when `path` is the whole disk. */
-  range?: { offset: number; length: number };
-  description: string;
-}
-
-/**
- * Where a slot's bytes are reached: the kernel's partition device when one covers exactly the
- * slot's byte range, else the range inside the whole disk.
- */
-async function slotDevice(disk: string, range: { offset: number; length: number }): Promise<SlotDevice> {
-  const stats = await stat(disk).catch(() => undefined);
-  if (stats?.isBlockDevice()) {
-    for (const part of await diskPartitions(majorMinor(stats.rdev))) {
-      if (part.offset !== range.offset || part.length !== range.length) continue;
-      const node = `/dev/${part.name}`;
-      const nodeStats = await stat(node).catch(() => undefined);
-      if (nodeStats?.isBlockDevice() && majorMinor(nodeStats.rdev) === part.dev) {
-        return { path: node, description: node };
-      }
-    }
-  }
-  return { path: disk, range, description: `${disk} bytes ${range.offset}+${range.length}` };
 }
