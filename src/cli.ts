@@ -68,10 +68,8 @@ program
   .argument('<payload>', "payload file, or '-' for standard input")
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--source <image>', 'for a delta payload: the image it was made from (only read)')
-  .option('--max-image-size <bytes>', 'refuse a payload declaring a larger image: bytes, or with K, M, G or T (default 64G)')
-  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
-  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
-  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
+  .addOption(new Option('--max-image-size <bytes>', 'refuse a payload declaring a larger image: bytes, or with K, M, G or T (default 64G)').argParser((v) => parseSize(v, '--max-image-size')))
+  .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, target: undefined, verbose: program.opts().verbose }));
 
@@ -82,12 +80,11 @@ program
   .requiredOption('--target <path>', 'file or block device to write (a missing file is created)')
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--slot <slot>', 'the target is a whole GPT disk: write into this A/B slot (USR-A; the first install onto a new disk)')
+  .option('--status <file>', 'with --slot: slot status record to note the release in (default as update: /var/lib/fastpatch/status.json, DISK.status.json for an image file)')
   .option('--source <image>', 'for a delta payload: the image it was made from, e.g. the running slot (only read)')
   .option('--check-source', 'hash the whole source before writing anything, so a wrong source leaves the target untouched')
   .option('--resume', 'finish an interrupted apply: keep what the target already holds (checked against the signed hashes), fetch the rest')
-  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
-  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
-  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
+  .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/apply.js')).run(payload, { ...opts, verbose: program.opts().verbose }));
 
@@ -95,7 +92,7 @@ program
   .command('hash')
   .description('print the block-list hash of an image, as a manifest records it')
   .argument('<image>', 'image file or block device')
-  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes: bytes, or with K, M or G').argParser(parseSize))
+  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes: bytes, or with K, M or G').argParser((v) => parseSize(v)))
   .option('--json', 'print the result as JSON')
   .action(async (image, opts) => (await import('./commands/hash.js')).run(image, opts));
 
@@ -120,9 +117,7 @@ program
   .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown (no status record): refuse (default) or allow, e.g. for the first update after installing").choices(['allow', 'refuse']))
   .option('--config <file>', 'update settings, KEY=value lines (default /etc/fastpatch/update.conf when present): UNKNOWN_RELEASE=allow|refuse')
   .option('--status <file>', 'slot status record (default /var/lib/fastpatch/status.json; FILE.status.json for an image file or a loop device over one)')
-  .addOption(new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser((v) => parseInteger(v, '--retries')))
-  .addOption(new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser((v) => parseInteger(v, '--timeout')))
-  .addOption(new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser((v) => parseInteger(v, '--min-rate')))
+  .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/update.js')).run(payload, { ...opts, verbose: program.opts().verbose }));
 
@@ -139,7 +134,7 @@ function gptCommand(name: string, description: string) {
 }
 gptCommand('create', 'write a new GPT: EFI-SYSTEM, USR-A, USR-B, OEM, ROOT (--layout flatcar)')
   .option('--layout <layout>', 'partition layout', 'flatcar')
-  .addOption(new Option('--size <bytes>', 'size of a new image file: bytes, or with K, M or G').argParser(parseSize))
+  .addOption(new Option('--size <bytes>', 'size of a new image file: bytes, or with K, M or G').argParser((v) => parseSize(v)))
   .option('--force', 'replace an existing file or GPT')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).createCommand(disk, opts));
 gptCommand('repair', 'rebuild a bad or disagreeing GPT copy from the good one')
@@ -319,11 +314,21 @@ function usageLine(text: string): string {
   return escapeText(suggestion ? `${first} ${suggestion.replace('(Did', '(did')}` : first);
 }
 
-function parseSize(value: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(value);
-  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `--size expects bytes, or a number with K, M or G, got "${value}"`);
+/** Bytes, or a number with K, M, G or T (powers of 1024), for every size option. */
+function parseSize(value: string, name = '--size'): number {
+  const m = /^(\d+)([KMGT]?)$/i.exec(value);
+  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `${name} expects bytes, or a number with K, M, G or T (e.g. 64G), got "${value}"`);
   return n;
+}
+
+/** The download options of every command that takes a URL (verify, apply, update; docs/HTTP.md). */
+function downloadOption(name: 'retries' | 'timeout' | 'min-rate'): Option {
+  const flag = `--${name}`;
+  const parse = (v: string) => parseInteger(v, flag);
+  if (name === 'retries') return new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser(parse);
+  if (name === 'timeout') return new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser(parse);
+  return new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser(parse);
 }
 
 /** `--tries`: boot attempts of a slot on trial, the 4 bits GRUB and vboot keep (1-15). */
