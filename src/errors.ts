@@ -42,7 +42,10 @@ export const ERROR_CODES = {
   GPT_CORRUPT: EXIT.DISK,
   /** A slot change was refused because it would leave no bootable slot or drop the running one's fallback. */
   GPT_UNSAFE: EXIT.DISK,
-  /** The payload's release is older than the one the device runs (update without --allow-downgrade). */
+  /**
+   * The payload's release is older than the one the device runs (update without --allow-downgrade),
+   * or the running release is unknown (no status record, under UNKNOWN_RELEASE=refuse) or its record is unreadable.
+   */
   DOWNGRADE: EXIT.DOWNGRADE,
 } as const;
 
