@@ -15,7 +15,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FastPatchError } from '../errors.js';
-import { loopBacking, sysfsNumber } from './mounts.js';
+import { loopBacking, mountedDevices, sysfsNumber } from './mounts.js';
 
 /** Bytes [offset, offset + length) of one object that holds bytes. */
 export interface PhysicalRange {
@@ -130,12 +130,6 @@ export function sharedBytes(a: readonly PhysicalRange[], b: readonly PhysicalRan
 /** "bytes 4096+1048576 of /srv/disk.img" */
 export function describeRange(r: PhysicalRange): string {
   return `bytes ${r.offset}+${r.length} of ${r.name}`;
-}
-
-/** MAJ:MIN of every mounted block device (this mount namespace). */
-async function mountedDevices(): Promise<Set<string>> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  return new Set(info.split('\n').map((line) => line.split(' ')[2]).filter((d): d is string => d !== undefined && /^\d+:\d+$/.test(d)));
 }
 
 /** The /dev node of kernel block device `name` with number MAJ:MIN, if there is one. */

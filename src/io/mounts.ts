@@ -59,8 +59,8 @@ export async function loopBacking(majorMinor: string): Promise<LoopBacking | und
   return { file, deleted, offset, sizeLimit };
 }
 
-/** MAJ:MIN of every mounted block device. */
-async function mountedDevices(): Promise<Set<string>> {
+/** MAJ:MIN of every mounted block device (this mount namespace). */
+export async function mountedDevices(): Promise<Set<string>> {
   const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
   return new Set(info.split('\n').map((line) => line.split(' ')[2]).filter((d): d is string => d !== undefined && /^\d+:\d+$/.test(d)));
 }
