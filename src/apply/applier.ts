@@ -1,93 +1,24 @@
-import { promises as fsp, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, LIMITS, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
-import { compareVersions } from '../format/version.js';
 import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
-import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, imageSize, openExistingTarget, openImageForRead, readExtents, removeCreatedTarget, writeFully, type OpenImage } from '../io/device.js';
+import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, openExistingTarget, openImageForRead, readExtents, removeCreatedTarget, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
-import { KEEP_DELTA_BYTES, type Decoded } from './decode.js';
+import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
-import { COLLECT_EVERY, COLLECT_YOUNG_EVERY, GarbageMeter, enableCollection } from './collect.js';
-import { DECODE_MEMORY_BUDGET, DecodePool } from './decode-pool.js';
+import { GarbageMeter, enableCollection } from './collect.js';
+import { DecodePool } from './decode-pool.js';
+import { BUFFER_POOL_BYTES, BUFFER_POOL_SIZE, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, checkDeclaredSize, checkReleases, needsRelease } from './limits.js';
+
+export { DEFAULT_MAX_IMAGE_SIZE, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, memoryBound } from './limits.js';
 import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
-
-/**
- * Operations in flight: being checked, inflated, patched and hashed by the decode workers, or
- * written. A delta has many small operations (one-block diffs between copies), so the window is
- * counted in bytes as well as operations: at most PIPELINE_DEPTH operations, and no new one while
- * those in flight hold more than PIPELINE_BYTES of data, source and output. With the blob buffers
- * the reader keeps, this sets the memory bound of README.md, "Memory".
- */
-export const PIPELINE_DEPTH = 32;
-export const PIPELINE_BYTES = 32 * 1024 * 1024;
-/**
- * Verified operations whose writes may be in flight at once. Writes go to disjoint extents, so
- * they need not wait for each other; overlapping them with the next operations' checks keeps the
- * device busy while the cores hash (a delta's copies are read, hashed and written: one at a time,
- * each stage waited on the others).
- */
-export const WRITE_DEPTH = 4;
-
-/**
- * Blob, source, output and digest buffers kept for reuse (buffer-pool.ts): as many as the pipeline can
- * hold at once, so that once it has filled, operations read their source blocks, and have their
- * outputs and digests put, into memory the main thread already owns, and nothing is allocated per
- * operation. Measured with `npm run rss` (medians of 5), with the decode workers copying inflated
- * outputs into these buffers and the payload read into reused chunks (io/input.ts): a full
- * payload's apply peak went from 129 to 101 MiB at 1 GiB and from 145 to 109 MiB at 8 GiB.
- */
-const BUFFER_POOL_SIZE = PIPELINE_DEPTH + WRITE_DEPTH + 4;
-const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
-
-/**
- * Peak memory of an apply beyond its baseline (Node, the CLI, the decode workers' isolates and WASM
- * cores), at worst, from the format's per-operation limit L = 16 MiB (an operation's blob, source,
- * output, and each decompressed diff stream) and the pipeline's constants; W decode workers:
- *
- *   head        8 × manifest bytes           its bytes, decoded operations and extents (≤ 8 × 16 MiB)
- * + window      max(PIPELINE_BYTES, 3L) + 3L  operations in flight: blob, source and output buffers, as
- *                                            allocated (96 MiB: the window admits one more operation
- *                                            while it holds at most PIPELINE_BYTES, or one operation)
- * + digests     PIPELINE_DEPTH × L/128       their digest lists (4 MiB)
- * + filling     L                            the blob being read (16 MiB)
- * + writes      (WRITE_DEPTH + 1) × L        outputs being written, apply only (80 MiB)
- * + pools       2 × BUFFER_POOL_BYTES + BUFFER_POOL_SIZE × L/128   idle buffers kept for reuse (101 MiB)
- * + garbage     COLLECT_EVERY                buffers let go between two collections (32 MiB)
- * + input       2 × 1 MiB                    the payload's read chunks (io/input.ts)
- * + in workers  DECODE_MEMORY_BUDGET         what running jobs use in the workers (decode-pool.ts:
- *                                            delta module memory, decompressed streams; 100 MiB)
- * + per worker  W × (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)   a delta module kept between jobs and
- *                                            young garbage (9 MiB each)
- *
- * verify: 387 MiB + 8 × manifest with 4 workers (≤ 515 MiB); apply: 80 MiB more (≤ 595 MiB).
- * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
- * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
- */
-export function memoryBound(options: { manifestBytes?: number; writes: boolean; workers?: number }): number {
-  const L = LIMITS.MAX_OP_OUTPUT;
-  const digestList = (L / BLOCK_SIZE) * DIGEST_SIZE;
-  return (
-    8 * (options.manifestBytes ?? LIMITS.MAX_MANIFEST_SIZE) +
-    Math.max(PIPELINE_BYTES, 3 * L) + 3 * L +
-    PIPELINE_DEPTH * digestList +
-    L +
-    (options.writes ? (WRITE_DEPTH + 1) * L : 0) +
-    2 * BUFFER_POOL_BYTES + BUFFER_POOL_SIZE * digestList +
-    COLLECT_EVERY +
-    2 * 1024 * 1024 +
-    DECODE_MEMORY_BUDGET +
-    (options.workers ?? 4) * (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)
-  );
-}
 
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);
@@ -560,72 +491,6 @@ export class PayloadApplier {
 function describeExtents(extents: readonly Extent[]): string {
   const shown = extents.slice(0, 3).map((e) => `${e.startBlock}+${e.blockCount}`).join(', ');
   return extents.length > 3 ? `${shown} and ${extents.length - 3} more` : shown;
-}
-
-/** The release checks of ApplyOptions.minimumVersion and sourceVersion, on a signed manifest. */
-function checkReleases(m: { version: string; sourceSize: number; sourceVersion: string }, options: ApplyOptions): void {
-  if (options.minimumVersion !== undefined && compareVersions(m.version, options.minimumVersion) < 0) {
-    throw new FastPatchError('DOWNGRADE', `release ${m.version} is older than release ${options.minimumVersion}, which the device runs; refusing to downgrade`);
-  }
-  const known = options.sourceVersion;
-  if (m.sourceSize > 0 && m.sourceVersion !== '' && known !== undefined && known !== m.sourceVersion) {
-    throw new FastPatchError('SOURCE_MISMATCH', `this delta needs release ${m.sourceVersion} as its source; the source holds release ${known}`);
-  }
-}
-
-/** Largest image `verify` (no target) accepts unless told otherwise: 64 GiB, about 4 s of hashing zeros. */
-export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
-
-/**
- * Refuses (FastPatchError 'TARGET_TOO_SMALL') an image size a payload declares that nothing real
- * bounds: a signed payload of a few ZERO operations may declare 2^53 bytes, and its image hash
- * costs about 60 ms per GiB to check (one digest per 4 KiB block), days for 2^53. The bound is the
- * target's size (an existing file, device or slot range), the free space of the folder a new
- * target file would be created in, and without a target `maxImageSize` (default
- * DEFAULT_MAX_IMAGE_SIZE). openTarget checks the size again once the target is open.
- */
-async function checkDeclaredSize(size: number, options: ApplyOptions): Promise<void> {
-  const limit = options.maxImageSize ?? (options.target === undefined ? DEFAULT_MAX_IMAGE_SIZE : Infinity);
-  if (size > limit) {
-    throw new FastPatchError('TARGET_TOO_SMALL', `the payload declares a ${size}-byte image, more than the ${limit}-byte limit; if that size is expected, raise it (--max-image-size)`);
-  }
-  const path = options.target;
-  if (path === undefined) return;
-  const range = options.targetRange;
-  if (range) {
-    if (range.length < size) throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} bytes ${range.offset}+${range.length} hold ${range.length} bytes, the image needs ${size}`);
-    return;
-  }
-  let stats: Stats;
-  try {
-    stats = await fsp.stat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return; // openTarget reports it
-    // A new file: the folder it goes in must have room for the whole image (ZERO runs are not
-    // written to a new file, but the image is meant to be used, and grows into the space).
-    const folder = dirname(resolve(path));
-    let free: bigint;
-    try {
-      const fs = await fsp.statfs(folder, { bigint: true });
-      free = fs.bavail * fs.bsize;
-    } catch {
-      return; // a missing folder: openTarget reports it
-    }
-    if (BigInt(size) > free) {
-      throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} would be a new ${size}-byte file, but ${folder} has ${free} bytes free; free space or choose another target`);
-    }
-    return;
-  }
-  if (!stats.isFile() && !stats.isBlockDevice()) return; // openTarget refuses it
-  const have = await imageSize(stats, path).catch(() => undefined);
-  if (have !== undefined && have < size) {
-    throw new FastPatchError('TARGET_TOO_SMALL', `target ${path} holds ${have} bytes, the image needs ${size}`);
-  }
-}
-
-/** "; this delta needs release 1.1.0" when the manifest names its source release. */
-function needsRelease(m: { sourceVersion: string }): string {
-  return m.sourceVersion !== '' ? `; this delta needs release ${m.sourceVersion}` : '';
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
