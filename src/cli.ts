@@ -366,7 +366,12 @@ function interrupted(signal: keyof typeof SIGNAL_EXIT): void {
     ? '; run the same command again with --resume to finish it: what the target already holds is checked against the signed hashes and kept, the rest fetched'
     : '';
   process.stderr.write(`fastpatch: INTERRUPTED: ${command} stopped by ${signal}${next}\n`);
-  process.exit(SIGNAL_EXIT[signal]);
+  // Ended by the signal itself with its default action back: the shell sees 128 + its number
+  // (130, 143) as it would from process.exit, but without exit's wait for libuv's threads, one of
+  // which may be blocked for good in an open() (a FIFO nobody writes to), which would hang it.
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+  process.exit(SIGNAL_EXIT[signal]); // not reached once the signal has ended the process
 }
 
 /** The version in the package.json of this install (dist/src/cli.js reads ../../package.json). */

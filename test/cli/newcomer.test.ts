@@ -3,6 +3,7 @@
 // a rate, JSON without float noise or BigInt, and escaped untrusted text.
 import { spawn, spawnSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatDuration, formatProgress, jsonReplacer, toJson } from '../../dist/src/commands/output.js';
@@ -209,6 +210,11 @@ async function interruptedRun(args: string[], signal: 'SIGINT' | 'SIGTERM', star
 
 const exists = (path: string) => () => fsp.stat(path).then(() => true, () => false);
 
+/** The exit status a shell reports: the code, or 128 + the number of the signal that ended it. */
+function shellStatus(code: number | null, signal: NodeJS.Signals | null): number | null {
+  return code ?? (signal ? 128 + osConstants.signals[signal] : null);
+}
+
 describe('Ctrl-C and SIGTERM', () => {
   it.each([
     ['SIGINT', 130],
@@ -217,7 +223,7 @@ describe('Ctrl-C and SIGTERM', () => {
     const target = at(`interrupted-${signal}.img`);
     const args = ['apply', '-', '--target', target, '--pubkey', at('release.key.pub')];
     const run = await interruptedRun(args, signal, exists(target));
-    expect(run.code, run.stderr).toBe(code);
+    expect(shellStatus(run.code, run.signal), run.stderr).toBe(code);
     expect(run.stdout).toBe('');
     expect(lines(run.stderr), run.stderr).toHaveLength(1);
     expect(run.stderr).toMatch(new RegExp(`^fastpatch: INTERRUPTED: apply stopped by ${signal}; .*--resume`));
@@ -232,7 +238,7 @@ describe('Ctrl-C and SIGTERM', () => {
     ok(await runCli(['gpt', 'create', disk, '--size', '64M', '--json']));
     const args = ['update', '-', '--disk', disk, '--pubkey', at('release.key.pub'), '--allow-downgrade'];
     const run = await interruptedRun(args, 'SIGTERM', async () => true);
-    expect(run.code, run.stderr).toBe(143);
+    expect(shellStatus(run.code, run.signal), run.stderr).toBe(143);
     expect(lines(run.stderr), run.stderr).toHaveLength(1);
     expect(run.stderr).toMatch(/^fastpatch: INTERRUPTED: update stopped by SIGTERM; .*--resume/);
     const resumed = ok(await runCli([...args, '--resume', '--json'], { input: payload }));
@@ -249,7 +255,7 @@ describe('Ctrl-C and SIGTERM', () => {
       const child = spawn(process.execPath, [CLI_PATH, 'generate', '--target', join(folder, 'big.img'), '--key', at('release.key'), '--version', '3.0.0', '-o', join(folder, 'out.fpay')], { stdio: ['ignore', 'pipe', 'pipe'] });
       const err: Buffer[] = [];
       child.stderr.on('data', (b: Buffer) => err.push(b));
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code, sig) => resolve(shellStatus(code, sig))));
       const temps = async () => (await fsp.readdir(folder)).filter((name) => name.endsWith('.tmp'));
       while (child.exitCode === null && (await temps()).length === 0) await new Promise((r) => setTimeout(r, 5));
       child.kill('SIGINT');
@@ -266,9 +272,30 @@ describe('Ctrl-C and SIGTERM', () => {
     }
   });
 
+  it('verify of a FIFO nobody writes to (blocked in open) still ends on SIGTERM, with its one line', async () => {
+    const fifo = at('nobody-writes.fifo');
+    spawnSync('mkfifo', [fifo]);
+    const child = spawn(process.execPath, [CLI_PATH, 'verify', fifo, '--pubkey', at('release.key.pub')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code, sig) => resolve(shellStatus(code, sig))));
+    // Signalled once a thread of it waits in the FIFO's open (the kernel's wait_for_partner): the
+    // command runs and its handler is installed. Before the fix the process printed its line and
+    // then hung in exit, waiting for the blocked thread.
+    const blockedInOpen = async () => {
+      const tasks = await fsp.readdir(`/proc/${child.pid}/task`).catch(() => [] as string[]);
+      const wchans = await Promise.all(tasks.map((t) => fsp.readFile(`/proc/${child.pid}/task/${t}/wchan`, 'utf8').catch(() => '')));
+      return wchans.includes('wait_for_partner');
+    };
+    for (let i = 0; i < 1200 && child.exitCode === null && !(await blockedInOpen()); i++) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(143);
+    expect(stderr).toMatch(/^fastpatch: INTERRUPTED: verify stopped by SIGTERM\n$/);
+  });
+
   it('verify stopped by SIGINT: one line, exit 130, no --resume (it writes nothing)', async () => {
     const run = await interruptedRun(['verify', '-', '--pubkey', at('release.key.pub')], 'SIGINT', async () => true);
-    expect(run.code, run.stderr).toBe(130);
+    expect(shellStatus(run.code, run.signal), run.stderr).toBe(130);
     expect(lines(run.stderr), run.stderr).toHaveLength(1);
     expect(run.stderr).toMatch(/^fastpatch: INTERRUPTED: verify stopped by SIGINT\n$/);
   });
