@@ -3,7 +3,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { bytesInUse, describeRange, majorMinorOf, physicalRanges, sharedBytes } from './identity.js';
-import { rangeUsers } from './mounts.js';
+import { LoopLookup, rangeUsers } from './mounts.js';
 import { createExclusive } from './safe-files.js';
 
 /** An open image: a regular file or a block device, with its size in bytes. */
@@ -260,9 +260,13 @@ export async function checkOtherNamesFree(target: OpenImage): Promise<void> {
  */
 export async function checkDisjoint(source: OpenImage, target: OpenImage): Promise<void> {
   const [s, t] = await Promise.all([source.handle.stat(), target.handle.stat()]);
-  const read = await physicalRanges(s, source.path, source.offset ?? 0, Math.max(1, source.size));
-  const written = await physicalRanges(t, target.path, target.offset ?? 0, Math.max(1, target.size));
+  const loops = new LoopLookup();
+  const read = await physicalRanges(s, source.path, source.offset ?? 0, Math.max(1, source.size), loops);
+  const written = await physicalRanges(t, target.path, target.offset ?? 0, Math.max(1, target.size), loops);
   const shared = sharedBytes(read, written);
+  if (shared?.uncertain !== undefined) {
+    throw new FastPatchError('USAGE', `target ${target.path} may be the source image ${source.path}: ${shared.uncertain}; refusing (check that util-linux losetup works, or detach the loop device)`);
+  }
   if (shared) {
     throw new FastPatchError('USAGE', `target ${target.path} is the source image ${source.path}: both reach ${describeRange(shared)}; a delta is applied to the other slot`);
   }

@@ -3,11 +3,15 @@
  * over it (at an offset, with a size limit), two loop devices over one file, a partition and its
  * disk, a loop device over a loop device, a partition of a loop device over a file. Comparing
  * MAJ:MIN or inodes sees none of these, so every name is resolved down to the object that really
- * holds the bytes (a regular file by dev:ino, or a whole disk that is not a loop device by
- * MAJ:MIN) and a byte range of it; two names share bytes when their ranges of one object overlap.
+ * holds the bytes (a regular file by MAJ:MIN:INO of its filesystem and inode, or a whole disk that
+ * is not a loop device by MAJ:MIN) and a byte range of it; two names share bytes when their ranges
+ * of one object overlap.
  *
  * Linux only, from sysfs: /sys/dev/block/MAJ:MIN/{partition,start,size} for partitions (512-byte
- * units), loop/{backing_file,offset,sizelimit} for loop devices (mounts.ts, loopBacking), and
+ * units); for loop devices, the backing file's device and inode, offset and size limit as the
+ * kernel holds them (losetup, mounts.ts LoopLookup: never the backing file's path, which may name
+ * another file); a loop device whose backing cannot be identified may hold any regular file's
+ * bytes, and is treated so (fail closed); and
  * slaves/ for device-mapper and md devices, whose tables are not in sysfs: such a device is taken
  * to use the whole of every device under it (refusing too much rather than too little).
  */
@@ -15,15 +19,26 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FastPatchError } from '../errors.js';
-import { loopBacking, mountedDevices, sysfsNumber } from './mounts.js';
+import { LoopLookup, mountedDevices, sysfsNumber } from './mounts.js';
+
+/** The base of a range that may be any regular file (an unidentifiable loop device's backing). */
+export const ANY_FILE = 'any file';
+
+/** "file MAJ:MIN:INO": the base of a regular file's bytes, from its stat. */
+export function fileBase(stats: Pick<Stats, 'dev' | 'ino'>): string {
+  return `file ${majorMinorOf(stats.dev)}:${stats.ino}`;
+}
 
 /** Bytes [offset, offset + length) of one object that holds bytes. */
 export interface PhysicalRange {
   /**
-   * The object: "file DEV:INO" (a regular file), "block MAJ:MIN" (a whole disk that is not a loop
-   * device), "deleted file PATH" (the deleted backing file of a loop device: only its old name is left).
+   * The object: "file MAJ:MIN:INO" (a regular file: its filesystem's device and its inode),
+   * "block MAJ:MIN" (a whole disk that is not a loop device), or ANY_FILE (a loop device whose
+   * backing file cannot be identified: it may be any regular file, anywhere in it).
    */
   base: string;
+  /** Set on ranges that only MAY be these bytes (ANY_FILE): why it cannot be told. */
+  uncertain?: string;
   /** The object in words, for messages: a path or a device name. */
   name: string;
   offset: number;
@@ -69,7 +84,7 @@ function within(pieces: PhysicalRange[], offset: number, length: number): Physic
  * devices already on the way down (stacking is refused past MAX_DEPTH). Throws FastPatchError('IO')
  * on sysfs numbers out of bounds.
  */
-export async function blockRanges(majorMinor: string, depth = 0): Promise<PhysicalRange[]> {
+export async function blockRanges(majorMinor: string, depth = 0, loops = new LoopLookup()): Promise<PhysicalRange[]> {
   if (depth > MAX_DEPTH) throw new FastPatchError('IO', `block device ${majorMinor} is stacked more than ${MAX_DEPTH} deep (loop over loop ...); refusing to guess which bytes it names`);
   let dir: string;
   try {
@@ -84,23 +99,27 @@ export async function blockRanges(majorMinor: string, depth = 0): Promise<Physic
     const start = await sectorsAt(join(dir, 'start'));
     const disk = (await readSys(join(dirname(dir), 'dev')))?.trim();
     if (disk === undefined || !/^\d+:\d+$/.test(disk)) throw new FastPatchError('IO', `cannot tell which disk partition ${name} belongs to (${dirname(dir)}/dev)`);
-    return within(await blockRanges(disk, depth + 1), start, size);
+    return within(await blockRanges(disk, depth + 1, loops), start, size);
   }
-  const loop = await loopBacking(majorMinor);
+  const loop = await loops.get(majorMinor);
+  if (loop && 'unknown' in loop) {
+    return [{ base: ANY_FILE, name: loop.device, offset: 0, length: Number.MAX_SAFE_INTEGER, uncertain: `loop device ${name} is attached to a file FastPatch cannot identify (${loop.unknown}), so it may be this one` }];
+  }
   if (loop) {
-    if (loop.deleted) return [{ base: `deleted file ${loop.file}`, name: `${loop.file} (deleted)`, offset: loop.offset, length: size }];
+    // The path is only a hint (it may name another file now, or none): it counts only if it leads
+    // to the very inode the kernel holds, and only then is a block device followed down.
     const backing = await stat(loop.file).catch(() => undefined);
-    if (backing?.isBlockDevice()) return within(await blockRanges(blockDevice(backing), depth + 1), loop.offset, size);
-    if (backing?.isFile()) return [{ base: `file ${backing.dev}:${backing.ino}`, name: loop.file, offset: loop.offset, length: size }];
-    // Renamed between the read and the stat, or in another mount namespace: known by name only.
-    return [{ base: `deleted file ${loop.file}`, name: loop.file, offset: loop.offset, length: size }];
+    if (backing?.isBlockDevice() && `${majorMinorOf(backing.dev)}:${backing.ino}` === loop.backing) {
+      return within(await blockRanges(blockDevice(backing), depth + 1, loops), loop.offset, size);
+    }
+    return [{ base: `file ${loop.backing}`, name: loop.file === '' ? `the backing file of ${name}` : loop.file, offset: loop.offset, length: size }];
   }
   const own: PhysicalRange = { base: `block ${majorMinor}`, name, offset: 0, length: size };
   const slaves = await readdir(join(dir, 'slaves')).catch(() => [] as string[]);
   const under: PhysicalRange[] = [own];
   for (const slave of slaves) {
     const dev = (await readSys(`/sys/class/block/${slave}/dev`))?.trim();
-    if (dev !== undefined && /^\d+:\d+$/.test(dev)) under.push(...(await blockRanges(dev, depth + 1)));
+    if (dev !== undefined && /^\d+:\d+$/.test(dev)) under.push(...(await blockRanges(dev, depth + 1, loops)));
   }
   return under;
 }
@@ -109,27 +128,36 @@ export async function blockRanges(majorMinor: string, depth = 0): Promise<Physic
  * The physical bytes of bytes [offset, offset + length) of an open file or block device whose
  * stat is `stats`. Throws FastPatchError('IO') on unreadable sysfs numbers.
  */
-export async function physicalRanges(stats: Stats, path: string, offset: number, length: number): Promise<PhysicalRange[]> {
-  if (stats.isBlockDevice()) return within(await blockRanges(blockDevice(stats)), offset, length);
-  return [{ base: `file ${stats.dev}:${stats.ino}`, name: path, offset, length }];
+export async function physicalRanges(stats: Stats, path: string, offset: number, length: number, loops = new LoopLookup()): Promise<PhysicalRange[]> {
+  if (stats.isBlockDevice()) return within(await blockRanges(blockDevice(stats), 0, loops), offset, length);
+  return [{ base: fileBase(stats), name: path, offset, length }];
+}
+
+/** True when ranges of bases `a` and `b` may be of one object: equal, or ANY_FILE and a regular file. */
+function sameObject(a: string, b: string): boolean {
+  if (a === b) return a !== ANY_FILE;
+  return (a === ANY_FILE && b.startsWith('file ')) || (b === ANY_FILE && a.startsWith('file '));
 }
 
 /** The first overlap of two lists of ranges: the object and the shared bytes; undefined when none. */
 export function sharedBytes(a: readonly PhysicalRange[], b: readonly PhysicalRange[]): PhysicalRange | undefined {
   for (const x of a) {
     for (const y of b) {
-      if (x.base !== y.base) continue;
+      if (!sameObject(x.base, y.base)) continue;
       const start = Math.max(x.offset, y.offset);
       const end = Math.min(x.offset + x.length, y.offset + y.length);
-      if (start < end) return { base: x.base, name: x.name, offset: start, length: end - start };
+      if (start >= end) continue;
+      // With ANY_FILE, the shared bytes are named by the file that is known.
+      const [known, maybe] = x.base === ANY_FILE ? [y, x] : [x, y];
+      return { base: known.base, name: known.name, offset: start, length: end - start, ...(maybe.uncertain !== undefined ? { uncertain: maybe.uncertain } : {}) };
     }
   }
   return undefined;
 }
 
-/** "bytes 4096+1048576 of /srv/disk.img" */
+/** "bytes 4096+1048576 of /srv/disk.img", with why it is only a may when it is. */
 export function describeRange(r: PhysicalRange): string {
-  return `bytes ${r.offset}+${r.length} of ${r.name}`;
+  return `bytes ${r.offset}+${r.length} of ${r.name}${r.uncertain !== undefined ? ` (maybe: ${r.uncertain})` : ''}`;
 }
 
 /** The /dev node of kernel block device `name` with number MAJ:MIN, if there is one. */
@@ -154,11 +182,14 @@ async function deviceNode(name: string, majorMinor: string): Promise<string | un
 export async function bytesInUse(ranges: readonly PhysicalRange[], except: readonly string[] = [], exceptHeldExclusively = false): Promise<string[]> {
   const names = await readdir('/sys/class/block').catch(() => [] as string[]);
   const mounted = await mountedDevices();
+  const loops = new LoopLookup();
   const users: string[] = [];
   for (const name of names) {
     const dev = (await readSys(`/sys/class/block/${name}/dev`))?.trim();
     if (dev === undefined || !/^\d+:\d+$/.test(dev) || except.includes(dev)) continue;
-    const shared = sharedBytes(await blockRanges(dev).catch(() => []), ranges);
+    // A device whose bytes cannot be told may hold any file's (fail closed, as an unknown loop device).
+    const own = await blockRanges(dev, 0, loops).catch((err: unknown) => [{ base: ANY_FILE, name: `/dev/${name}`, offset: 0, length: Number.MAX_SAFE_INTEGER, uncertain: `which bytes /dev/${name} holds cannot be told (${(err as Error).message})` }]);
+    const shared = sharedBytes(own, ranges);
     if (!shared) continue;
     const where = `/dev/${name} (${describeRange(shared)})`;
     const holders = await readdir(`/sys/class/block/${name}/holders`).catch(() => [] as string[]);

@@ -28,6 +28,15 @@ import {
 
 const signer = makeKeyPair();
 const canRun = rootOrWarn('same-bytes tests');
+const hasUnshare = canRun && (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v unshare']);
+    return true;
+  } catch {
+    console.warn('skipping the mount namespace test: unshare is missing');
+    return false;
+  }
+})();
 const hasTools = canRun && ['sgdisk', 'mkfs.ext4', 'partx'].every((tool) => {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`]);
@@ -62,9 +71,12 @@ afterAll(async () => {
 
 const apply = (payload: string, options: Omit<ApplyOptions, 'trustedKeys'>) => applyPayload(readPayloadChunks(payload), { trustedKeys: [signer.pub], ...options });
 
-/** A file of `size` bytes holding `parts` at their offsets (zeros elsewhere). */
-async function fileWith(size: number, parts: [number, Uint8Array][]): Promise<string> {
-  const path = join(dir, `file-${counter++}.img`);
+/**
+ * A file of `size` bytes holding `parts` at their offsets (zeros elsewhere); named `name` (in a
+ * folder of its own) when given.
+ */
+async function fileWith(size: number, parts: [number, Uint8Array][], name?: string): Promise<string> {
+  const path = name === undefined ? join(dir, `file-${counter++}.img`) : join(await fsp.mkdtemp(join(dir, 'named-')), name);
   const bytes = new Uint8Array(size);
   for (const [at, part] of parts) bytes.set(part, at);
   await fsp.writeFile(path, bytes);
@@ -156,6 +168,44 @@ describe.runIf(canRun)('a delta whose source and target share bytes is refused (
     });
   });
 
+  // The kernel marks a deleted backing file by adding " (deleted)" to its name; a file may be named
+  // so, and its loop device must not pass for one over a deleted file.
+  it.each(['t1 (deleted)', 'x (deleted) (deleted)', ' (deleted)'])('--source /dev/loopN --target %j, where loopN backs that file', async (name) => {
+    const file = await fileWith(MiB, [[0, source]], name);
+    const before = await bytesOf(file);
+    await withLoops([[file]], async ([loop]) => {
+      await expectRefusedSame(apply(d.payloadPath, { source: loop!, target: file }), file, before);
+      await expectRefusedSame(apply(d.payloadPath, { source: file, target: loop! }), file, before);
+    });
+  });
+
+  it('a loop device attached through a hard link removed since', async () => {
+    const file = await fileWith(MiB, [[0, source]]);
+    const before = await bytesOf(file);
+    const link = join(dir, `hardlink-${counter++}.img`);
+    await fsp.link(file, link);
+    await withLoops([[link]], async ([loop]) => {
+      await fsp.rm(link);
+      await expectRefusedSame(apply(d.payloadPath, { source: loop!, target: file }), file, before);
+    });
+  });
+
+  it.runIf(hasUnshare)('a loop device attached in another mount namespace, through a path only that namespace has', async () => {
+    const shown = await fsp.mkdtemp(join(dir, 'A-'));
+    const hidden = await fsp.mkdtemp(join(dir, 'NS-'));
+    const file = join(shown, 't2.img');
+    await fsp.writeFile(file, source);
+    const before = await bytesOf(file);
+    // The bind mount lives and dies with the private namespace; the loop device stays attached.
+    const loop = execFileSync('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" "$2" && losetup --find --show "$2/t2.img"', 'sh', shown, hidden], { encoding: 'utf8' }).trim();
+    try {
+      expect(loop).toMatch(/^\/dev\/loop\d+$/);
+      await expectRefusedSame(apply(d.payloadPath, { source: loop, target: file }), file, before);
+    } finally {
+      execFileSync('losetup', ['--detach', loop]);
+    }
+  });
+
   it('two loop devices over a file that was deleted since', async () => {
     const file = await fileWith(MiB, [[0, source]]);
     await withLoops([[file], [file]], async ([a, b]) => {
@@ -234,8 +284,8 @@ describe.runIf(canRun)('a target whose bytes are in use under another name is no
     return bytesOf(path);
   }
 
-  it.runIf(hasTools)('apply --target FILE while a loop device over FILE is mounted: IO, FILE unchanged', async () => {
-    const file = await fileWith(4 * MiB, [[0, await ext4(4 * MiB)]]);
+  it.runIf(hasTools).each([undefined, 'fs (deleted)'])('apply --target FILE (named %j) while a loop device over FILE is mounted: IO, FILE unchanged', async (name) => {
+    const file = await fileWith(4 * MiB, [[0, await ext4(4 * MiB)]], name);
     const before = await bytesOf(file);
     await withLoops([[file]], async ([loop]) => {
       await withMount(loop!, async () => {
@@ -270,8 +320,8 @@ describe.runIf(canRun)('a target whose bytes are in use under another name is no
     expect(firstDifference(after.subarray(8 * MiB), before.subarray(8 * MiB))).toBe(-1);
   });
 
-  it.runIf(hasTools)('fastpatch update on a disk image whose passive slot is mounted through losetup -o OFFSET --sizelimit N: exit 6, the disk unchanged', async () => {
-    const disk = join(dir, `update-${counter++}.img`);
+  it.runIf(hasTools).each([undefined, 'md (deleted)'])('fastpatch update on a disk image (named %j) whose passive slot is mounted through losetup -o OFFSET --sizelimit N: exit 6, the disk unchanged', async (name) => {
+    const disk = name === undefined ? join(dir, `update-${counter++}.img`) : join(await fsp.mkdtemp(join(dir, 'named-')), name);
     const cli = async (args: string[]) => {
       const run = await runCli(args);
       expect(run.code, `fastpatch ${args.join(' ')}: ${run.stderr}`).toBe(0);
