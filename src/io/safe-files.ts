@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 
 /** A file created by createTempBeside: write through `handle`, then commitTemp or discardTemp. */
@@ -52,12 +52,55 @@ export function createExclusive(path: string, mode = 0o644): Promise<fsp.FileHan
   return fsp.open(path, CREATE_EXCLUSIVE, mode);
 }
 
+/** Folders under which FastPatch creates no file (README): what belongs there is made by the kernel or the system. */
+export const NO_NEW_FILES: readonly string[] = ['/dev', '/proc', '/sys', '/run'];
+
+/**
+ * Checks that a file may be written at `finalPath` (a name the user gave), before any work:
+ * the name is not empty and does not end in "/", no folder is there (rename(2) cannot replace
+ * one), its folder exists and is not under /dev, /proc, /sys or /run (NO_NEW_FILES, after
+ * resolving symlinks: /dev/shm, /var/run included). Throws FastPatchError: 'USAGE' for a name
+ * that can never be written, 'IO' for a missing or unreadable folder. createTempBeside calls it;
+ * callers writing several files call it for each before writing the first.
+ */
+export async function checkNewFilePath(finalPath: string): Promise<void> {
+  if (finalPath === '') throw new FastPatchError('USAGE', 'an empty file name was given; give the path of the file to write');
+  if (finalPath.endsWith('/')) throw new FastPatchError('USAGE', `${finalPath} ends with "/": give the path of a file to write, not a folder`);
+  const existing = await fsp.lstat(finalPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw fileError(`check ${finalPath}`, err);
+  });
+  if (existing?.isDirectory()) throw new FastPatchError('USAGE', `${finalPath} is a folder: give the path of a file to write (a new name, or one inside it)`);
+  const dir = dirname(resolve(finalPath));
+  const real = await fsp.realpath(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new FastPatchError('IO', `cannot write ${finalPath}: folder ${dirname(finalPath)} does not exist; create it first`, { cause: err });
+    throw fileError(`cannot write ${finalPath}: folder ${dirname(finalPath)}`, err);
+  });
+  if (NO_NEW_FILES.some((root) => real === root || real.startsWith(`${root}/`))) {
+    throw new FastPatchError('USAGE', `cannot write ${finalPath}: FastPatch creates no file under ${NO_NEW_FILES.join(', ')} (its folder is ${real}): a device must exist already; otherwise choose another folder`);
+  }
+}
+
+/**
+ * An I/O error as one line naming `what` and the system's reason, without the paths Node puts in
+ * its message (they would show the temporary name, `.NAME.<hex>.tmp`, which means nothing to the user).
+ */
+function fileError(what: string, err: unknown): FastPatchError {
+  const e = err as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof e.code !== 'string' || e.syscall === undefined) return ioError(what, err);
+  const reason = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2).split(`, ${e.syscall}`)[0] : '';
+  return new FastPatchError('IO', `${what}: ${e.code}${reason ? ` (${reason})` : ''}`, { cause: err });
+}
+
 /**
  * Creates an empty temporary file in the folder of `finalPath`, named `.NAME.<32 hex>.tmp`,
  * exclusively (createExclusive), with `mode` exactly (the umask does not narrow or widen it).
- * Throws FastPatchError('IO') naming `finalPath` (the name the user gave), not the temporary one.
+ * First checks `finalPath` (checkNewFilePath: 'USAGE' for an empty name, a folder, a place under
+ * /dev, /proc, /sys or /run). Throws FastPatchError naming `finalPath` (the name the user gave),
+ * never the temporary one.
  */
 export async function createTempBeside(finalPath: string, mode = 0o644): Promise<TempFile> {
+  await checkNewFilePath(finalPath);
   const dir = dirname(finalPath);
   const path = join(dir, `.${basename(finalPath)}.${randomBytes(16).toString('hex')}.tmp`);
   let handle: fsp.FileHandle;
@@ -70,7 +113,7 @@ export async function createTempBeside(finalPath: string, mode = 0o644): Promise
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new FastPatchError('IO', `cannot write ${finalPath}: folder ${dir} does not exist; create it first`, { cause: err });
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new FastPatchError('IO', `cannot write ${finalPath}: no permission to create files in ${dir} (${code})`, { cause: err });
-    throw ioError(`create a file in ${dir} for ${finalPath}`, err);
+    throw fileError(`create a file in ${dir} for ${finalPath}`, err);
   }
   try {
     await handle.chmod(mode);
@@ -78,7 +121,7 @@ export async function createTempBeside(finalPath: string, mode = 0o644): Promise
     await handle.close().catch(() => {});
     await fsp.rm(path, { force: true }).catch(() => {});
     pendingTemps.delete(path);
-    throw ioError(`set mode of a new file for ${finalPath}`, err);
+    throw fileError(`set mode of a new file for ${finalPath}`, err);
   }
   return { handle, path, finalPath };
 }
@@ -108,7 +151,7 @@ export async function commitTemp(temp: TempFile, options: { noReplace?: boolean 
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new FastPatchError('IO', `refusing to overwrite ${temp.finalPath}: it exists (use --force to replace it)`, { cause: err });
     }
-    throw ioError(`write ${temp.finalPath}`, err);
+    throw fileError(`write ${temp.finalPath}`, err);
   }
 }
 
@@ -126,7 +169,7 @@ export async function writeFileAtomically(path: string, data: string | Uint8Arra
     await temp.handle.writeFile(data);
   } catch (err) {
     await discardTemp(temp);
-    throw ioError(`write ${path}`, err);
+    throw fileError(`write ${path}`, err);
   }
   await commitTemp(temp, options.noReplace ? { noReplace: true } : {});
 }
@@ -183,6 +226,31 @@ export async function readSmallFile(path: string, maxBytes: number, what: string
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Whether a file that decides what FastPatch trusts may be believed, as ssh's StrictModes: a
+ * public key (whoever can write it chooses which payloads verify), the slot status record (it
+ * says which release runs: the downgrade check relies on it), update.conf, a private key. Its
+ * owner must be root or the user running FastPatch (another owner can change it, or its mode, at
+ * any time), and group and others must not be able to write it; with `privateKey`, nor read it.
+ * Returns the problem as one line saying what to do, or undefined when the file may be trusted.
+ */
+export function untrustedFileProblem(path: string, file: Pick<SmallFile, 'mode' | 'uid'>, what: string, options: { privateKey?: boolean } = {}): string | undefined {
+  const mode = (file.mode & 0o777).toString(8).padStart(4, '0');
+  if (options.privateKey && (file.mode & 0o077) !== 0) {
+    return `unprotected ${what} ${path}: mode ${mode} lets group or others read or write it; run chmod 600 ${path}`;
+  }
+  const me = process.geteuid?.();
+  if (me !== undefined && file.uid !== me && file.uid !== 0) {
+    const fix = options.privateKey ? `chown ${me} ${path}` : `chown root ${path}; chmod go-w ${path}`;
+    return `${what} ${path} is owned by uid ${file.uid}, not by root or you (uid ${me}): its owner could change it at any time; if you trust its content, run ${fix}`;
+  }
+  if ((file.mode & 0o022) !== 0) {
+    const who = (file.mode & 0o020) && (file.mode & 0o002) ? 'group and others' : file.mode & 0o020 ? 'its group' : 'others';
+    return `${what} ${path} is writable by ${who} (mode ${mode}): anyone who can write it decides what FastPatch trusts; if you trust its content, run chown root ${path}; chmod go-w ${path}`;
+  }
+  return undefined;
 }
 
 function fileKind(stats: import('node:fs').Stats): string {

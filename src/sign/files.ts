@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
-import { readSmallFile, writeFileAtomically, type SmallFile } from '../io/safe-files.js';
+import { checkNewFilePath, readSmallFile, untrustedFileProblem, writeFileAtomically, type SmallFile } from '../io/safe-files.js';
 import { formatPrivateKey, formatPublicKey, parseKey, type PrivateKey, type PublicKey } from './keys.js';
 
 /** Largest key file read: a key file is ~200 bytes; anything much larger is the wrong file. */
@@ -15,6 +15,7 @@ export async function loadKeyFile(path: string): Promise<PrivateKey | PublicKey>
   const file = await readSmallFile(path, MAX_KEY_FILE_SIZE, 'key file');
   const key = parseKey(file.bytes.toString('utf8'), path);
   if (key.kind === 'private') checkPrivateKeyFile(path, file);
+  else checkPublicKeyFile(path, file);
   return key;
 }
 
@@ -36,6 +37,7 @@ export async function loadPublicKeyFile(path: string): Promise<PublicKey> {
   if (key.kind !== 'public') {
     throw new FastPatchError('BAD_KEY_FILE', `${path}: holds a private (signing) key, not a public key; give its public key file (keygen wrote it as ${path}.pub): devices must never hold signing keys`);
   }
+  checkPublicKeyFile(path, file);
   return key;
 }
 
@@ -47,13 +49,18 @@ export async function loadPublicKeyFile(path: string): Promise<PublicKey> {
  * refuses a key owned by anyone but root. Throws FastPatchError('BAD_KEY_FILE').
  */
 export function checkPrivateKeyFile(path: string, file: Pick<SmallFile, 'mode' | 'uid'>): void {
-  if ((file.mode & 0o077) !== 0) {
-    throw new FastPatchError('BAD_KEY_FILE', `unprotected private key file ${path}: mode ${(file.mode & 0o777).toString(8).padStart(4, '0')} lets group or others read or write it; run chmod 600 ${path}`);
-  }
-  const me = process.geteuid?.();
-  if (me !== undefined && file.uid !== me && file.uid !== 0) {
-    throw new FastPatchError('BAD_KEY_FILE', `private key file ${path} is owned by uid ${file.uid}, not by you (uid ${me}) or root: its owner could replace it; run chown ${me} ${path} if you trust it`);
-  }
+  const problem = untrustedFileProblem(path, file, 'private key file', { privateKey: true });
+  if (problem) throw new FastPatchError('BAD_KEY_FILE', problem);
+}
+
+/**
+ * A public key file decides which payloads are believed: it must be owned by root or the user
+ * running FastPatch and not writable by group or others (untrustedFileProblem), or whoever can
+ * write it could swap in their own key. Throws FastPatchError('BAD_KEY_FILE').
+ */
+export function checkPublicKeyFile(path: string, file: Pick<SmallFile, 'mode' | 'uid'>): void {
+  const problem = untrustedFileProblem(path, file, 'public key file');
+  if (problem) throw new FastPatchError('BAD_KEY_FILE', problem);
 }
 
 /**
@@ -65,6 +72,10 @@ export function checkPrivateKeyFile(path: string, file: Pick<SmallFile, 'mode' |
  */
 export async function writeKeyPair(path: string, key: PrivateKey, force = false): Promise<{ privatePath: string; publicPath: string }> {
   const publicPath = `${path}.pub`;
+  // Both names checked before either is written: an empty name, a folder, /dev... is refused
+  // before a key is half written.
+  await checkNewFilePath(path);
+  await checkNewFilePath(publicPath);
   if (!force) {
     for (const p of [path, publicPath]) {
       const exists = await fsp.lstat(p).then(() => true, (err: NodeJS.ErrnoException) => {

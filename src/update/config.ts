@@ -11,7 +11,7 @@
  *                                 (no slot status record): see UpdateOptions.unknownRelease.
  */
 import { FastPatchError } from '../errors.js';
-import { readSmallFile } from '../io/safe-files.js';
+import { readSmallFile, untrustedFileProblem } from '../io/safe-files.js';
 import { escapeText } from '../text.js';
 
 /** Where `update` looks for its settings when not told (a missing file there is fine). */
@@ -37,13 +37,17 @@ const KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * Reads the settings file `path`, or DEFAULT_UPDATE_CONFIG when `path` is undefined. A missing
  * default file gives empty settings; a missing file the caller named is an error. Throws
  * FastPatchError: 'IO' (missing, unreadable, not a regular file, over 64 KiB), 'USAGE' (a bad
- * line or value).
+ * line or value; a file owned by another user than root or you, or writable by group or others).
  */
 export async function readUpdateConfig(path?: string): Promise<UpdateConfig> {
   const file = path ?? DEFAULT_UPDATE_CONFIG;
   let bytes: Buffer;
   try {
-    bytes = (await readSmallFile(file, CONFIG_MAX_BYTES, 'update config')).bytes;
+    const read = await readSmallFile(file, CONFIG_MAX_BYTES, 'update config');
+    // Whoever can write it could allow an unknown release: refused unless root's or yours and not group/other-writable.
+    const untrusted = untrustedFileProblem(file, read, 'update config');
+    if (untrusted) throw new FastPatchError('USAGE', untrusted);
+    bytes = read.bytes;
   } catch (err) {
     const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
     if (path === undefined && cause?.code === 'ENOENT') return { path: undefined, notes: [] };

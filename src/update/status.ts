@@ -22,7 +22,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { imageSize } from '../io/device.js';
 import { physicalRanges } from '../io/identity.js';
-import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp } from '../io/safe-files.js';
+import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp, untrustedFileProblem } from '../io/safe-files.js';
 
 export interface SlotRecord {
   version: string;
@@ -96,13 +96,19 @@ export async function statusPathFor(disk: string): Promise<string> {
 /**
  * Reads the record. A missing file is `missing`; anything else that is not a valid record (too
  * big, not a regular file, not JSON, a field of the wrong type or out of bounds, two entries for
- * one GUID) is `unreadable` with an empty `status` and `problem` saying why. Never throws for the
+ * one GUID) is `unreadable` with an empty `status` and `problem` saying why. So is a record
+ * another user could have written (owned by neither root nor the user running FastPatch, or
+ * writable by group or others: untrustedFileProblem), whatever it says. Never throws for the
  * file's content.
  */
 export async function readStatus(path: string): Promise<{ status: SlotStatus; state: StatusState; problem?: string }> {
   let text: string;
   try {
     const file = await readSmallFile(path, STATUS_MAX_BYTES, 'slot status record');
+    // Another user who can write the record could claim the running slot holds release 0.1 and so
+    // let an older release pass the downgrade check: such a record is not believed (as unreadable).
+    const untrusted = untrustedFileProblem(path, file, 'slot status record');
+    if (untrusted) return { status: empty(), state: 'unreadable', problem: untrusted };
     text = new TextDecoder('utf-8', { fatal: true }).decode(file.bytes);
   } catch (err) {
     const cause = err instanceof FastPatchError ? (err.cause as NodeJS.ErrnoException | undefined) : (err as NodeJS.ErrnoException);

@@ -2,10 +2,17 @@
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { commitTemp, createTempBeside, discardTemp, readSmallFile, writeFileAtomically } from '../../dist/src/index.js';
+import { untrustedFileProblem } from '../../dist/src/io/safe-files.js';
+import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';
-import { removeDir, tempDir } from '../helpers/payloads.js';
+import { removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
+
+const canLoop = rootOrWarn('gpt create on a loop device');
+
+// The CLI tests spawn a few processes on a shared, busy machine: allow minutes, assert no speed.
+vi.setConfig({ testTimeout: 180_000 });
 
 let dir: string;
 const at = (name: string) => join(dir, name);
@@ -105,5 +112,100 @@ describe('readSmallFile', () => {
     expect(await asyncCodeOf(() => readSmallFile(at('big'), 4096, 'key file'))).toBe('IO');
     expect(((await readSmallFile(at('absent'), 10, 'key file').catch((e: Error) => e)) as Error).message).toContain(at('absent'));
     expect((await readSmallFile(at('big'), 4097, 'key file')).bytes.length).toBe(4097);
+  });
+});
+
+describe('createTempBeside refuses names no file can be written at, before creating anything (M5, F4)', () => {
+  it('an empty name, a trailing "/", an existing folder (also "." and ".."): USAGE naming the given path, never a temporary name', async () => {
+    await fsp.mkdir(at('a-folder'));
+    for (const name of ['', at('a-folder'), `${at('a-folder')}/`, `${at('new')}/`, join(dir, '.'), join(at('a-folder'), '..')]) {
+      const err = await createTempBeside(name).catch((e: Error) => e);
+      expect(err, name).toMatchObject({ code: 'USAGE' });
+      expect((err as Error).message).not.toMatch(/\.tmp|[0-9a-f]{32}/);
+      if (name !== '') expect((err as Error).message).toContain(name);
+    }
+    expect((await fsp.readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a folder under /dev, /proc, /sys or /run, also through a symlink (/dev/shm, a link to /run): USAGE, nothing created', async () => {
+    const tag = `${process.pid}-${Date.now()}`;
+    await fsp.symlink('/run', at('run-link'));
+    const names = [`/dev/sdzz${tag}`, `/run/fastpatch-${tag}.img`, `/proc/fastpatch-${tag}`, `/sys/fastpatch-${tag}`, at(`run-link/fastpatch-${tag}.img`)];
+    if ((await fsp.stat('/dev/shm').catch(() => undefined))?.isDirectory()) names.push(`/dev/shm/fastpatch-${tag}.img`);
+    for (const name of names) {
+      const err = await createTempBeside(name).catch((e: Error) => e);
+      expect(err, name).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/creates no file under \/dev, \/proc, \/sys, \/run .*a device must exist already; otherwise choose another folder/) });
+      expect((err as Error).message).toContain(name);
+    }
+    for (const folder of ['/dev', '/run', '/dev/shm']) {
+      const left = await fsp.readdir(folder).catch(() => [] as string[]);
+      expect(left.filter((n) => n.includes(tag)), folder).toEqual([]);
+    }
+  });
+
+  it('a folder that appears at the final name after the check: the error names the final path, not the temporary one', async () => {
+    const temp = await createTempBeside(at('late'));
+    await fsp.mkdir(at('late'));
+    await fsp.writeFile(at('late/x'), 'x');
+    const err = await commitTemp(temp).catch((e: Error) => e);
+    expect(err).toMatchObject({ code: 'IO' });
+    expect((err as Error).message).toContain(at('late'));
+    expect((err as Error).message).not.toMatch(/\.tmp|[0-9a-f]{32}/);
+    await expect(fsp.lstat(temp.path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('CLI: gpt create and generate refuse /dev, /dev/shm, /run and an existing folder (with --force too), exit 2, nothing created', async () => {
+    const tag = `${process.pid}x${Date.now()}`;
+    await fsp.mkdir(at('outdir'));
+    await fsp.writeFile(at('img'), Buffer.alloc(64 * 1024, 7));
+    expect((await runCli(['keygen', '--out', at('gen.key')])).code).toBe(0);
+    const runs = [
+      ['gpt', 'create', `/dev/sdzz${tag}`, '--size', '64M'],
+      ['gpt', 'create', `/run/fastpatch-${tag}.img`, '--size', '64M'],
+      ['gpt', 'create', at('outdir'), '--size', '64M', '--force'],
+      ['generate', '--target', at('img'), '--key', at('gen.key'), '--version', '1.0.0', '-o', `/dev/sdzy${tag}`],
+      ['generate', '--target', at('img'), '--key', at('gen.key'), '--version', '1.0.0', '-o', at('outdir'), '--force'],
+      ['generate', '--target', at('img'), '--key', at('gen.key'), '--version', '1.0.0', '-o', `${at('newdir')}/`],
+    ];
+    if ((await fsp.stat('/dev/shm').catch(() => undefined))?.isDirectory()) runs.push(['gpt', 'create', `/dev/shm/fastpatch-${tag}.img`, '--size', '64M']);
+    for (const args of runs) {
+      const r = await runCli(args);
+      expect([r.code, r.stderr], args.join(' ')).toEqual([2, expect.stringMatching(/^fastpatch: USAGE: /)]);
+      expect(r.stderr).not.toMatch(/\.tmp|[0-9a-f]{32}/);
+    }
+    for (const folder of ['/dev', '/run', '/dev/shm']) {
+      const left = await fsp.readdir(folder).catch(() => [] as string[]);
+      expect(left.filter((n) => n.includes(tag)), folder).toEqual([]);
+    }
+    expect(await fsp.readdir(at('outdir'))).toEqual([]);
+    expect((await fsp.readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it.runIf(canLoop)('gpt create on an existing block device still writes its table (no file is created)', async () => {
+    await fsp.writeFile(at('loop.img'), Buffer.alloc(64 * 1024 * 1024));
+    await withLoopDevice(at('loop.img'), {}, async (dev) => {
+      const r = await runCli(['gpt', 'create', dev]);
+      expect(r.code, r.stderr).toBe(0);
+    });
+  });
+});
+
+describe('untrustedFileProblem: who may write a file that decides trust (F6)', () => {
+  const me = process.geteuid?.() ?? 0;
+  it('owned by root or you and not writable by group or others: trusted', () => {
+    for (const mode of [0o644, 0o600, 0o444, 0o640, 0o604]) {
+      expect(untrustedFileProblem('/f', { mode, uid: 0 }, 'public key file')).toBeUndefined();
+      expect(untrustedFileProblem('/f', { mode, uid: me }, 'public key file')).toBeUndefined();
+    }
+  });
+  it('writable by group or others, or owned by another user: the problem, saying chown root FILE; chmod go-w FILE', () => {
+    for (const mode of [0o666, 0o664, 0o646, 0o622, 0o777, 0o620, 0o602]) {
+      expect(untrustedFileProblem('/f', { mode, uid: 0 }, 'update config')).toMatch(/^update config \/f is writable by .*\(mode 0[0-7]{3}\).*chown root \/f; chmod go-w \/f$/);
+    }
+    expect(untrustedFileProblem('/f', { mode: 0o644, uid: 65534 }, 'slot status record')).toMatch(/^slot status record \/f is owned by uid 65534, not by root or you .*chown root \/f; chmod go-w \/f$/);
+  });
+  it('a private key: nor readable by group or others', () => {
+    expect(untrustedFileProblem('/k', { mode: 0o640, uid: 0 }, 'private key file', { privateKey: true })).toMatch(/chmod 600 \/k/);
+    expect(untrustedFileProblem('/k', { mode: 0o600, uid: 0 }, 'private key file', { privateKey: true })).toBeUndefined();
   });
 });

@@ -142,3 +142,70 @@ describe('UNTRUSTED_KEY says which keys it had and which signed', () => {
     expect(stderr).toContain(hex(stranger.keyId));
   });
 });
+
+describe('a trust key (--pubkey) others could write is refused, as ssh StrictModes (F6)', () => {
+  const commands: [string, (pubPath: string) => string[]][] = [
+    ['verify', (p) => ['verify', at('p.fpay'), '--pubkey', p]],
+    ['apply', (p) => ['apply', at('p.fpay'), '--target', at('never-trust.img'), '--pubkey', p]],
+    ['update', (p) => ['update', at('p.fpay'), '--disk', at('no-such-disk.img'), '--pubkey', p]],
+    ['verify (second of two keys)', (p) => ['verify', at('p.fpay'), '--pubkey', at('release.key.pub'), '--pubkey', p]],
+  ];
+
+  it.each([0o666, 0o664, 0o646, 0o622, 0o660, 0o606, 0o777])('mode %o: BAD_KEY_FILE (exit 2) saying chown root FILE; chmod go-w FILE', async (mode) => {
+    const path = at(`loose-${mode.toString(8)}.pub`);
+    await fsp.writeFile(path, formatPublicKey(release));
+    await fsp.chmod(path, mode);
+    for (const [name, args] of commands) {
+      const stderr = refused(await runCli(args(path)), 'BAD_KEY_FILE', 2);
+      expect(stderr, name).toContain(`chown root ${path}; chmod go-w ${path}`);
+      expect(stderr, name).toMatch(/writable by/);
+    }
+    await expect(fsp.stat(at('never-trust.img'))).rejects.toThrow(/ENOENT/);
+    // The library too.
+    expect(await asyncCodeOf(() => loadKeyFile(path))).toBe('BAD_KEY_FILE');
+  });
+
+  it.skipIf(!isRoot)('as root: a public key owned by nobody (uid 65534) is refused, even at mode 0644; chowned to root it is accepted', async () => {
+    const path = at('nobody.pub');
+    await fsp.writeFile(path, formatPublicKey(release), { mode: 0o644 });
+    await fsp.chown(path, 65534, 65534);
+    for (const [name, args] of commands) {
+      const stderr = refused(await runCli(args(path)), 'BAD_KEY_FILE', 2);
+      expect(stderr, name).toMatch(/owned by uid 65534/);
+      expect(stderr, name).toContain(`chown root ${path}; chmod go-w ${path}`);
+    }
+    await fsp.chown(path, 0, 0);
+    const ok = await runCli(['verify', at('p.fpay'), '--pubkey', path]);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+  if (!isRoot) console.log('skipped: the nobody-owned public key test needs root');
+
+  it.each([0o644, 0o444, 0o600, 0o640])('mode %o (what keygen writes, or tighter) is accepted', async (mode) => {
+    const path = at(`tight-${mode.toString(8)}.pub`);
+    await fsp.writeFile(path, formatPublicKey(release));
+    await fsp.chmod(path, mode);
+    const run = await runCli(['verify', at('p.fpay'), '--pubkey', path]);
+    expect(run.code, run.stderr).toBe(0);
+  });
+});
+
+describe('keygen --out: a folder, an empty name, a name under /dev are usage errors before any key is written (M5, F4)', () => {
+  it.each([
+    ['an existing folder, with --force', () => ['keygen', '--out', at('keydir'), '--force']],
+    ['an existing folder', () => ['keygen', '--out', at('keydir')]],
+    ['an empty name', () => ['keygen', '--out', '']],
+    ['an empty name, with --force', () => ['keygen', '--out', '', '--force']],
+    ['a trailing "/"', () => ['keygen', '--out', `${at('keydir')}/`]],
+    ['a folder at NAME.pub, with --force', () => ['keygen', '--out', at('has-pub-dir'), '--force']],
+    ['a name under /dev', () => ['keygen', '--out', `/dev/fastpatch-${process.pid}.key`]],
+  ])('%s: exit 2, no temporary name shown, nothing written', async (_name, args) => {
+    await fsp.mkdir(at('keydir'), { recursive: true });
+    await fsp.mkdir(at('has-pub-dir.pub'), { recursive: true });
+    const stderr = refused(await runCli(args()), 'USAGE', 2);
+    expect(stderr).not.toMatch(/\.tmp|[0-9a-f]{32}/);
+    expect(await fsp.readdir(at('keydir'))).toEqual([]);
+    await expect(fsp.lstat(at('has-pub-dir'))).rejects.toThrow(/ENOENT/);
+    await expect(fsp.lstat(`/dev/fastpatch-${process.pid}.key`)).rejects.toThrow(/ENOENT/);
+    expect((await fsp.readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -249,6 +249,80 @@ describe('one record per disk, reached as a file or as its loop device', () => {
   });
 });
 
+describe('a record or config another user could write is not believed (F6)', () => {
+  /** USR-B runs 2.0.0 (recorded); then the record is replaced by one claiming USR-B holds 0.1, made untrusted by `spoil`. */
+  async function plantedRecord(spoil: (path: string) => Promise<void>): Promise<{ d: string; before: Buffer }> {
+    const d = await disk();
+    await update(d, '2.0.0', { unknownRelease: 'allow' });
+    await bootIntoB(d);
+    const b = (await readDiskGpt(d)).table!.entries.find((e) => e.index === 4)!;
+    const path = `${d}.status.json`;
+    const record = JSON.parse(await fsp.readFile(path, 'utf8'));
+    record.slots[b.uniqueGuid.toUpperCase()].version = '0.1';
+    await fsp.rm(path);
+    await fsp.writeFile(path, JSON.stringify(record), { mode: 0o644 });
+    await spoil(path);
+    return { d, before: await fsp.readFile(d) };
+  }
+  const cases: [string, boolean, (path: string) => Promise<void>, RegExp][] = [
+    ['mode 0666', true, (p) => fsp.chmod(p, 0o666), /writable by group and others \(mode 0666\)/],
+    ['mode 0620 (group-writable)', true, (p) => fsp.chmod(p, 0o620), /writable by its group \(mode 0620\)/],
+    ['owned by nobody (uid 65534)', isRoot, (p) => fsp.chown(p, 65534, 65534), /owned by uid 65534/],
+  ];
+  for (const [name, runs, spoil, why] of cases) {
+    it.runIf(runs)(`a record claiming the running slot holds 0.1, ${name}: an older signed release is refused (exit 10), not installed`, async () => {
+      const { d, before } = await plantedRecord(spoil);
+      const r = await cli(d, '1.0.0', '--unknown-release', 'allow');
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr).toMatch(/chown root .*status\.json; chmod go-w .*status\.json.*could hide a downgrade, so nothing was written/);
+      expect(Buffer.compare(await fsp.readFile(d), before), 'nothing written').toBe(0);
+    });
+  }
+  if (!isRoot) console.log('skipped: the nobody-owned record and config tests need root');
+
+  it('the same record, root\'s and 0644, is believed (so the refusals above are about who can write it)', async () => {
+    const { d } = await plantedRecord(async () => {});
+    const r = await cli(d, '1.0.0');
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  for (const [name, runs, spoil] of [['mode 0666', true, (p: string) => fsp.chmod(p, 0o666)], ['owned by nobody (uid 65534)', isRoot, (p: string) => fsp.chown(p, 65534, 65534)]] as const) {
+    it.runIf(runs)(`--config ${name} with UNKNOWN_RELEASE=allow: refused (exit 2), not honoured, nothing written`, async () => {
+      const conf = join(dir, `untrusted-${name.replace(/\W+/g, '-')}.conf`);
+      await fsp.writeFile(conf, 'UNKNOWN_RELEASE=allow\n', { mode: 0o644 });
+      await spoil(conf);
+      const d = await disk();
+      const before = await fsp.readFile(d);
+      const r = await cli(d, '2.0.0', '--config', conf);
+      expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/^fastpatch: USAGE: update config .*untrusted.*\.conf .*chown root .*; chmod go-w /)]);
+      expect(Buffer.compare(await fsp.readFile(d), before)).toBe(0);
+      await expect(fsp.stat(`${d}.status.json`)).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+  }
+});
+
+describe('--sector-size is 512 or 4096 (F8)', () => {
+  it.each(['1000', '0', '513', '8192', 'x'])('--sector-size %s: USAGE (exit 2) for gpt create, gpt show and update', async (value) => {
+    const image = join(dir, `sector-${value}.img`);
+    const d = await disk();
+    for (const args of [
+      ['gpt', 'create', image, '--size', '64M', '--sector-size', value],
+      ['gpt', 'show', d, '--sector-size', value],
+      ['update', payload['2.0.0']!, '--disk', d, '--pubkey', pub, '--sector-size', value],
+    ]) {
+      const r = await runCli(args);
+      expect([r.code, r.stderr], args.join(' ')).toEqual([2, expect.stringMatching(/^fastpatch: USAGE: --sector-size /)]);
+    }
+    await expect(fsp.stat(image)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it.each(['512', '4096'])('--sector-size %s is accepted', async (value) => {
+    const r = await runCli(['gpt', 'create', join(dir, `sector-ok-${value}.img`), '--size', '64M', '--sector-size', value]);
+    expect(r.code, r.stderr).toBe(0);
+  });
+});
+
 describe('messages and arguments', () => {
   it('DOWNGRADE names --allow-downgrade', async () => {
     const d = await disk();

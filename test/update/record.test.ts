@@ -176,3 +176,59 @@ describe('update settings (update.conf)', () => {
     expect(fallback.path === undefined || fallback.path === '/etc/fastpatch/update.conf').toBe(true);
   });
 });
+
+describe('files that decide trust must be root\'s or yours and not group/other-writable (F6)', () => {
+  const isRoot = process.geteuid?.() === 0;
+
+  it('a status record writable by group or others is unreadable, whatever it says, saying what to do', async () => {
+    for (const mode of [0o666, 0o664, 0o646, 0o622]) {
+      const path = join(dir, `loose-${mode.toString(8)}.json`);
+      await fsp.writeFile(path, recordText({ [GUID]: entry }));
+      await fsp.chmod(path, mode);
+      const r = await readStatus(path);
+      expect(r, mode.toString(8)).toMatchObject({ state: 'unreadable', status: { format: 1, slots: {} } });
+      expect(r.problem).toMatch(/writable by .*chown root .*; chmod go-w /);
+      expect(r.problem).toContain(path);
+    }
+  });
+
+  it.runIf(isRoot)('as root: a status record owned by nobody (uid 65534) is unreadable; chowned to root it is read', async () => {
+    const path = join(dir, 'nobody.json');
+    await fsp.writeFile(path, recordText({ [GUID]: entry }), { mode: 0o644 });
+    await fsp.chown(path, 65534, 65534);
+    const r = await readStatus(path);
+    expect(r).toMatchObject({ state: 'unreadable', status: { slots: {} }, problem: expect.stringMatching(/owned by uid 65534.*chown root .*; chmod go-w /) });
+    await fsp.chown(path, 0, 0);
+    expect(await readStatus(path)).toMatchObject({ state: 'found' });
+  });
+
+  it('a record FastPatch writes itself is trusted when read back (mode 0644, whatever the umask)', async () => {
+    const path = join(dir, 'own.json');
+    const old = process.umask(0o000);
+    try {
+      await writeStatus(path, { format: 1, slots: { [GUID]: entry } });
+    } finally {
+      process.umask(old);
+    }
+    expect((await fsp.stat(path)).mode & 0o777).toBe(0o644);
+    expect(await readStatus(path)).toEqual({ state: 'found', status: { format: 1, slots: { [GUID]: entry } } });
+  });
+
+  it('update.conf writable by group or others is refused (USAGE), not honoured', async () => {
+    for (const mode of [0o666, 0o664, 0o646]) {
+      const path = join(dir, `loose-${mode.toString(8)}.conf`);
+      await fsp.writeFile(path, 'UNKNOWN_RELEASE=allow\n');
+      await fsp.chmod(path, mode);
+      await expect(readUpdateConfig(path)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/update config .* is writable by .*chown root .*; chmod go-w /) });
+    }
+  });
+
+  it.runIf(isRoot)('as root: update.conf owned by nobody (uid 65534) is refused; chowned to root it is read', async () => {
+    const path = join(dir, 'nobody.conf');
+    await fsp.writeFile(path, 'UNKNOWN_RELEASE=allow\n', { mode: 0o644 });
+    await fsp.chown(path, 65534, 65534);
+    await expect(readUpdateConfig(path)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/owned by uid 65534.*chown root .*; chmod go-w /) });
+    await fsp.chown(path, 0, 0);
+    expect(await readUpdateConfig(path)).toMatchObject({ unknownRelease: 'allow' });
+  });
+});
