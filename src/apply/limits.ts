@@ -90,7 +90,7 @@ export function checkReleases(m: { version: string; sourceSize: number; sourceVe
   }
   const known = options.sourceVersion;
   if (m.sourceSize > 0 && m.sourceVersion !== '' && known !== undefined && known !== m.sourceVersion) {
-    throw new FastPatchError('SOURCE_MISMATCH', `this delta needs release ${m.sourceVersion} as its source; the source holds release ${known}`);
+    throw new FastPatchError('SOURCE_MISMATCH', `this delta needs release ${m.sourceVersion} as its source; the source holds release ${known}: install the full payload of release ${m.version}, or a delta made from release ${known}`);
   }
 }
 

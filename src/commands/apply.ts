@@ -9,10 +9,16 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   if (opts.status !== undefined && opts.slot === undefined) throw new FastPatchError('USAGE', '--status goes with --slot: it is where a first install records the release it wrote');
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);
+  // A resume first reads the target through: its own line, so the apply's does not run twice.
+  let scan: ReturnType<typeof progressLine> | undefined;
   const common = {
     trustedKeys,
     resume: opts.resume === true,
-    onScanProgress: (bytes: number, total: number) => progress.update(bytes, total),
+    onScanProgress: (bytes: number, total: number) => {
+      scan ??= progressLine(`checking what ${opts.target} already holds`);
+      scan.update(bytes, total);
+      if (bytes >= total) scan.done();
+    },
     ...(opts.maxImageSize !== undefined ? { maxImageSize: opts.maxImageSize } : {}),
     onProgress: (p: { imageBytesDone: number; targetSize: number }) => progress.update(p.imageBytesDone, p.targetSize),
   };
@@ -20,7 +26,9 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
   if (opts.slot !== undefined && opts.target !== undefined) {
     // --slot: the target is a whole GPT disk; the image goes into that slot (the first install).
     if (opts.source !== undefined) throw new FastPatchError('USAGE', '--slot installs a full payload onto a new disk; a delta goes through `fastpatch update`');
-    const installed = await installSlot(input, { ...common, disk: opts.target, slot: opts.slot, ...(opts.status !== undefined ? { statusPath: opts.status } : {}) });
+    const installed = await installSlot(input, { ...common, disk: opts.target, slot: opts.slot, ...(opts.status !== undefined ? { statusPath: opts.status } : {}) }).catch((err: unknown) => {
+      throw withNextStep(err, opts);
+    });
     progress.done();
     return printInstall(installed, opts);
   }
@@ -29,6 +37,8 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
     ...(opts.target !== undefined ? { target: opts.target } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
     checkSource: opts.checkSource === true,
+  }).catch((err: unknown) => {
+    throw withNextStep(err, opts);
   });
   progress.done();
   if (opts.json) return printJson({ ...result, target: opts.target ?? null, source: opts.source ?? null });
@@ -40,6 +50,18 @@ export async function run(payload: string, opts: { target?: string; slot?: strin
 }
 
 type ApplyFlags = Parameters<typeof run>[1];
+
+/** A refusal that left part of an image on the target, with what to do about it. */
+function withNextStep(err: unknown, opts: ApplyFlags): unknown {
+  if (!(err instanceof FastPatchError) || opts.target === undefined) return err;
+  if (err.code === 'TRUNCATED_PAYLOAD') {
+    return new FastPatchError(err.code, `${err.message}; ${opts.target} keeps what arrived: once the whole payload can be read, run the same command again with --resume`, { cause: err });
+  }
+  if (err.code === 'SOURCE_MISMATCH' && /^operation \d+/.test(err.message) && !opts.checkSource) {
+    return new FastPatchError(err.code, `${err.message}; the operations before it were written to ${opts.target}: with --check-source the whole source is checked before anything is written`, { cause: err });
+  }
+  return err;
+}
 
 function printInstall(installed: InstallResult, opts: ApplyFlags): void {
   const { apply: result, slot, bootsNext } = installed;

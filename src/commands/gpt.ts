@@ -70,6 +70,11 @@ export async function show(path: string, o: GptOptions): Promise<void> {
 /** A disk with no valid GPT copy is an error (exit 9) that says how to make one. */
 function noGpt(path: string, result: GptReadResult): void {
   if (result.table) return;
+  // A table made for the other sector size is there and whole: say so, rather than offer to wipe it.
+  const other = result.problems.map((p) => /made for (\d+)-byte sectors/.exec(p.message)?.[1]).find((n) => n !== undefined);
+  if (other !== undefined) {
+    throw new FastPatchError('GPT_CORRUPT', `${path} holds a GPT made for ${other}-byte sectors, not ${result.sectorSize}: run again with --sector-size ${other} (or without --sector-size)`);
+  }
   const seen = result.problems.some((p) => /signature|EFI PART/i.test(p.message)) || result.problems.length === 0 ? 'no GPT' : 'no valid GPT (neither copy)';
   throw new FastPatchError('GPT_CORRUPT', `${path} holds ${seen}: make one with \`fastpatch gpt create ${path} --force\` (it replaces what the disk holds)${result.problems.length > 0 ? '; --json lists what was found' : ''}`);
 }
@@ -216,6 +221,10 @@ export async function bootCommand(path: string, o: ModelOptions & { dryRun?: boo
   const label = decision.bootable ? entries.find((e) => e.index === decision.index)?.label ?? null : null;
   if (o.json) return printJson({ model, boots: decision.bootable ? decision.index : null, label, written: decision.written && !o.dryRun, reason: decision.bootable ? null : decision.reason });
   print(`${model}: boots ${describeBoot(decision, entries)}${o.dryRun ? ' (dry run: nothing written)' : ''}`);
+  // What the boot changed: a slot on trial uses one of its tries.
+  const before = decision.bootable ? entries.find((e) => e.index === decision.index) : undefined;
+  const after = decision.bootable ? (decision.entries as GptEntry[] | undefined)?.find((e) => e.index === decision.index) : undefined;
+  if (before && after && decision.written) print(`  ${String(after.index).padStart(3)} ${nameOf(after).padEnd(12)} ${formatSlotBits(before.attributes)} -> ${formatSlotBits(after.attributes)}${o.dryRun ? ' (not written)' : ''}`);
   if (!decision.bootable) throw new FastPatchError('GPT_UNSAFE', `${model} finds nothing bootable on ${path}: ${decision.reason}`);
 }
 

@@ -204,7 +204,7 @@ export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
 export async function repairGpt(path: string, options: DiskOptions & { moveBackup?: boolean } = {}): Promise<{ problems: string[]; written: number }> {
   return editDisk(path, options, async (disk, read) => {
     const result = readGpt(read, disk.sectorSize, disk.sectors);
-    if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from`);
+    if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from; if the disk never had a GPT (or its table was made for the other sector size: try --sector-size 512 or 4096), \`fastpatch gpt create ${path} --force\` makes a new one (it replaces what the disk holds)`);
     const table = options.moveBackup ? backupAtEnd(result.table, disk, path) : result.table;
     const regions = writeGptPlan(table, disk.sectorSize, disk.sectors);
     const remaining = readGpt(overlay(read, regions, disk.sectorSize), disk.sectorSize, disk.sectors).problems;

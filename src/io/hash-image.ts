@@ -1,5 +1,6 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
 import { hex } from '../hex.js';
+import { FastPatchError } from '../errors.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { openImageForRead, readFully, type OpenImage } from './device.js';
 
@@ -29,7 +30,12 @@ export async function hashImage(path: string, length?: number, build?: CoreBuild
   const core = WasmCore.load(build);
   const image = await openImageForRead(path);
   try {
-    const size = Math.min(length ?? image.size, image.size);
+    // More than the image holds is a mistake (a wrong image, or a typo in the size), not a request
+    // to hash less than asked: a manifest's image hash covers exactly its size.
+    if (length !== undefined && length > image.size) {
+      throw new FastPatchError('USAGE', `${path} holds ${image.size} bytes, fewer than the ${length} asked for with --size; give at most its size, or leave --size out to hash all of it`);
+    }
+    const size = length ?? image.size;
     return { size, hash: hex(await hashOpenImage(core, image, size)) };
   } finally {
     await image.handle.close();

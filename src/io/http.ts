@@ -99,6 +99,8 @@ class RetryableError extends Error {
     readonly retryAfterMs?: number,
     /** A transfer below the minimum rate (progress does not reset the failure count). */
     readonly slow = false,
+    /** No response head in time: before the server ever answered, as likely a wrong URL as a refusal. */
+    readonly noResponse = false,
   ) {
     super(message);
     this.name = 'RetryableError';
@@ -243,7 +245,7 @@ function get(url: URL, headers: Record<string, string>, options: RequestOptions,
       resolve(res);
     });
     exchange.add(req);
-    const timer = setTimeout(() => req.destroy(new RetryableError(`no response within ${options.stallTimeoutMs} ms`)), options.stallTimeoutMs);
+    const timer = setTimeout(() => req.destroy(new RetryableError(`no response within ${options.stallTimeoutMs} ms`, undefined, false, true)), options.stallTimeoutMs);
     // Also swallows the errors a request emits after it resolved (its response is read elsewhere).
     req.on('error', (err) => {
       clearTimeout(timer);
@@ -552,7 +554,9 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
           throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}`, { cause: err });
         }
         failures++;
-        const unreached = !answered && code !== undefined && UNREACHED_CODE.has(code);
+        // A server that accepts connections but never answers (a wrong port, a firewall that
+        // swallows them) is as unreached as one that refuses them.
+        const unreached = !answered && ((code !== undefined && UNREACHED_CODE.has(code)) || (err instanceof RetryableError && err.noResponse));
         const limit = unreached ? opts.unreachableRetries : opts.retries;
         if (err instanceof RetryableError && err.slow) {
           slowStreak = true;
@@ -560,11 +564,11 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
         }
         if (failures > limit) {
           if (unreached) {
-            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${plural(attempts, 'attempt')}: check the URL and that the server is up`, { cause: err });
+            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${plural(attempts, 'attempt')}: check the URL and that the server is up (--retries and --timeout set how long to try)`, { cause: err });
           }
           throw new FastPatchError(
             'IO',
-            `download ${name}: gave up at byte ${offset} after ${plural(attempts, 'attempt')} (${plural(failures, 'failure')} in a row): last error: ${reasonOf(error)}`,
+            `download ${name}: gave up at byte ${offset} after ${plural(attempts, 'attempt')} (${plural(failures, 'failure')} in a row): last error: ${reasonOf(error)}; once the server answers again, the same command with --resume fetches only what is missing (--retries and --timeout set how long to try)`,
             { cause: err },
           );
         }

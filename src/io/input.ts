@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ioError } from '../errors.js';
+import { FastPatchError, ioError } from '../errors.js';
 import { httpChunks, isHttpUrl, type HttpChunksOptions } from './http.js';
 
 /** Chunk size for reading payloads: large enough that per-chunk overhead vanishes, small enough to stay in cache. */
@@ -41,6 +41,9 @@ export async function* fileChunks(path: string, from: number, to = Infinity): As
   try {
     handle = await open(path, 'r');
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FastPatchError('IO', `payload ${path} does not exist: give a payload file, an http(s):// URL, or - for standard input`, { cause: err });
+    if (code === 'EISDIR') throw new FastPatchError('IO', `payload ${path} is a folder: give the payload file in it`, { cause: err });
     throw ioError(`read payload ${path}`, err);
   }
   // A pipe (`fastpatch apply <(curl ...)`, /dev/stdin) is read from where it is; it cannot seek,

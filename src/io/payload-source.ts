@@ -38,6 +38,9 @@ export function isSeekable(input: PayloadInput): input is SeekablePayload {
 export function openPayload(spec: string, options: { stdin?: Readable; http?: HttpChunksOptions } = {}): PayloadInput {
   if (spec === '-') return readPayloadChunks('-', options.stdin ?? process.stdin);
   if (isHttpUrl(spec)) return httpPayload(spec, options.http ?? {});
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+    throw new FastPatchError('USAGE', `payload ${spec}: only http:// and https:// URLs are supported; give one of those, a file path, or - for standard input`);
+  }
   return {
     seekable: true,
     name: spec,

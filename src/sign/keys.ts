@@ -72,7 +72,7 @@ export function formatPublicKey(key: PublicKey | PrivateKey): string {
  * Throws FastPatchError('BAD_KEY_FILE') for anything but a well-formed, self-consistent key.
  */
 export function parseKey(text: string, source = 'key file'): PrivateKey | PublicKey {
-  const bad = (why: string) => new FastPatchError('BAD_KEY_FILE', `${source}: ${why}`);
+  const bad = (why: string) => new FastPatchError('BAD_KEY_FILE', `${source}: ${why}; a key file is what \`fastpatch keygen\` writes (KEY to sign with, KEY.pub for devices)`);
   const fields = new Map<string, string>();
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();

@@ -223,7 +223,7 @@ function refuseUnknownRelease(c: { state: StatusState; problem: string | undefin
   }
   if (c.runningVersion !== undefined || c.policy === 'allow') return;
   const why = c.state === 'missing' ? `no slot status record ${c.statusPath}` : `${c.statusPath} has no entry for it`;
-  throw new FastPatchError('DOWNGRADE', `release of the running slot ${slotName(c.running)} unknown (${why}), so a downgrade cannot be ruled out; nothing was written: for the first update since this disk was installed, run again with --unknown-release allow (or UNKNOWN_RELEASE=allow in ${DEFAULT_UPDATE_CONFIG}); to install regardless of release, --allow-downgrade`);
+  throw new FastPatchError('DOWNGRADE', `release of the running slot ${slotName(c.running)} unknown (${why}), so a downgrade cannot be ruled out; nothing was written: a new disk gets its first release with \`fastpatch apply PAYLOAD --target DISK --slot ${c.running.label ? escapeText(c.running.label) : c.running.index} --pubkey KEY\`, which records it; for a disk installed by other means, run again with --unknown-release allow (or UNKNOWN_RELEASE=allow in ${DEFAULT_UPDATE_CONFIG}); to install regardless of release, --allow-downgrade`);
 }
 
 /**

@@ -89,6 +89,6 @@ describe('fileChunks', () => {
   it('a missing file is one IO error naming it', async () => {
     const err = await collect(readPayloadChunks(join(dir, 'missing.fpay'))).catch((e: { code: string; message: string }) => e);
     expect(err).toMatchObject({ code: 'IO' });
-    expect((err as Error).message).toMatch(/^read payload .*missing\.fpay: ENOENT/);
+    expect((err as Error).message).toMatch(/^payload .*missing\.fpay does not exist: give a payload file/);
   });
 });

@@ -325,7 +325,7 @@ describe('httpChunks', () => {
     const o = fast({ retries: 4 });
     const err = await rejectionOf(collect(httpChunks(server.url(), o)));
     expectFastPatchError(err, 'IO', 6);
-    expect(err.message).toMatch(new RegExp(`^download ${server.url()}: gave up at byte 0 after 5 attempts \\(5 failures in a row\\): last error: connection reset \\(socket hang up\\)$`));
+    expect(err.message).toMatch(new RegExp(`^download ${server.url()}: gave up at byte 0 after 5 attempts \\(5 failures in a row\\): last error: connection reset \\(socket hang up\\); once the server answers again, the same command with --resume fetches only what is missing \\(--retries and --timeout set how long to try\\)$`));
     expect(server.seen).toHaveLength(5);
     expect(o.retriesSeen.map((r) => [r.failures, r.limit])).toEqual([[1, 4], [2, 4], [3, 4], [4, 4]]);
   });
@@ -560,7 +560,7 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
     );
     expectFastPatchError(err, 'IO', 6);
     // Bytes arrived on every connection, yet the count was not reset: a slow transfer is given up on.
-    expect(err.message).toMatch(/: gave up at byte \d+ after 3 attempts \(3 failures in a row\): last error: too slow: \d+ B\/s over the last 0\.2 s, below the minimum of 1000 B\/s$/);
+    expect(err.message).toMatch(/: gave up at byte \d+ after 3 attempts \(3 failures in a row\): last error: too slow: \d+ B\/s over the last 0\.2 s, below the minimum of 1000 B\/s; once the server answers/);
     expect(o.retriesSeen.map((r) => [r.failures, r.limit])).toEqual([[1, 2], [2, 2]]);
     for (const r of o.retriesSeen) expect(r.reason).toMatch(/^too slow: \d+ B\/s/);
     // Each retry resumes where the last connection stopped.
@@ -686,12 +686,30 @@ describe('httpChunks: a minimum rate, a deadline, and a wrong URL that fails fas
     const o = fast(); // retries 10
     const err = await rejectionOf(collect(httpChunks(url, o)));
     expectFastPatchError(err, 'IO', 6);
-    expect(err.message).toMatch(new RegExp(`^download ${url}: connection refused \\(connect ECONNREFUSED [^)]+\\); gave up after 4 attempts: check the URL and that the server is up$`));
+    expect(err.message).toMatch(new RegExp(`^download ${url}: connection refused \\(connect ECONNREFUSED [^)]+\\); gave up after 4 attempts: check the URL and that the server is up \\(--retries and --timeout set how long to try\\)$`));
     expect(o.retriesSeen.map((r) => [r.attempt, r.failures, r.limit])).toEqual([[1, 1, 3], [2, 2, 3], [3, 3, 3]]);
     expect(o.retriesSeen[0]!.reason).toMatch(/^connection refused \(/);
     const none = fast({ unreachableRetries: 0 });
     expect(((await rejectionOf(collect(httpChunks(url, none)))) as Error).message).toMatch(/gave up after 1 attempt: check/);
     expect(none.retriesSeen).toEqual([]);
+  });
+
+  it('a server that accepts connections but never answers is as unreached: a few retries, then one line naming --retries and --timeout', async () => {
+    // Its socket is taken and held, and nothing is ever written back (a wrong port, a firewall).
+    const held: import('node:net').Socket[] = [];
+    const silent = (await import('node:net')).createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/p.fpay`;
+      const o = fast({ stallTimeoutMs: 100 }); // retries 10, of which 3 while never answered
+      const err = await rejectionOf(collect(httpChunks(url, o)));
+      expectFastPatchError(err, 'IO', 6);
+      expect(err.message).toMatch(/: no response within 100 ms; gave up after 4 attempts: check the URL and that the server is up \(--retries and --timeout set how long to try\)$/);
+      expect(o.retriesSeen.map((r) => r.limit)).toEqual([3, 3, 3]);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('a server that answered once and then went away gets all its retries', async () => {
@@ -853,7 +871,7 @@ describe('applying a signed payload over HTTP', () => {
     const said = lines(verbose.stderr).filter((l) => l.startsWith('fastpatch:'));
     expect(said).toEqual([
       ...[1, 2, 3].map((k) => expect.stringMatching(new RegExp(`^fastpatch: retrying in \\d+\\.\\d s after: connection refused \\(connect ECONNREFUSED [^)]+\\) \\(retry ${k} of 3, at byte 0\\)$`))),
-      expect.stringMatching(new RegExp(`^fastpatch: IO: download ${url}: connection refused \\([^)]+\\); gave up after 4 attempts: check the URL and that the server is up$`)),
+      expect.stringMatching(new RegExp(`^fastpatch: IO: download ${url}: connection refused \\([^)]+\\); gave up after 4 attempts: check the URL and that the server is up \\(--retries and --timeout set how long to try\\)$`)),
     ]);
     const quiet = await runCli(['verify', url, '--pubkey', at('release.key.pub')]);
     expect(quiet.code, quiet.stderr).toBe(6);
@@ -879,7 +897,7 @@ describe('applying a signed payload over HTTP', () => {
     expect(said).toEqual([
       expect.stringMatching(/^fastpatch: retrying in \d+\.\d s after: connection refused .*\(retry 1 of 2, at byte 0\)$/),
       expect.stringMatching(/^fastpatch: retrying in \d+\.\d s after: connection refused .*\(retry 2 of 2, at byte 0\)$/),
-      expect.stringMatching(/^fastpatch: IO: download .*; gave up after 3 attempts: check the URL and that the server is up$/),
+      expect.stringMatching(/^fastpatch: IO: download .*; gave up after 3 attempts: check the URL and that the server is up \(--retries and --timeout set how long to try\)$/),
     ]);
   }, 60_000);
 
