@@ -57,7 +57,7 @@ program
 program
   .command('inspect')
   .description("describe a payload from its header and manifest (reads no data); '-' reads stdin")
-  .argument('<payload>', 'payload file or -')
+  .argument('<payload>', "payload file, http(s):// URL, or '-' for standard input")
   .option('--pubkey <file>', 'also verify the signature against this public key (repeatable)', collect)
   .option('--json', 'print the result as JSON')
   .action(async (payload, opts) => (await import('./commands/inspect.js')).run(payload, opts));
@@ -92,7 +92,7 @@ program
   .command('hash')
   .description('print the block-list hash of an image, as a manifest records it')
   .argument('<image>', 'image file or block device')
-  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes: bytes, or with K, M or G').argParser((v) => parseSize(v)))
+  .addOption(new Option('--size <bytes>', 'hash only the first <bytes> bytes: bytes, or with K, M, G or T').argParser((v) => parseSize(v)))
   .option('--json', 'print the result as JSON')
   .action(async (image, opts) => (await import('./commands/hash.js')).run(image, opts));
 
@@ -111,10 +111,10 @@ program
   .requiredOption('--pubkey <file>', 'trusted public key (repeatable for key rotation)', collect)
   .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
   .addOption(new Option('--tries <n>', 'boot attempts of the new slot (1-15)').argParser((v) => parseInteger(v, '--tries')))
-  .addOption(new Option('--sector-size <bytes>', 'logical sector size of a disk image file').argParser((v) => parseInteger(v, '--sector-size')))
+  .addOption(new Option('--sector-size <bytes>', 'logical sector size of a disk image file: 512 or 4096').argParser(parseSectorSize))
   .option('--resume', 'finish an interrupted update: keep what the passive slot already holds (checked against the signed hashes), fetch the rest')
   .option('--allow-downgrade', "install a release older than the running slot's, or when its release is unknown or its record unreadable")
-  .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown (no status record): refuse (default) or allow, e.g. for the first update after installing").choices(['allow', 'refuse']))
+  .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown (no status record): refuse (default) or allow, for a disk installed by other means than `apply --slot` (which records the release)").choices(['allow', 'refuse']))
   .option('--config <file>', 'update settings, KEY=value lines (default /etc/fastpatch/update.conf when present): UNKNOWN_RELEASE=allow|refuse')
   .option('--status <file>', 'slot status record (default /var/lib/fastpatch/status.json; FILE.status.json for an image file or a loop device over one)')
   .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
@@ -129,12 +129,12 @@ function gptCommand(name: string, description: string) {
     .description(description)
     .argument('<disk>', 'disk image file or whole-disk block device')
     .addOption(new Option('--type <type>', 'partition type of the slots').choices(['usr', 'chromeos-kernel']).default('usr'))
-    .addOption(new Option('--sector-size <bytes>', 'logical sector size of an image file (default: found from the GPT)').argParser((v) => parseInteger(v, '--sector-size')))
+    .addOption(new Option('--sector-size <bytes>', 'logical sector size of an image file: 512 or 4096 (default: found from the GPT)').argParser(parseSectorSize))
     .option('--json', 'print the result as JSON');
 }
 gptCommand('create', 'write a new GPT: EFI-SYSTEM, USR-A, USR-B, OEM, ROOT (--layout flatcar)')
   .option('--layout <layout>', 'partition layout', 'flatcar')
-  .addOption(new Option('--size <bytes>', 'size of a new image file: bytes, or with K, M or G').argParser((v) => parseSize(v)))
+  .addOption(new Option('--size <bytes>', 'size of a new image file: bytes, or with K, M, G or T').argParser((v) => parseSize(v)))
   .option('--force', 'replace an existing file or GPT')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).createCommand(disk, opts));
 gptCommand('repair', 'rebuild a bad or disagreeing GPT copy from the good one')
@@ -216,7 +216,7 @@ const EXAMPLES: Record<string, string[]> = {
     '# a disk image file, then see which slot boots next',
     'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub',
     'fastpatch gpt next disk.img',
-    '# the first update of a disk whose running release was never recorded',
+    '# the first update of a disk installed by other means (apply --slot records the release)',
     'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub --unknown-release allow',
     '# after an interruption: keep what the passive slot already holds',
     'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub --resume',
@@ -310,6 +310,8 @@ function unknownOption(cmd: Command, flag: string): never {
 /** commander's error text (`error: MESSAGE`, maybe a `(Did you mean X?)` line) as one escaped line. */
 function usageLine(text: string): string {
   const [first = '', ...rest] = text.replace(/^error: /, '').trimEnd().split('\n');
+  // `fastpatch apply --version`: commander would suggest the very option it refused.
+  if (/^unknown option '(--version|-V)'/.test(first)) return `${first}: the version is \`fastpatch --version\``;
   const suggestion = rest.map((l) => l.trim()).find((l) => l.startsWith('(Did you mean'));
   return escapeText(suggestion ? `${first} ${suggestion.replace('(Did', '(did')}` : first);
 }
@@ -341,6 +343,13 @@ function parseTries(value: string): number {
 function parseInteger(value: string, name: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new FastPatchError('USAGE', `${name} expects a whole number, got "${value}"`);
+  return n;
+}
+
+/** --sector-size: a disk's logical sector size is 512 or 4096 bytes; anything else is bad usage (exit 2). */
+function parseSectorSize(value: string): number {
+  const n = parseInteger(value, '--sector-size');
+  if (n !== 512 && n !== 4096) throw new FastPatchError('USAGE', `--sector-size must be 512 or 4096, got ${n}`);
   return n;
 }
 
