@@ -5,9 +5,9 @@
  * No imports: any layer may use it.
  */
 
-// C0 controls, DEL, C1 controls, and Unicode's line/paragraph separators and bidirectional
-// overrides and isolates (which reorder what a reader sees).
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+// C0 controls, DEL, C1 controls, and Unicode's line/paragraph separators, bidirectional marks,
+// overrides and isolates (which reorder what a reader sees) and zero-width characters (which hide).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/gu;
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
 
