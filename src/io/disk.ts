@@ -8,8 +8,9 @@
  * LBA 1, so "EFI PART" at byte 512 means 512-byte sectors and at byte 4096 means 4096. A caller may
  * also say.
  */
-import { closeSync, constants, openSync, promises as fsp, readSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, constants, openSync, promises as fsp, readSync, type Stats } from 'node:fs';
+import { readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { wasmApi } from '../wasm/webassembly.js';
 import { imageSize, majorMinor, readFully, writeAllAt } from './device.js';
@@ -27,22 +28,65 @@ export interface Disk {
 const SECTOR_SIZES = [512, 4096] as const;
 const SIGNATURE = Buffer.from('EFI PART', 'latin1');
 
+/** Whether the real folder of `path` (its symlinks resolved, not its last component) is /dev or under it. */
+async function underDev(path: string): Promise<{ full: string; dev: boolean }> {
+  const folder = await realpath(dirname(resolve(path)));
+  const full = join(folder, basename(path));
+  return { full, dev: folder === '/dev' || folder.startsWith('/dev/') || full === '/dev' };
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isDirectory()) return 'a folder';
+  return 'neither a regular file nor a block device';
+}
+
 /**
  * Opens a disk. Block devices are opened without O_EXCL: a mounted partition (the running slot)
- * must not stop a priority flip. Throws FastPatchError('IO' | 'USAGE').
+ * must not stop a priority flip. Only a regular file or a block device is opened (a FIFO would
+ * block the open forever). For writing, the rule of apply's target (device.ts) holds: outside /dev
+ * a disk path that is a symbolic link, or a regular file with several names (hard links), is
+ * refused (another user could plant one in a shared folder, pointing at a file of root's); under
+ * /dev symlinks are followed (udev's /dev/disk/by-*). Throws FastPatchError('IO' | 'USAGE').
  */
 export async function openDisk(path: string, options: { write?: boolean; sectorSize?: number } = {}): Promise<Disk> {
   if (options.sectorSize !== undefined && !(SECTOR_SIZES as readonly number[]).includes(options.sectorSize)) {
     throw new FastPatchError('USAGE', `sector size must be 512 or 4096, got ${options.sectorSize}`);
   }
   let handle: fsp.FileHandle;
+  let devicesOnly = false;
   try {
-    handle = await fsp.open(path, options.write ? constants.O_RDWR : constants.O_RDONLY);
+    const target = await fsp.stat(path);
+    if (!target.isFile() && !target.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${kindOf(target)}: give a disk image file or a whole-disk block device`);
+    let flags = (options.write ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK;
+    let openPath = path;
+    if (options.write) {
+      const place = await underDev(path);
+      devicesOnly = place.dev;
+      if (!place.dev) {
+        const link = await fsp.lstat(place.full);
+        if (link.isSymbolicLink()) throw new FastPatchError('USAGE', `disk ${path} is a symbolic link: give the path it points to (links are not followed outside /dev, where another user could plant one)`);
+        flags |= constants.O_NOFOLLOW;
+        openPath = place.full;
+      }
+    }
+    handle = await fsp.open(openPath, flags);
   } catch (err) {
+    if (err instanceof FastPatchError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new FastPatchError('USAGE', `disk ${path} became a symbolic link while being opened; refusing to follow it`, { cause: err });
     throw ioError(`open disk ${path}`, err);
   }
   try {
     const stats = await handle.stat();
+    // Checked again on what was opened (it may have been swapped since the stat).
+    if (!stats.isFile() && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${kindOf(stats)}: give a disk image file or a whole-disk block device`);
+    // /dev/shm is writable by anyone: under /dev only a block device is written.
+    if (devicesOnly && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is not a block device: under /dev only a block device can be written`);
+    if (options.write && stats.isFile() && stats.nlink > 1) {
+      throw new FastPatchError('USAGE', `disk ${path} has ${stats.nlink} names (hard links): writing it would change the file under every name; give a disk image with one name (cp it)`);
+    }
     const bytes = await imageSize(stats, path);
     let sectorSize = options.sectorSize;
     if (stats.isBlockDevice()) {
