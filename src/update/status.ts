@@ -21,8 +21,8 @@ import { promises as fsp, type Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { imageSize } from '../io/device.js';
-import { physicalRanges } from '../io/identity.js';
-import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp, untrustedFileProblem } from '../io/safe-files.js';
+import { fileBase, physicalRanges } from '../io/identity.js';
+import { readSmallFile, writeFileAtomically, createTempBeside, discardTemp, untrustedFileProblem, NO_NEW_FILES } from '../io/safe-files.js';
 
 export interface SlotRecord {
   version: string;
@@ -86,7 +86,7 @@ export async function statusPathFor(disk: string): Promise<string> {
   if (only?.base.startsWith('file ') && only.offset === 0) {
     const file = await fsp.stat(only.name).catch(() => undefined);
     // Still the same file under that name (dev:ino), and all of it (a loop device's size is whole sectors).
-    if (file?.isFile() && only.base === `file ${file.dev}:${file.ino}` && only.length >= file.size - (file.size % 512)) {
+    if (file?.isFile() && only.base === fileBase(file) && only.length >= file.size - (file.size % 512)) {
       return `${await fsp.realpath(only.name)}.status.json`;
     }
   }
@@ -212,7 +212,12 @@ async function makeFolder(path: string): Promise<void> {
   const parts = folder.split(sep).filter((p) => p !== '');
   let current: string = sep;
   for (const part of parts) {
+    // Nothing is created under /dev, /proc, /sys or /run (as createTempBeside), a folder neither.
+    const real = join(await fsp.realpath(current).catch(() => current), part);
     current = join(current, part);
+    if (NO_NEW_FILES.some((root) => real === root || real.startsWith(`${root}/`))) {
+      throw new FastPatchError('USAGE', `cannot write slot status record ${path}: FastPatch creates no file under ${NO_NEW_FILES.join(', ')}; choose another place with --status`);
+    }
     try {
       await fsp.mkdir(current, { mode: 0o755 });
     } catch (err) {

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseUpdateConfig, readStatus, readUpdateConfig, statusPathFor } from '../../dist/src/index.js';
-import { writeStatus } from '../../dist/src/update/status.js';
+import { probeStatusWritable, writeStatus } from '../../dist/src/update/status.js';
 import { MiB, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 
 const canLoop = rootOrWarn('status path of a loop device');
@@ -230,5 +230,20 @@ describe('files that decide trust must be root\'s or yours and not group/other-w
     await expect(readUpdateConfig(path)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/owned by uid 65534.*chown root .*; chmod go-w /) });
     await fsp.chown(path, 0, 0);
     expect(await readUpdateConfig(path)).toMatchObject({ unknownRelease: 'allow' });
+  });
+});
+
+describe('no record, and no folder for it, is created under /dev, /proc, /sys or /run (F4)', () => {
+  it('writeStatus and probeStatusWritable refuse (USAGE) and leave nothing behind', async () => {
+    const tag = `fastpatch-${process.pid}-${Date.now()}`;
+    const paths = [`/run/${tag}/status.json`, `/run/${tag}.status.json`, `/dev/${tag}/status.json`];
+    if ((await fsp.stat('/dev/shm').catch(() => undefined))?.isDirectory()) paths.push(`/dev/shm/${tag}/status.json`);
+    for (const path of paths) {
+      await expect(writeStatus(path, { format: 1, slots: {} }), path).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/creates no file under \/dev, \/proc, \/sys, \/run/) });
+      await expect(probeStatusWritable(path), path).rejects.toMatchObject({ code: 'USAGE' });
+    }
+    for (const folder of ['/run', '/dev', '/dev/shm']) {
+      expect((await fsp.readdir(folder).catch(() => [] as string[])).filter((n) => n.includes(tag)), folder).toEqual([]);
+    }
   });
 });
