@@ -108,10 +108,12 @@ export async function blockRanges(majorMinor: string, depth = 0, loops = new Loo
   if (loop) {
     // The path is only a hint (it may name another file now, or none): it counts only if it leads
     // to the very inode the kernel holds, and only then is a block device followed down.
-    const backing = await stat(loop.file).catch(() => undefined);
-    if (backing?.isBlockDevice() && `${majorMinorOf(backing.dev)}:${backing.ino}` === loop.backing) {
-      return within(await blockRanges(blockDevice(backing), depth + 1, loops), loop.offset, size);
-    }
+    let backing = await stat(loop.file).catch(() => undefined);
+    if (backing && `${majorMinorOf(backing.dev)}:${backing.ino}` !== loop.backing) backing = undefined;
+    // Not reachable by its name here (another mount namespace, a node removed since): if it is a
+    // device node this namespace also has, the inode is found among the block devices' nodes.
+    backing ??= await blockNodeWithInode(loop.backing);
+    if (backing?.isBlockDevice()) return within(await blockRanges(blockDevice(backing), depth + 1, loops), loop.offset, size);
     return [{ base: `file ${loop.backing}`, name: loop.file === '' ? `the backing file of ${name}` : loop.file, offset: loop.offset, length: size }];
   }
   const own: PhysicalRange = { base: `block ${majorMinor}`, name, offset: 0, length: size };
@@ -158,6 +160,17 @@ export function sharedBytes(a: readonly PhysicalRange[], b: readonly PhysicalRan
 /** "bytes 4096+1048576 of /srv/disk.img", with why it is only a may when it is. */
 export function describeRange(r: PhysicalRange): string {
   return `bytes ${r.offset}+${r.length} of ${r.name}${r.uncertain !== undefined ? ` (maybe: ${r.uncertain})` : ''}`;
+}
+
+/** The stat of a block device node under /dev whose filesystem and inode are `backing` ("MAJ:MIN:INO"), if any. */
+async function blockNodeWithInode(backing: string): Promise<Stats | undefined> {
+  const names = await readdir('/sys/class/block').catch(() => [] as string[]);
+  const blockLinks = await readdir('/dev/block').catch(() => [] as string[]);
+  for (const path of [...names.map((n) => `/dev/${n}`), ...blockLinks.map((n) => `/dev/block/${n}`)]) {
+    const s = await stat(path).catch(() => undefined);
+    if (s?.isBlockDevice() && `${majorMinorOf(s.dev)}:${s.ino}` === backing) return s;
+  }
+  return undefined;
 }
 
 /** The /dev node of kernel block device `name` with number MAJ:MIN, if there is one. */

@@ -206,6 +206,21 @@ describe.runIf(canRun)('a delta whose source and target share bytes is refused (
     }
   });
 
+  it.runIf(hasUnshare)('a loop device over a loop device, attached in another mount namespace through a path to its node only that namespace has', async () => {
+    const file = await fileWith(MiB, [[0, source]]);
+    const before = await bytesOf(file);
+    await withLoops([[file]], async ([lower]) => {
+      const hidden = await fsp.mkdtemp(join(dir, 'NSDEV-'));
+      const upper = execFileSync('unshare', ['-m', 'sh', '-c', 'mount --bind /dev "$1" && losetup --find --show "$1/$2"', 'sh', hidden, lower!.slice('/dev/'.length)], { encoding: 'utf8' }).trim();
+      try {
+        await expectRefusedSame(apply(d.payloadPath, { source: upper, target: file }), file, before);
+        await expectRefusedSame(apply(d.payloadPath, { source: upper, target: lower! }), file, before);
+      } finally {
+        execFileSync('losetup', ['--detach', upper]);
+      }
+    });
+  });
+
   it('two loop devices over a file that was deleted since', async () => {
     const file = await fileWith(MiB, [[0, source]]);
     await withLoops([[file], [file]], async ([a, b]) => {
