@@ -6,6 +6,9 @@
  *
  * Linux only: /proc/self/mountinfo (field 3 is MAJ:MIN of the mounted device) and sysfs
  * (/sys/dev/block/MAJ:MIN/{start,size,holders} of the disk's partitions, in 512-byte units).
+ * Loop devices' backing files come from util-linux `losetup --json` (LOOP_GET_STATUS64: the
+ * backing file's device and inode, which a deleted, renamed or other-namespace path cannot hide);
+ * sysfs's loop/backing_file is a path only, so it names files in messages and decides nothing.
  */
 import { execFile } from 'node:child_process';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
