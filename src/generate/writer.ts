@@ -35,7 +35,9 @@ export async function createDataTemp(outPath: string, force: boolean): Promise<T
       if (err.code === 'ENOENT') return false;
       throw ioError(`check ${outPath}`, err);
     });
-    if (exists) throw new FastPatchError('IO', `refusing to overwrite ${outPath}: it exists (use --force to replace it)`);
+    // A folder is a wrong name, not a file to keep: createTempBeside says so (USAGE).
+    const folder = exists && (await fsp.stat(outPath).then((s) => s.isDirectory(), () => false));
+    if (exists && !folder) throw new FastPatchError('IO', `refusing to overwrite ${outPath}: it exists (use --force to replace it)`);
   }
   return createTempBeside(outPath, 0o600);
 }

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { bytesInUse, describeRange, majorMinorOf, physicalRanges, sharedBytes } from './identity.js';
 import { LoopLookup, rangeUsers } from './mounts.js';
-import { createExclusive } from './safe-files.js';
+import { createExclusive, NO_NEW_FILES } from './safe-files.js';
 
 /** An open image: a regular file or a block device, with its size in bytes. */
 export interface OpenImage {
@@ -91,8 +91,6 @@ export async function openImageForRead(path: string, what = 'image', missingHint
   }
 }
 
-/** Folders where no target file is ever created: device nodes, kernel views, runtime state in RAM. */
-const NO_NEW_FILES = ['/dev', '/proc', '/sys', '/run'];
 /** Folders where nothing is a target unless it is a block device. */
 const DEVICES_ONLY = ['/dev', '/proc', '/sys'];
 
