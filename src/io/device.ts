@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { bytesInUse, describeRange, majorMinorOf, physicalRanges, sharedBytes } from './identity.js';
 import { LoopLookup, rangeUsers } from './mounts.js';
-import { createExclusive, NO_NEW_FILES } from './safe-files.js';
+import { checkNoPlantedLinks, createExclusive, NO_NEW_FILES } from './safe-files.js';
 
 /** An open image: a regular file or a block device, with its size in bytes. */
 export interface OpenImage {
@@ -104,6 +104,7 @@ async function targetPlace(path: string): Promise<{ folder: string; full: string
     if (err.code === 'ENOENT') throw new FastPatchError('IO', `target ${path}: folder ${dirname(path)} does not exist; create it first or check the path`, { cause: err });
     throw ioError(`target ${path}: folder ${dirname(path)}`, err);
   });
+  await checkNoPlantedLinks(dirname(path), `target ${path}`);
   const full = join(folder, basename(path));
   return { folder, full, devicesOnly: isUnder(folder, DEVICES_ONLY) || isUnder(full, DEVICES_ONLY) };
 }

@@ -14,6 +14,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { FastPatchError, ioError } from '../errors.js';
 import { wasmApi } from '../wasm/webassembly.js';
 import { imageSize, majorMinor, readFully, writeAllAt } from './device.js';
+import { checkNoPlantedLinks } from './safe-files.js';
 
 export interface Disk {
   handle: fsp.FileHandle;
@@ -63,6 +64,7 @@ export async function openDisk(path: string, options: { write?: boolean; sectorS
     let flags = (options.write ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK;
     let openPath = path;
     if (options.write) {
+      await checkNoPlantedLinks(dirname(path), `disk ${path}`);
       const place = await underDev(path);
       devicesOnly = place.dev;
       if (!place.dev) {

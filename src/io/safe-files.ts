@@ -79,6 +79,52 @@ export async function checkNewFilePath(finalPath: string): Promise<void> {
   if (NO_NEW_FILES.some((root) => real === root || real.startsWith(`${root}/`))) {
     throw new FastPatchError('USAGE', `cannot write ${finalPath}: FastPatch creates no file under ${NO_NEW_FILES.join(', ')} (its folder is ${real}): a device must exist already; otherwise choose another folder`);
   }
+  await checkNoPlantedLinks(dirname(finalPath), `cannot write ${finalPath}`);
+}
+
+/**
+ * The first symbolic link on the way to `path` that another user may have planted: one in a shared
+ * folder (sticky and writable by all, as /tmp) that belongs neither to us nor to the folder's
+ * owner. That is the kernel's own rule (fs.protected_symlinks), applied here whatever the sysctl
+ * says, for every folder FastPatch writes into: a link to a folder of root's, planted by another
+ * user in /tmp, would otherwise redirect root's write. Links root or we made are followed, as are
+ * links in folders only trusted users can write. Undefined when there is none.
+ */
+export async function plantedLink(path: string): Promise<string | undefined> {
+  const me = process.getuid?.() ?? 0;
+  // Not resolve(): it would take `..` away before the walk, where the kernel takes it after the
+  // link before it (a/link/../b is the folder above the link's target, not a/b).
+  let todo = (path.startsWith('/') ? path : `${process.cwd()}/${path}`).split('/').filter((p) => p !== '');
+  let current = '/';
+  for (let links = 0; todo.length > 0; ) {
+    const name = todo.shift()!;
+    if (name === '.') continue;
+    if (name === '..') {
+      current = dirname(current);
+      continue;
+    }
+    const next = join(current, name);
+    const entry = await fsp.lstat(next).catch(() => undefined);
+    if (!entry) return undefined; // the rest does not exist yet: nothing more is followed
+    if (!entry.isSymbolicLink()) {
+      current = next;
+      continue;
+    }
+    if (++links > 40) return `${path} goes through more than 40 symbolic links`;
+    const folder = await fsp.stat(current);
+    const shared = (folder.mode & 0o1002) === 0o1002;
+    if (shared && entry.uid !== me && entry.uid !== folder.uid) return `${next} is a symbolic link that uid ${entry.uid} made in the shared folder ${current}`;
+    const target = await fsp.readlink(next);
+    if (target.startsWith('/')) current = '/';
+    todo = [...target.split('/').filter((p) => p !== ''), ...todo];
+  }
+  return undefined;
+}
+
+/** Throws FastPatchError('USAGE') when plantedLink finds a link on the way to `path`; `what` starts the message. */
+export async function checkNoPlantedLinks(path: string, what: string): Promise<void> {
+  const link = await plantedLink(path);
+  if (link !== undefined) throw new FastPatchError('USAGE', `${what}: ${link}, which another user could point anywhere; give the real path (realpath) instead`);
 }
 
 /**
