@@ -98,13 +98,18 @@ function isUnder(path: string, roots: readonly string[]): boolean {
   return roots.some((root) => path === root || path.startsWith(`${root}/`));
 }
 
-/** Where a target path leads: the real folder it is in, and whether that is a device folder. */
-async function targetPlace(path: string): Promise<{ folder: string; full: string; devicesOnly: boolean }> {
+/**
+ * Where a path to be written leads: the real folder it is in (no planted link on the way), the
+ * path through that folder, and whether it is a device folder (only block devices are written
+ * there). `what` names the path in errors ("target", "disk"). Shared by apply's targets and the
+ * GPT disks the gpt commands write (disk.ts).
+ */
+export async function targetPlace(path: string, what = 'target'): Promise<{ folder: string; full: string; devicesOnly: boolean }> {
   const folder = await realpath(dirname(resolve(path))).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new FastPatchError('IO', `target ${path}: folder ${dirname(path)} does not exist; create it first or check the path`, { cause: err });
-    throw ioError(`target ${path}: folder ${dirname(path)}`, err);
+    if (err.code === 'ENOENT') throw new FastPatchError('IO', `${what} ${path}: folder ${dirname(path)} does not exist; create it first or check the path`, { cause: err });
+    throw ioError(`${what} ${path}: folder ${dirname(path)}`, err);
   });
-  await checkNoPlantedLinks(dirname(path), `target ${path}`);
+  await checkNoPlantedLinks(dirname(path), `${what} ${path}`);
   const full = join(folder, basename(path));
   return { folder, full, devicesOnly: isUnder(folder, DEVICES_ONLY) || isUnder(full, DEVICES_ONLY) };
 }

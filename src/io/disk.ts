@@ -8,13 +8,12 @@
  * LBA 1, so "EFI PART" at byte 512 means 512-byte sectors and at byte 4096 means 4096. A caller may
  * also say.
  */
-import { closeSync, constants, openSync, promises as fsp, readSync, type Stats } from 'node:fs';
-import { readFile, realpath } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, constants, openSync, promises as fsp, readSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { FastPatchError, ioError } from '../errors.js';
 import { wasmApi } from '../wasm/webassembly.js';
-import { imageSize, majorMinor, readFully, writeAllAt } from './device.js';
-import { checkNoPlantedLinks } from './safe-files.js';
+import { imageSize, majorMinor, readFully, targetPlace, writeAllAt } from './device.js';
+import { fileKind } from './safe-files.js';
 
 export interface Disk {
   handle: fsp.FileHandle;
@@ -28,21 +27,6 @@ export interface Disk {
 
 const SECTOR_SIZES = [512, 4096] as const;
 const SIGNATURE = Buffer.from('EFI PART', 'latin1');
-
-/** Whether the real folder of `path` (its symlinks resolved, not its last component) is /dev or under it. */
-async function underDev(path: string): Promise<{ full: string; dev: boolean }> {
-  const folder = await realpath(dirname(resolve(path)));
-  const full = join(folder, basename(path));
-  return { full, dev: folder === '/dev' || folder.startsWith('/dev/') || full === '/dev' };
-}
-
-function kindOf(stats: Stats): string {
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isDirectory()) return 'a folder';
-  return 'neither a regular file nor a block device';
-}
 
 /**
  * Opens a disk. Block devices are opened without O_EXCL: a mounted partition (the running slot)
@@ -60,14 +44,13 @@ export async function openDisk(path: string, options: { write?: boolean; sectorS
   let devicesOnly = false;
   try {
     const target = await fsp.stat(path);
-    if (!target.isFile() && !target.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${kindOf(target)}: give a disk image file or a whole-disk block device`);
+    if (!target.isFile() && !target.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${fileKind(target)}: give a disk image file or a whole-disk block device`);
     let flags = (options.write ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK;
     let openPath = path;
     if (options.write) {
-      await checkNoPlantedLinks(dirname(path), `disk ${path}`);
-      const place = await underDev(path);
-      devicesOnly = place.dev;
-      if (!place.dev) {
+      const place = await targetPlace(path, 'disk');
+      devicesOnly = place.devicesOnly;
+      if (!place.devicesOnly) {
         const link = await fsp.lstat(place.full);
         if (link.isSymbolicLink()) throw new FastPatchError('USAGE', `disk ${path} is a symbolic link: give the path it points to (links are not followed outside /dev, where another user could plant one)`);
         flags |= constants.O_NOFOLLOW;
@@ -83,7 +66,7 @@ export async function openDisk(path: string, options: { write?: boolean; sectorS
   try {
     const stats = await handle.stat();
     // Checked again on what was opened (it may have been swapped since the stat).
-    if (!stats.isFile() && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${kindOf(stats)}: give a disk image file or a whole-disk block device`);
+    if (!stats.isFile() && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is ${fileKind(stats)}: give a disk image file or a whole-disk block device`);
     // /dev/shm is writable by anyone: under /dev only a block device is written.
     if (devicesOnly && !stats.isBlockDevice()) throw new FastPatchError('USAGE', `disk ${path} is not a block device: under /dev only a block device can be written`);
     if (options.write && stats.isFile() && stats.nlink > 1) {

@@ -299,7 +299,8 @@ export function untrustedFileProblem(path: string, file: Pick<SmallFile, 'mode' 
   return undefined;
 }
 
-function fileKind(stats: import('node:fs').Stats): string {
+/** "a FIFO", "a folder"...: what a path that is not a regular file is, for messages. */
+export function fileKind(stats: import('node:fs').Stats): string {
   if (stats.isDirectory()) return 'a folder';
   if (stats.isFIFO()) return 'a FIFO';
   if (stats.isSocket()) return 'a socket';
