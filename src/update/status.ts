@@ -188,11 +188,14 @@ export async function recordSlotImage(
   const path = statusPath ?? (await statusPathFor(disk));
   const { status, state, problem } = await readStatus(path);
   if (state === 'unreadable') throw new FastPatchError('IO', `${problem}; not replaced: check it, then move it away`);
-  status.slots[slot.uniqueGuid.toUpperCase()] = {
-    version: image.version, imageHash: image.targetHash, imageSize: image.targetSize, label: slot.label, installed: new Date().toISOString(),
-  };
+  status.slots[slot.uniqueGuid.toUpperCase()] = slotRecordOf(slot, image);
   await writeStatus(path, status);
   return path;
+}
+
+/** The record of a slot that now holds `image` (as applyPayload reports it), installed now. */
+export function slotRecordOf(slot: { label: string }, image: { version: string; targetHash: string; targetSize: number }): SlotRecord {
+  return { version: image.version, imageHash: image.targetHash, imageSize: image.targetSize, label: slot.label, installed: new Date().toISOString() };
 }
 
 /**

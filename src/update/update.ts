@@ -20,7 +20,7 @@ import { escapeText } from '../text.js';
 import { DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UnknownReleasePolicy } from './config.js';
 import { alreadyInstalled } from './installed.js';
 import { findRunningSlot, RUNNING_HOW, type RunningSlot } from './running.js';
-import { probeStatusWritable, readStatus, statusPathFor, writeStatus, type SlotStatus, type StatusState } from './status.js';
+import { probeStatusWritable, readStatus, slotRecordOf, statusPathFor, writeStatus, type SlotStatus, type StatusState } from './status.js';
 import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, MAX_TRIES, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
@@ -126,9 +126,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   const record = async (apply: ApplyResult, written: string, flipped: boolean): Promise<void> => {
     const before = status.slots[passiveKey];
     if (before && before.version === apply.version && before.imageHash === apply.targetHash && before.imageSize === apply.targetSize) return;
-    status.slots[passiveKey] = {
-      version: apply.version, imageHash: apply.targetHash, imageSize: apply.targetSize, label: passive.label, installed: new Date().toISOString(),
-    };
+    status.slots[passiveKey] = slotRecordOf(passive, apply);
     try {
       await writeStatus(statusPath, status);
     } catch (err) {
