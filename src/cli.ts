@@ -4,6 +4,7 @@
  * command from ./commands, and turns errors into one line on stderr and the exit code of their
  * class (README.md, "Exit codes"). The only place that prints or exits.
  */
+import './commands/runtime.js'; // first: refuses an old Node.js before anything else loads
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { EXIT, FastPatchError } from './errors.js';
