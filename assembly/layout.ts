@@ -41,11 +41,21 @@ export const STATE_USED: usize = 104;
 
 /**
  * Scratch for the message schedule and per-call temporaries; contents are undefined between calls.
- *   [0, 1024)      W[0..63] as v128 (lane k = block k) for the multi-buffer path
+ * The four-block and the eight-block kernel (sha256x4.ts) each have their own layout of [0, 2304);
+ * a call runs one kernel at a time, so the two overlap.
+ *   four blocks:
+ *   [0, 1024)      W[0..63] as v128 (lane k = block k)
  *   [1024, 2048)   W[i] + K[i] as v128, what the rounds consume
  *   [2048, 2176)   H[0..7] as v128, the four lanes' chaining values
  *   [2176, 2304)   working variables a..h as v128 between the two halves of a compression
+ *   eight blocks (two groups of four lanes):
+ *   [0, 2048)      W[0..63] as v128 of group 0 (blocks 0-3), then of group 1 (blocks 4-7)
+ *   [2048, 2304)   H[0..7] as v128 of group 0, then of group 1
+ *   both:
  *   [2304, 2432)   internal scalar state slot (hashBlocks' leftover and short pieces)
+ *   [2432, 2496)   where each v128 round stores its new a and e (written, never read: the stores
+ *                  fix V8's instruction order, see sha256x4.ts)
+ * These sub-offsets are internal: JS only sees SCHEDULE_OFFSET and SCHEDULE_SIZE.
  */
 export const SCHEDULE_OFFSET: usize = 0x11000;
 export const SCHEDULE_SIZE: usize = 0x1000;
@@ -54,6 +64,12 @@ export const SCHED_KW: usize = SCHEDULE_OFFSET + 1024;
 export const SCHED_LANE_H: usize = SCHEDULE_OFFSET + 2048;
 export const SCHED_LANE_WORK: usize = SCHEDULE_OFFSET + 2176;
 export const SCHED_STATE: usize = SCHEDULE_OFFSET + 2304;
+/** Eight-block kernel: W of both groups (group g at SCHED_W8 + 1024 g). */
+export const SCHED_W8: usize = SCHEDULE_OFFSET;
+/** Eight-block kernel: H of both groups (group g at SCHED_LANE_H8 + 128 g). */
+export const SCHED_LANE_H8: usize = SCHEDULE_OFFSET + 2048;
+/** Both v128 kernels: the rounds' ordering stores (group g's a at +32 g, its e at +32 g + 16). */
+export const SCHED_PIN: usize = SCHEDULE_OFFSET + 2432;
 
 /** Input window: JS writes data here (or reads files straight into it). */
 export const WINDOW_OFFSET: usize = 0x20000;

@@ -1,9 +1,10 @@
 // SHA-256 (FIPS 180-4): a scalar streaming hasher over a state slot, and per-block hashing of
-// consecutive 4096-byte pieces, four full blocks at a time through the v128 path in sha256x4.ts.
+// consecutive 4096-byte pieces, eight (or four) full blocks at a time through the v128 path in
+// sha256x4.ts.
 
 import { BLOCK_SIZE, DIGEST_SIZE, SCHED_STATE, STATE_COUNT, STATE_H, STATE_PENDING } from './layout';
 import { bigSigma0, bigSigma1, ch, IV, K, maj, padScheduleKW, smallSigma0, smallSigma1 } from './sha256common';
-import { hashFourBlocks } from './sha256x4';
+import { hashEightBlocks, hashFourBlocks } from './sha256x4';
 
 /**
  * Compresses one 64-byte chunk at `chunk` into the chaining value H[0..7] (u32, native order) at `h`.
@@ -188,8 +189,16 @@ function hashPieceScalar(ptr: usize, len: usize, out: usize): void {
  */
 export function hashBlocks(ptr: usize, len: usize, out: usize): i32 {
   let count = 0;
-  // Four full blocks at a time through the multi-buffer v128 path (lane k = block k).
-  while (len >= 4 * BLOCK_SIZE) {
+  // Eight full blocks at a time through the multi-buffer v128 path (two groups of four lanes), then
+  // four if that many are left.
+  while (len >= 8 * BLOCK_SIZE) {
+    hashEightBlocks(ptr, out);
+    ptr += 8 * BLOCK_SIZE;
+    len -= 8 * BLOCK_SIZE;
+    out += 8 * DIGEST_SIZE;
+    count += 8;
+  }
+  if (len >= 4 * BLOCK_SIZE) {
     hashFourBlocks(ptr, out);
     ptr += 4 * BLOCK_SIZE;
     len -= 4 * BLOCK_SIZE;

@@ -36,21 +36,37 @@ describe.each(BUILDS)('per-block SHA-256 (%s build)', (build) => {
     }
   });
 
-  it('hashes a block correctly at every lane position of the 4-block groups', () => {
-    // One distinct block at position p among zero blocks, for p in the full groups and the leftovers.
-    const blocks = 11;
+  it('hashes a block correctly at every lane position of the 8- and 4-block groups', () => {
+    // One distinct block at position p among zero blocks: 15 blocks are one 8-block group, one
+    // 4-block group and three blocks on the scalar path.
+    const blocks = 15;
     for (let p = 0; p < blocks; p++) {
       const data = new Uint8Array(blocks * BLOCK_SIZE);
       data.set(seededBytes(BLOCK_SIZE, 100 + p), p * BLOCK_SIZE);
       expect(hex(digestsOf(core, data)), `block at ${p}`).toBe(hex(blockDigestsRef(data)));
     }
-    // Every block different, every group size from 1 to 9 blocks, with and without a short tail.
-    for (let n = 1; n <= 9; n++) {
+    // Every block different, every mix of groups from 1 to 17 blocks, with and without a short tail.
+    for (let n = 1; n <= 17; n++) {
       for (const tail of [0, 1, 4095]) {
         const data = seededBytes(n * BLOCK_SIZE + tail, n * 31 + tail);
         expect(hex(digestsOf(core, data)), `${n} blocks + ${tail}`).toBe(hex(blockDigestsRef(data)));
       }
     }
+  });
+
+  it('hashes runs of data blocks of every length between zero blocks', () => {
+    // Zero blocks take a known digest and only the runs between them are hashed, so each run starts
+    // its own 8-block, 4-block and scalar groups.
+    const runs = [9, 1, 8, 2, 12, 3, 4, 1, 16, 5, 7, 6, 13, 1, 17];
+    const total = runs.reduce((sum, n) => sum + n, 0);
+    const data = new Uint8Array(total * BLOCK_SIZE + 1000);
+    let at = 0;
+    runs.forEach((n, i) => {
+      if (i % 2 === 0) data.set(seededBytes(n * BLOCK_SIZE, 500 + i), at * BLOCK_SIZE);
+      at += n;
+    });
+    data.set(seededBytes(1000, 499), total * BLOCK_SIZE);
+    expect(hex(digestsOf(core, data))).toBe(hex(blockDigestsRef(data)));
   });
 
   it('hashWindowBlocksInto hashes data read straight into the window', () => {
