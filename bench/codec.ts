@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib';
 import { deflateSync as fflateDeflate, inflateSync as fflateInflate } from 'fflate';
-import { DATA_CHUNK, DEFAULT_LEVEL } from '../src/generate/generator.js';
+import { DATA_CHUNKS, DEFAULT_LEVELS } from '../src/generate/generator.js';
+const DATA_CHUNK = DATA_CHUNKS.deflate;
+const DEFAULT_LEVEL = DEFAULT_LEVELS.deflate;
 import { fmtMiB, fmtPaired, fmtRange, fmtRate, fmtRuns, measureInterleaved, paired, progress, table, withCanary, type Case, type Stats } from './harness.js';
 import { ensureRootfs } from './rootfs.js';
 

@@ -50,7 +50,8 @@ program
   .option('--source-version <version>', "for a delta: the source image's release, e.g. 1.1.0 (devices on another release are told which one they need)")
   .requiredOption('-o, --out <payload>', 'payload file to write (refused if it exists, unless --force)')
   .option('--force', 'replace an existing payload file')
-  .addOption(new Option('--level <n>', 'deflate level 1-9 of full payloads').default(6).argParser((v) => parseInteger(v, '--level')))
+  .addOption(new Option('--format-version <n>', 'payload format: 2 (zstd data) or 1 (deflate and brotli only, for devices with fastpatch 0.1)').default(2).argParser((v) => parseInteger(v, '--format-version')))
+  .addOption(new Option('--level <n>', 'compression level of full payloads: zstd 1-19 (default 16), or deflate 1-9 with --format-version 1 (default 6)').argParser((v) => parseInteger(v, '--level')))
   .addOption(new Option('--quality <n>', 'brotli quality 1-11 of delta diff streams').default(9).argParser((v) => parseInteger(v, '--quality')))
   .option('--json', 'print the result as JSON')
   .action(async (opts) => (await import('./commands/generate.js')).run(opts));

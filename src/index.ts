@@ -15,7 +15,7 @@ export {
   type PublicKey,
 } from './sign/keys.js';
 export { loadKeyFile, loadPrivateKeyFile, loadPublicKeyFile, checkPrivateKeyFile, writeKeyPair, MAX_KEY_FILE_SIZE } from './sign/files.js';
-export { generateFullPayload, type GenerateOptions, type GenerateResult } from './generate/generator.js';
+export { DEFAULT_LEVELS, MAX_LEVELS, codecOf, generateFullPayload, type Codec, type GenerateOptions, type GenerateResult } from './generate/generator.js';
 export { generateDeltaPayload, DEFAULT_DIFF_QUALITY, type DeltaOptions, type DeltaResult, type DeltaProgress } from './generate/delta.js';
 export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';

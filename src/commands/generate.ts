@@ -1,9 +1,13 @@
-import { FastPatchError, checkReleaseVersion, generateDeltaPayload, generateFullPayload, type DeltaResult, type GenerateResult } from '../index.js';
+import { DEFAULT_LEVELS, FastPatchError, MAX_LEVELS, checkReleaseVersion, codecOf, generateDeltaPayload, generateFullPayload, type DeltaResult, type GenerateResult } from '../index.js';
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
-export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; force?: boolean; level: number; quality: number; json?: boolean }): Promise<void> {
-  if (opts.level < 1 || opts.level > 9) throw new FastPatchError('USAGE', `--level must be 1..9, got ${opts.level}`);
+export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; force?: boolean; formatVersion: number; level?: number; quality: number; json?: boolean }): Promise<void> {
+  if (opts.formatVersion !== 1 && opts.formatVersion !== 2) throw new FastPatchError('USAGE', `--format-version must be 1 or 2, got ${opts.formatVersion}`);
+  const codec = codecOf(opts.formatVersion);
+  const level = opts.level ?? DEFAULT_LEVELS[codec];
+  if (level < 1 || level > MAX_LEVELS[codec]) throw new FastPatchError('USAGE', `--level must be 1..${MAX_LEVELS[codec]} for ${codec} (format version ${opts.formatVersion}), got ${level}`);
+  if (opts.source !== undefined && opts.level !== undefined) throw new FastPatchError('USAGE', '--level is for full payloads; a delta takes --quality');
   if (opts.quality < 1 || opts.quality > 11) throw new FastPatchError('USAGE', `--quality must be 1..11, got ${opts.quality}`);
   try {
     checkReleaseVersion(opts.version);
@@ -33,6 +37,7 @@ export async function run(opts: { target: string; source?: string; key: string[]
       out: opts.out,
       force: opts.force === true,
       quality: opts.quality,
+      formatVersion: opts.formatVersion,
       onProgress: (p) => {
         if (p.phase !== phase) {
           progress.done();
@@ -51,7 +56,8 @@ export async function run(opts: { target: string; source?: string; key: string[]
       version: opts.version,
       out: opts.out,
       force: opts.force === true,
-      level: opts.level,
+      formatVersion: opts.formatVersion,
+      level,
       onProgress: (p) => progress.update(p.bytesRead, p.targetSize),
     });
     progress.done();

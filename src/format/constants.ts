@@ -1,11 +1,19 @@
 /**
- * Constants of payload format v1 (docs/FORMAT.md). Shared by the generator and the applier, which
+ * Constants of the payload format, versions 1 and 2 (docs/FORMAT.md). Shared by the generator and the applier, which
  * import nothing else from each other.
  */
 
 /** First 8 bytes of every payload: "FPAY" then CR LF SUB LF, so text-mode transfers show up as corruption. */
 export const MAGIC = Uint8Array.of(0x46, 0x50, 0x41, 0x59, 0x0d, 0x0a, 0x1a, 0x0a);
-export const FORMAT_VERSION = 1;
+/**
+ * The newest format version this build writes and reads. Version 2 added the zstd operations
+ * (5, 6); a payload carries the lowest version that has every operation type it uses, so a
+ * payload without zstd data is still version 1 and older appliers take it, and an older applier
+ * refuses a version-2 payload by its header, before it writes anything.
+ */
+export const FORMAT_VERSION = 2;
+/** The oldest version this build reads: payloads made by earlier releases of the tool still apply. */
+export const MIN_FORMAT_VERSION = 1;
 export const HEADER_SIZE = 32;
 /** The only block size of v1: the WASM core hashes 4 KiB blocks, as dm-verity does. */
 export const BLOCK_SIZE = 4096;
@@ -23,6 +31,10 @@ export const OpType = {
   SOURCE_COPY: 3,
   /** Source extents patched by a diff blob (docs/FORMAT.md, "SOURCE_DIFF"). */
   SOURCE_DIFF: 4,
+  /** Data blob is one zstd frame (RFC 8878) of the output. Format version 2. */
+  REPLACE_ZSTD: 5,
+  /** Data blob is one zstd frame of the output, compressed with the source data as a raw-content dictionary. Format version 2. */
+  SOURCE_ZSTD: 6,
 } as const;
 
 export const OP_NAMES: Record<number, string> = {
@@ -31,12 +43,33 @@ export const OP_NAMES: Record<number, string> = {
   2: 'ZERO',
   3: 'SOURCE_COPY',
   4: 'SOURCE_DIFF',
+  5: 'REPLACE_ZSTD',
+  6: 'SOURCE_ZSTD',
 };
 
-/** Operation types this version applies; the others are refused as unsupported. */
-export const SUPPORTED_OPS: ReadonlySet<number> = new Set([OpType.REPLACE, OpType.REPLACE_DEFLATE, OpType.ZERO, OpType.SOURCE_COPY, OpType.SOURCE_DIFF]);
+/** Operation types of format version 1. */
+const V1_OPS = [OpType.REPLACE, OpType.REPLACE_DEFLATE, OpType.ZERO, OpType.SOURCE_COPY, OpType.SOURCE_DIFF];
+/** Operation types each format version may carry; the others are refused as unsupported. */
+export const OPS_OF_VERSION: ReadonlyMap<number, ReadonlySet<number>> = new Map([
+  [1, new Set(V1_OPS)],
+  [2, new Set([...V1_OPS, OpType.REPLACE_ZSTD, OpType.SOURCE_ZSTD])],
+]);
+/** Operation types this build applies (those of FORMAT_VERSION). */
+export const SUPPORTED_OPS: ReadonlySet<number> = OPS_OF_VERSION.get(FORMAT_VERSION)!;
+/** The lowest format version that carries every one of `types`. */
+export function formatVersionFor(types: Iterable<number>): number {
+  let version = MIN_FORMAT_VERSION;
+  for (const type of types) if (!OPS_OF_VERSION.get(version)!.has(type)) version = FORMAT_VERSION;
+  return version;
+}
 /** Operation types that read the source image. */
-export const SOURCE_OPS: ReadonlySet<number> = new Set([OpType.SOURCE_COPY, OpType.SOURCE_DIFF]);
+export const SOURCE_OPS: ReadonlySet<number> = new Set([OpType.SOURCE_COPY, OpType.SOURCE_DIFF, OpType.SOURCE_ZSTD]);
+/**
+ * zstd's magic number of a formatted dictionary (RFC 8878, "Dictionary Format"), little-endian on
+ * the wire. zstd reads any other dictionary as raw content; source data that begins with these
+ * bytes would be parsed as a formatted one, so SOURCE_ZSTD refuses it (docs/FORMAT.md).
+ */
+export const ZSTD_DICTIONARY_MAGIC = Uint8Array.of(0x37, 0xa4, 0x30, 0xec);
 
 /**
  * Hard limits. Every length and count read from a payload is checked against these before

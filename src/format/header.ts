@@ -1,5 +1,5 @@
 import { FastPatchError } from '../errors.js';
-import { FORMAT_VERSION, HEADER_SIZE, LIMITS, MAGIC, SIGNATURE_ENTRY_SIZE } from './constants.js';
+import { FORMAT_VERSION, HEADER_SIZE, MIN_FORMAT_VERSION, LIMITS, MAGIC, SIGNATURE_ENTRY_SIZE } from './constants.js';
 
 /**
  * The fixed 32-byte header (docs/FORMAT.md, "Header"), all integers little-endian:
@@ -37,8 +37,9 @@ export function decodeHeader(bytes: Uint8Array): Header | { need: number } {
   }
   const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE);
   const version = v.getUint32(8, true);
-  if (version !== FORMAT_VERSION) {
-    throw new FastPatchError('CORRUPT_PAYLOAD', `unsupported payload format version ${version} (this build reads ${FORMAT_VERSION})`);
+  if (version < MIN_FORMAT_VERSION || version > FORMAT_VERSION) {
+    const hint = version > FORMAT_VERSION ? ': it was made by a newer fastpatch; update fastpatch on this device to apply it' : '';
+    throw new FastPatchError('CORRUPT_PAYLOAD', `unsupported payload format version ${version} (this build reads ${MIN_FORMAT_VERSION}..${FORMAT_VERSION})${hint}`);
   }
   const manifestSize = v.getUint32(12, true);
   const signaturesSize = v.getUint32(16, true);

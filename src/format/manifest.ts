@@ -1,5 +1,5 @@
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OP_NAMES, OpType, SOURCE_OPS, SUPPORTED_OPS } from './constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OP_NAMES, OPS_OF_VERSION, OpType, SOURCE_OPS } from './constants.js';
 
 /** A run of whole blocks: [startBlock, startBlock + blockCount). */
 export interface Extent {
@@ -259,10 +259,13 @@ export function operationStats(m: Manifest): Record<string, OperationStats> {
 /**
  * Semantic checks that must hold before any operation runs: supported types, extents inside the
  * target and covering it block after block in operation order, data blobs laid out back to back
- * in operation order and summing to the header's data size, per-operation limits. Throws FastPatchError('CORRUPT_PAYLOAD') naming
- * the first offending operation.
+ * in operation order and summing to the header's data size, per-operation limits; only the operation
+ * types of the header's format version. Throws FastPatchError('CORRUPT_PAYLOAD') naming the first
+ * offending operation.
  */
-export function validateManifest(m: Manifest, dataSize: number): void {
+export function validateManifest(m: Manifest, dataSize: number, formatVersion: number = FORMAT_VERSION): void {
+  const supported = OPS_OF_VERSION.get(formatVersion);
+  if (!supported) throw corrupt(`format version ${formatVersion} is not supported`);
   if (m.blockSize !== BLOCK_SIZE) throw corrupt(`block size ${m.blockSize} is not supported (v1 uses ${BLOCK_SIZE})`);
   if (m.targetSize > LIMITS.MAX_IMAGE_SIZE) throw corrupt(`target size ${m.targetSize} out of range`);
   if (m.sourceSize > LIMITS.MAX_IMAGE_SIZE) throw corrupt(`source size ${m.sourceSize} out of range`);
@@ -274,7 +277,7 @@ export function validateManifest(m: Manifest, dataSize: number): void {
   let nextData = 0;
   m.operations.forEach((op, i) => {
     const what = `operation ${i} (${OP_NAMES[op.type] ?? `type ${op.type}`})`;
-    if (!SUPPORTED_OPS.has(op.type)) throw corrupt(`${what}: unsupported operation type`);
+    if (!supported.has(op.type)) throw corrupt(`${what}: unsupported operation type in a format version ${formatVersion} payload`);
     if (SOURCE_OPS.has(op.type)) {
       if (m.sourceSize === 0) throw corrupt(`${what}: reads a source image, but the payload names none`);
       let blocks = 0;
@@ -291,6 +294,8 @@ export function validateManifest(m: Manifest, dataSize: number): void {
         if (op.dataLength !== 0) throw corrupt(`${what}: carries data`);
       } else if (op.dataLength === 0) {
         throw corrupt(`${what}: empty diff data`);
+      } else if (op.type === OpType.SOURCE_ZSTD && blocks === 0) {
+        throw corrupt(`${what}: names no source blocks for its dictionary`);
       }
     } else if (op.srcExtents.length > 0) {
       throw corrupt(`${what}: has source extents`);
@@ -312,7 +317,7 @@ export function validateManifest(m: Manifest, dataSize: number): void {
     }
     if (op.type === OpType.ZERO && op.dataLength !== 0) throw corrupt(`${what}: carries data`);
     if (op.type === OpType.REPLACE && op.dataLength !== output) throw corrupt(`${what}: data length ${op.dataLength} != output ${output}`);
-    if (op.type === OpType.REPLACE_DEFLATE && op.dataLength === 0) throw corrupt(`${what}: empty deflate stream`);
+    if ((op.type === OpType.REPLACE_DEFLATE || op.type === OpType.REPLACE_ZSTD) && op.dataLength === 0) throw corrupt(`${what}: empty compressed data`);
   });
   if (nextData !== dataSize) throw corrupt(`operations use ${nextData} data bytes, header announces ${dataSize}`);
   if (cursor !== targetBlocks) throw corrupt(`operations cover ${cursor} of the ${targetBlocks} target blocks`);

@@ -14,7 +14,7 @@
  * 16 MiB of source and 4 MiB of target and their encoder tables): README.md, "Memory".
  */
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
@@ -25,7 +25,7 @@ import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import type { DiffJob, DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
 import { planDelta, type PlannedOp } from './delta-plan.js';
-import type { GenerateOptions } from './generator.js';
+import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
 import { SourceIndex } from './source-index.js';
 import { discardTemp, type TempFile } from '../io/safe-files.js';
@@ -33,6 +33,8 @@ import { createDataTemp, writeAndDescribe } from './writer.js';
 
 /** Brotli quality of the diff streams; see bench/RESULTS.md, "Delta codec". */
 export const DEFAULT_DIFF_QUALITY = 9;
+/** zstd level of the SOURCE_ZSTD and REPLACE_ZSTD encodings (format version 2). */
+export const DEFAULT_DELTA_ZSTD_LEVEL = 19;
 
 export interface DeltaOptions extends Omit<GenerateOptions, 'level' | 'onProgress'> {
   /** The image the device runs now: a regular file or a block device. Only read. */
@@ -41,6 +43,8 @@ export interface DeltaOptions extends Omit<GenerateOptions, 'level' | 'onProgres
   sourceVersion?: string;
   /** Brotli quality 1..11 of the diff streams. */
   quality?: number;
+  /** zstd level 1..19 of the zstd encodings (format version 2). */
+  zstdLevel?: number;
   /** Worker threads for diff ranges (default: one per core, at most 4). */
   workers?: number;
   onProgress?: (progress: DeltaProgress) => void;
@@ -76,6 +80,10 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
   const started = performance.now();
   const quality = options.quality ?? DEFAULT_DIFF_QUALITY;
   if (!Number.isInteger(quality) || quality < 1 || quality > 11) throw new RangeError(`quality: 1..11, got ${quality}`);
+  const formatVersion = options.formatVersion ?? FORMAT_VERSION;
+  codecOf(formatVersion); // throws RangeError for a version this build does not write
+  const zstdLevel = options.zstdLevel ?? DEFAULT_DELTA_ZSTD_LEVEL;
+  if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new RangeError(`zstdLevel: 1..19, got ${zstdLevel}`);
   if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
   checkReleaseVersion(options.version);
   if (options.sourceVersion !== undefined) checkReleaseVersion(options.sourceVersion);
@@ -103,7 +111,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     // The pool holds the only reference to the tables, and drops it once the workers have them.
     pool = new WorkerPool<DiffJob, DiffResult>(
       new URL('./diff-worker.js', import.meta.url),
-      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality } satisfies DiffWorkerData,
+      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
       'diff worker',
       options.workers ?? defaultWorkers(),
     );

@@ -13,8 +13,8 @@
  * Several encodings are tried (different shortest matches, and no source at all) and the one that
  * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE.
  */
-import { brotliCompressSync, constants as zc } from 'node:zlib';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { brotliCompressSync, constants as zc, zstdCompressSync } from 'node:zlib';
+import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
@@ -53,6 +53,10 @@ export interface DiffContext {
   /** Offsets of the fingerprint tables inside `delta`. */
   anchors: { keys: number; positions: number; mask: number };
   quality: number;
+  /** Format version of the payload: 2 adds the zstd encodings (SOURCE_ZSTD, REPLACE_ZSTD). */
+  formatVersion: number;
+  /** zstd level of those encodings. */
+  zstdLevel: number;
 }
 
 /** Copies the fingerprint tables into the worker's delta module. */
@@ -77,10 +81,13 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
   // best with no source at all.
   let best: Candidate | undefined;
   let bestCost = Infinity;
+  // The source blocks any encoding reads: what the matcher found similar, a zstd dictionary's blocks.
+  const dictionaryBlocks = new Set<number>();
   for (const minMatch of MIN_MATCH_CANDIDATES) {
     const enc = delta.diffEncode(s, t, minMatch);
     if (!enc) continue;
     const candidate = diffCandidate(enc, chosen);
+    for (const e of candidate.srcExtents) for (let b = e.startBlock; b < e.startBlock + e.blockCount; b++) dictionaryBlocks.add(b);
     const cost = candidateCost(delta, candidate);
     if (cost < bestCost) {
       best = candidate;
@@ -95,10 +102,49 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
   const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
   const extra = best.x86 ? { ...pack(delta.x86Filter(best.extra, 'encode'), q(best.extra)), filter: Filter.X86 } : pack(best.extra, q(best.extra));
   const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
-  if (blob.length >= length) {
-    return { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  let result: DiffResult = { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length };
+  if (blob.length >= length) result = { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  if (ctx.formatVersion >= 2) {
+    for (const z of zstdCandidates(ctx, t, s, chosen, dictionaryBlocks)) {
+      if (z.blob.length + manifestBytes(z.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...z, index: job.index };
+    }
   }
-  return { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length };
+  return result;
+}
+
+/** Manifest bytes an operation's source costs: its hash and extents. */
+function manifestBytes(extents: readonly Extent[]): number {
+  return extents.length > 0 ? DIGEST_SIZE + EXTENT_BYTES * extents.length : 0;
+}
+
+/**
+ * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with source blocks
+ * as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's --patch-from, per operation). The
+ * dictionary is the blocks the WASM matcher found similar, in source order.
+ */
+function zstdCandidates(ctx: DiffContext, t: Uint8Array, s: Uint8Array, chosen: readonly number[], used: ReadonlySet<number>): Omit<DiffResult, 'index'>[] {
+  const params = { [zc.ZSTD_c_compressionLevel]: ctx.zstdLevel, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0 };
+  const out: Omit<DiffResult, 'index'>[] = [];
+  out.push({ type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params })), srcExtents: [], diffBytes: 0, extraBytes: 0 });
+  const blocks = chosen.filter((b) => used.has(b));
+  if (blocks.length === 0) return out;
+  const dictionary = new Uint8Array(blocks.length * BLOCK_SIZE);
+  let at = 0;
+  for (let i = 0; i < chosen.length; i++) {
+    if (!used.has(chosen[i]!)) continue;
+    dictionary.set(s.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), at);
+    at += BLOCK_SIZE;
+  }
+  if (ZSTD_DICTIONARY_MAGIC.every((b, i) => dictionary[i] === b)) return out;
+  const windowLog = Math.max(10, Math.ceil(Math.log2(dictionary.length + t.length)));
+  const blob = transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: Math.min(windowLog, 27) }, dictionary }));
+  out.push({ type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(blocks), diffBytes: 0, extraBytes: 0 });
+  return out;
+}
+
+/** A copy in memory of its own: zlib's sync results may not be transferable to the main thread. */
+function transferable(data: Uint8Array): Uint8Array {
+  return Uint8Array.from(data);
 }
 
 /** Shortest exact matches the encoder may switch to, tried per range (assembly/delta/encode.ts). */

@@ -17,6 +17,8 @@ export interface DiffWorkerData {
   targetPath: string;
   anchors: AnchorTables;
   quality: number;
+  formatVersion: number;
+  zstdLevel: number;
 }
 
 const data = workerData as DiffWorkerData;
@@ -30,6 +32,8 @@ const ready: Promise<DiffContext> = (async () => ({
     data.anchors = { keys: new Uint8Array(0), positions: new Uint8Array(0), mask: data.anchors.mask };
   }),
   quality: data.quality,
+  formatVersion: data.formatVersion,
+  zstdLevel: data.zstdLevel,
 }))();
 
 // One job at a time per worker: the delta module's scratch memory is reused from job to job.

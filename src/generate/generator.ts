@@ -1,8 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
-import { deflateRaw } from 'node:zlib';
+import { constants as zlibConstants, deflateRaw, zstdCompress } from 'node:zlib';
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, MIN_FORMAT_VERSION, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import type { PrivateKey } from '../sign/keys.js';
@@ -14,13 +14,41 @@ import { createDataTemp, writeAndDescribe, type GenerateResult } from './writer.
 export type { GenerateResult } from './writer.js';
 
 const deflateRawAsync = promisify(deflateRaw);
+const zstdCompressAsync = promisify(zstdCompress);
 
-/** Uncompressed bytes per data operation: deflate's 32 KiB window makes larger chunks gain little, smaller ones cost manifest space. */
-export const DATA_CHUNK = 2 * 1024 * 1024;
+/** How a full payload's data is compressed: zstd (format version 2), or deflate for appliers that read only version 1. */
+export type Codec = 'zstd' | 'deflate';
+
+/** The data codec of a format version; throws RangeError for a version this build does not write. */
+export function codecOf(formatVersion: number = FORMAT_VERSION): Codec {
+  if (formatVersion === 2) return 'zstd';
+  if (formatVersion === 1) return 'deflate';
+  throw new RangeError(`format version: ${MIN_FORMAT_VERSION}..${FORMAT_VERSION}, got ${formatVersion}`);
+}
+
+/**
+ * Uncompressed bytes per data operation, per codec. Deflate's 32 KiB window makes larger chunks
+ * gain little. zstd's window spans the whole chunk (ZSTD_WINDOW_LOG), and a root filesystem
+ * repeats itself at that distance (similar libraries, locales): on the 512 MiB rootfs of
+ * bench/rootfs.ts, zstd -12 made 118.4 MiB in 2 MiB chunks, 112.2 in 8 MiB and 111.3 in 16 MiB;
+ * at level 16 on a 64 MiB slice of it, 16 MiB chunks were 2% smaller than 8 MiB ones
+ * (bench/RESULTS.md, "Full payload codec"). 16 MiB is the format's limit on an operation's output.
+ */
+export const DATA_CHUNKS: Record<Codec, number> = { zstd: 16 * 1024 * 1024, deflate: 2 * 1024 * 1024 };
+/** zstd's window: the whole 16 MiB chunk (levels up to 19 default to 8 MiB or less). */
+const ZSTD_WINDOW_LOG = 24;
+
 /** Zero runs at least this long (in blocks) become ZERO operations; shorter ones compress to nothing inside data. */
 export const MIN_ZERO_RUN = 16;
-/** Deflate level; see bench/RESULTS.md for the measurement behind it. */
-export const DEFAULT_LEVEL = 6;
+/**
+ * Level per codec when none is given (zstd 1..19, deflate 1..9). zstd 16 is the first level of
+ * its optimal parser: on a 64 MiB slice of the bench rootfs, size relative to gzip -6 was 0.786 at
+ * level 14, 0.755 at 16, 0.738 at 17 and 0.702 at 19, taking 1 : 1.7 : 2.7 : 3.7 the time
+ * (bench/RESULTS.md, "Full payload codec"). 16 keeps a full payload well under 0.8x gzip at
+ * half the time of 19; `--level 19` is there for a release that wants the last 7%.
+ */
+export const DEFAULT_LEVELS: Record<Codec, number> = { zstd: 16, deflate: 6 };
+export const MAX_LEVELS: Record<Codec, number> = { zstd: 19, deflate: 9 };
 /** Chunks being compressed at once: zlib runs on libuv's thread pool, so this keeps both cores busy. */
 const COMPRESS_DEPTH = 4;
 /** Largest block count one extent holds (u32 in the format). */
@@ -37,7 +65,12 @@ export interface GenerateOptions {
   out: string;
   /** Replace an existing `out`; without it an existing file (or symlink) there is refused with FastPatchError('IO'). */
   force?: boolean;
-  /** Deflate level 1..9. */
+  /**
+   * Payload format version (default FORMAT_VERSION, 2: zstd data). 1 makes data only older
+   * appliers read too (deflate in full payloads, brotli diffs in deltas), for fleets not yet updated.
+   */
+  formatVersion?: number;
+  /** Compression level: zstd 1..19 (format 2), deflate 1..9 (format 1); default DEFAULT_LEVELS. */
   level?: number;
   build?: CoreBuild;
   onProgress?: (progress: { bytesRead: number; targetSize: number }) => void;
@@ -61,13 +94,15 @@ interface Built {
 
 /**
  * Reads an image in windows, finds zero runs and hashes every block in WASM, compresses the rest in
- * DATA_CHUNK pieces on the thread pool, and writes a signed full payload. Memory stays at a few
+ * DATA_CHUNKS pieces on the thread pool, and writes a signed full payload. Memory stays at a few
  * windows and chunks whatever the image size. Throws FastPatchError('IO') and RangeError.
  */
 export async function generateFullPayload(options: GenerateOptions): Promise<GenerateResult> {
   const started = performance.now();
-  const level = options.level ?? DEFAULT_LEVEL;
-  if (!Number.isInteger(level) || level < 1 || level > 9) throw new RangeError(`level: 1..9, got ${level}`);
+  const codec = codecOf(options.formatVersion);
+  const level = options.level ?? DEFAULT_LEVELS[codec];
+  if (!Number.isInteger(level) || level < 1 || level > MAX_LEVELS[codec]) throw new RangeError(`level: 1..${MAX_LEVELS[codec]} for ${codec}, got ${level}`);
+  const chunk = DATA_CHUNKS[codec];
   if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
   checkReleaseVersion(options.version);
   const core = WasmCore.load(options.build);
@@ -75,13 +110,13 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
   const image = await openImageForRead(options.target);
   let data: TempFile | undefined;
   try {
-    // Every 2 MiB of image may need an operation (and a zero run one more): refuse up front what
+    // Every chunk of image may need an operation (and a zero run one more): refuse up front what
     // the operation limit cannot hold, not after compressing it all.
-    if (image.size > LIMITS.MAX_IMAGE_SIZE || Math.ceil(image.size / DATA_CHUNK) > LIMITS.MAX_OPS / 2) {
-      throw new FastPatchError('USAGE', `${options.target}: ${image.size} bytes is more than one full payload holds (${(LIMITS.MAX_OPS / 2) * (DATA_CHUNK >> 20)} MiB)`);
+    if (image.size > LIMITS.MAX_IMAGE_SIZE || Math.ceil(image.size / chunk) > LIMITS.MAX_OPS / 2) {
+      throw new FastPatchError('USAGE', `${options.target}: ${image.size} bytes is more than one full payload holds (${(LIMITS.MAX_OPS / 2) * (chunk >> 20)} MiB)`);
     }
     data = await createDataTemp(options.out, force);
-    const state = new PlanState(core, level, data.handle);
+    const state = new PlanState(core, codec, level, chunk, data.handle);
     // Our own buffer, not the WASM window: compressed chunks are hashed through the window while
     // this one is still being split into operations.
     const window = new Uint8Array(core.windowSize);
@@ -121,7 +156,7 @@ export async function generateFullPayload(options: GenerateOptions): Promise<Gen
 
 /**
  * Turns the stream of classified blocks into operations: long zero runs become ZERO, everything
- * else is cut into DATA_CHUNK pieces compressed concurrently and appended to the data file in order.
+ * else is cut into chunk-sized pieces compressed concurrently and appended to the data file in order.
  */
 class PlanState {
   private readonly operations: Operation[] = [];
@@ -134,7 +169,13 @@ class PlanState {
   /** Reused chunk buffers: fresh memory costs ~13 µs per page to first touch on this machine. */
   private readonly pool: Uint8Array[] = [];
 
-  constructor(private readonly core: WasmCore, private readonly level: number, private readonly data: fsp.FileHandle) {
+  constructor(
+    private readonly core: WasmCore,
+    private readonly codec: Codec,
+    private readonly level: number,
+    private readonly chunk: number,
+    private readonly data: fsp.FileHandle,
+  ) {
     this.zeroDigest = new Uint8Array(DIGEST_SIZE);
     core.blockDigestsInto(new Uint8Array(BLOCK_SIZE), this.zeroDigest);
   }
@@ -178,13 +219,13 @@ class PlanState {
   }
 
   private async appendData(block: number, bytes: Uint8Array, digest: Uint8Array): Promise<void> {
-    if (this.pending && this.pending.length + bytes.length > DATA_CHUNK) await this.flushData();
+    if (this.pending && this.pending.length + bytes.length > this.chunk) await this.flushData();
     if (!this.pending) {
       this.pending = {
         startBlock: block,
-        bytes: this.pool.pop() ?? new Uint8Array(DATA_CHUNK),
+        bytes: this.pool.pop() ?? new Uint8Array(this.chunk),
         length: 0,
-        digests: new Uint8Array((DATA_CHUNK / BLOCK_SIZE) * DIGEST_SIZE),
+        digests: new Uint8Array((this.chunk / BLOCK_SIZE) * DIGEST_SIZE),
         blocks: 0,
       };
     }
@@ -201,7 +242,7 @@ class PlanState {
     this.pending = undefined;
     const raw = p.bytes.subarray(0, p.length);
     const outputHash = this.core.sha256().update(p.digests.subarray(0, p.blocks * DIGEST_SIZE)).digest();
-    const built = deflateRawAsync(raw, { level: this.level, chunkSize: DATA_CHUNK }).then((compressed): Built => {
+    const built = this.compress(raw).then((compressed): Built => {
       const extents = [{ startBlock: p.startBlock, blockCount: p.blocks }];
       // Incompressible chunks travel raw: their data hash is the output hash, and inflate is skipped.
       if (compressed.length >= p.length) {
@@ -210,10 +251,16 @@ class PlanState {
         return { op: dataOp(OpType.REPLACE, extents, p.length, outputHash, outputHash), blob };
       }
       this.pool.push(p.bytes);
-      return { op: dataOp(OpType.REPLACE_DEFLATE, extents, compressed.length, blockListHash(this.core, compressed), outputHash), blob: compressed };
+      const type = this.codec === 'zstd' ? OpType.REPLACE_ZSTD : OpType.REPLACE_DEFLATE;
+      return { op: dataOp(type, extents, compressed.length, blockListHash(this.core, compressed), outputHash), blob: compressed };
     });
     this.enqueue(built);
     if (this.queue.length >= COMPRESS_DEPTH) await this.writeOldest();
+  }
+
+  private compress(raw: Uint8Array): Promise<Uint8Array> {
+    if (this.codec === 'deflate') return deflateRawAsync(raw, { level: this.level, chunkSize: this.chunk });
+    return zstdCompressAsync(raw, { chunkSize: this.chunk, params: zstdParams(this.level) });
   }
 
   private enqueue(built: Promise<Built>): void {
@@ -232,6 +279,19 @@ class PlanState {
     this.operations.push(op);
     if (this.operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `image needs more than ${LIMITS.MAX_OPS} operations`);
   }
+}
+
+/**
+ * zstd parameters of one chunk. The chunk is compressed in one call, so the frame records its
+ * content size and zstd sizes its window to the chunk: the device's decoder allocates no more.
+ */
+export function zstdParams(level: number): Record<number, number> {
+  return {
+    [zlibConstants.ZSTD_c_compressionLevel]: level,
+    [zlibConstants.ZSTD_c_windowLog]: ZSTD_WINDOW_LOG,
+    [zlibConstants.ZSTD_c_contentSizeFlag]: 1,
+    [zlibConstants.ZSTD_c_checksumFlag]: 0,
+  };
 }
 
 function zeroOp(startBlock: number, blockCount: number, outputHash: Uint8Array): Operation {

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
 import { writeAllAt } from '../io/device.js';
 import { commitTemp, createTempBeside, discardTemp, type TempFile } from '../io/safe-files.js';
-import { FORMAT_VERSION } from '../format/constants.js';
+import { formatVersionFor } from '../format/constants.js';
 import { encodeHeader } from '../format/header.js';
 import { encodeManifest, operationStats, type Manifest, type OperationStats } from '../format/manifest.js';
 import { encodeSignatures, signaturesSize } from '../format/signatures.js';
@@ -80,7 +80,7 @@ const COPY_CHUNK = 4 << 20;
 export async function writePayload(outPath: string, manifest: Manifest, data: fsp.FileHandle, dataSize: number, keys: readonly PrivateKey[], force = false): Promise<PayloadLayout> {
   const manifestBytes = encodeManifest(manifest);
   const sigSize = signaturesSize(keys.length);
-  const header = encodeHeader({ version: FORMAT_VERSION, manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize });
+  const header = encodeHeader({ version: formatVersionFor(manifest.operations.map((op) => op.type)), manifestSize: manifestBytes.length, signaturesSize: sigSize, dataSize });
   const signatures = encodeSignatures(signPayload(header, manifestBytes, keys));
   const head = header.length + manifestBytes.length + sigSize;
   const temp = await createTempBeside(outPath, 0o644);

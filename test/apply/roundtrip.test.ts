@@ -8,6 +8,7 @@ import {
   BUILDS,
   DATA_CHUNK,
   KiB,
+  ZSTD_DATA_CHUNK,
   MiB,
   blockListHashRef,
   buildPayload,
@@ -28,26 +29,39 @@ import {
 interface ImageCase {
   name: string;
   image: () => Uint8Array;
-  /** Operation types the generator must have used. */
+  /** Operation types the generator must have used ('DATA': the format's compressed type). */
   expectTypes: string[];
-  /** Least number of operations. */
-  minOps: number;
+  /** Least number of operations, given the format's chunk size. */
+  minOps: number | ((chunk: number) => number);
 }
 
+/** Both formats a device applies: 1 (deflate, made by fastpatch 0.1 and `--format-version 1`) and 2 (zstd, the default). */
+const FORMATS = [
+  { formatVersion: 1, data: 'REPLACE_DEFLATE', chunk: DATA_CHUNK, level: undefined },
+  // zstd level 3: these tests are about correctness; level 16 would only make them slower.
+  { formatVersion: 2, data: 'REPLACE_ZSTD', chunk: ZSTD_DATA_CHUNK, level: 3 },
+];
+
 const CASES: ImageCase[] = [
-  { name: 'long zero runs', image: () => zeroRunsImage(3 * MiB, 1), expectTypes: ['ZERO', 'REPLACE_DEFLATE'], minOps: 3 },
+  { name: 'long zero runs', image: () => zeroRunsImage(3 * MiB, 1), expectTypes: ['ZERO', 'DATA'], minOps: 3 },
   { name: 'random (incompressible)', image: () => randomBytes(768 * KiB, 2), expectTypes: ['REPLACE'], minOps: 1 },
   { name: 'mixed', image: () => mixedImage(2 * MiB, 3), expectTypes: ['ZERO'], minOps: 2 },
   { name: 'size not a multiple of 4096 (3 MiB + 1234)', image: () => mixedImage(3 * MiB + 1234, 4), expectTypes: ['ZERO'], minOps: 2 },
-  { name: 'smaller than one block (100 bytes)', image: () => textBytes(100, 5), expectTypes: ['REPLACE_DEFLATE'], minOps: 1 },
+  { name: 'smaller than one block (100 bytes)', image: () => textBytes(100, 5), expectTypes: ['DATA'], minOps: 1 },
   { name: '100 zero bytes (a partial zero block)', image: () => new Uint8Array(100), expectTypes: [], minOps: 1 },
   { name: 'all zero, 1 MiB', image: () => new Uint8Array(MiB), expectTypes: ['ZERO'], minOps: 1 },
   { name: 'empty (0 bytes)', image: () => new Uint8Array(0), expectTypes: [], minOps: 0 },
   {
-    name: 'larger than one 2 MiB data chunk (5 MiB + 3 blocks)',
+    name: 'larger than one 2 MiB deflate chunk (5 MiB + 3 blocks)',
     image: () => textBytes(5 * MiB + 3 * BLOCK, 6),
-    expectTypes: ['REPLACE_DEFLATE'],
-    minOps: Math.ceil((5 * MiB + 3 * BLOCK) / DATA_CHUNK),
+    expectTypes: ['DATA'],
+    minOps: (chunk) => Math.ceil((5 * MiB + 3 * BLOCK) / chunk),
+  },
+  {
+    name: 'larger than one 16 MiB zstd chunk (16 MiB + 3 blocks)',
+    image: () => textBytes(16 * MiB + 3 * BLOCK, 7),
+    expectTypes: ['DATA'],
+    minOps: (chunk) => Math.ceil((16 * MiB + 3 * BLOCK) / chunk),
   },
 ];
 
@@ -62,13 +76,17 @@ afterAll(async () => {
 });
 
 describe.each(BUILDS)('%s build', (build: CoreBuild) => {
+  describe.each(FORMATS)('format $formatVersion', (format) => {
   describe.each(CASES)('$name', (c) => {
     let built: BuiltPayload;
     let n = 0;
-    const fresh = (what: string) => join(dir, `${build}-${c.name.replace(/\W+/g, '_')}-${what}-${n++}`);
+    const name = `${build}-v${format.formatVersion}-${c.name.replace(/\W+/g, '_')}`;
+    const fresh = (what: string) => join(dir, `${name}-${what}-${n++}`);
+    const expectTypes = c.expectTypes.map((t) => (t === 'DATA' ? format.data : t));
+    const minOps = typeof c.minOps === 'number' ? c.minOps : c.minOps(format.chunk);
 
     beforeAll(async () => {
-      built = await buildPayload(dir, `${build}-${c.name.replace(/\W+/g, '_')}`, c.image(), { keys: [signer.key], version: '1.2.3', build });
+      built = await buildPayload(dir, name, c.image(), { keys: [signer.key], version: '1.2.3', build, formatVersion: format.formatVersion, ...(format.level ? { level: format.level } : {}) });
     });
 
     it('generates a payload whose size and image hash match an independent computation', () => {
@@ -78,9 +96,9 @@ describe.each(BUILDS)('%s build', (build: CoreBuild) => {
       expect(result.payload.totalSize).toBe(payload.length);
       expect(result.payload.headerSize + result.payload.manifestSize + result.payload.signaturesSize + result.payload.dataSize).toBe(payload.length);
       expect(result.keyIds).toEqual([signer.keyId]);
-      for (const type of c.expectTypes) expect(result.operations[type]?.count ?? 0, `${type} operations`).toBeGreaterThan(0);
+      for (const type of expectTypes) expect(result.operations[type]?.count ?? 0, `${type} operations`).toBeGreaterThan(0);
       const stats = Object.values(result.operations);
-      expect(stats.reduce((s, o) => s + o.count, 0)).toBeGreaterThanOrEqual(c.minOps);
+      expect(stats.reduce((s, o) => s + o.count, 0)).toBeGreaterThanOrEqual(minOps);
       expect(stats.reduce((s, o) => s + o.outputBytes, 0)).toBe(image.length);
       expect(stats.reduce((s, o) => s + o.dataBytes, 0)).toBe(result.payload.dataSize);
       const replace = result.operations['REPLACE'];
@@ -152,7 +170,8 @@ describe.each(BUILDS)('%s build', (build: CoreBuild) => {
       const info = await inspectPayload(readPayloadChunks(built.payloadPath), [signer.pub]);
       const r = built.result;
       expect(info).toMatchObject({
-        formatVersion: 1,
+        // The lowest version that carries the types used: an image of zeros only is version 1 either way.
+        formatVersion: Object.keys(r.operations).some((t) => t.endsWith('_ZSTD')) ? 2 : 1,
         version: '1.2.3',
         blockSize: BLOCK,
         targetSize: r.targetSize,
@@ -173,6 +192,7 @@ describe.each(BUILDS)('%s build', (build: CoreBuild) => {
       const unverified = await inspectPayload(readPayloadChunks(built.payloadPath));
       expect(unverified.verifiedBy).toBeNull();
     });
+  });
   });
 });
 

@@ -121,7 +121,7 @@ describe('generate, inspect, verify, apply, hash', () => {
     expect(generated.targetSize).toBe(image.length);
     expect(generated.targetHash).toBe(blockListHashRef(image));
     expect(generated.payload.totalSize).toBe(payload.length);
-    expect(Object.keys(generated.operations).sort()).toEqual(['REPLACE', 'REPLACE_DEFLATE', 'ZERO']);
+    expect(Object.keys(generated.operations).sort()).toEqual(['REPLACE', 'REPLACE_ZSTD', 'ZERO']);
   });
 
   it('generate without --json prints a summary with a line per operation type', async () => {
@@ -135,7 +135,7 @@ describe('generate, inspect, verify, apply, hash', () => {
 
   it('inspect prints the release, target, signer, sizes and operation counts', async () => {
     const run = ok(await runCli(['inspect', at('p.fpay')]));
-    expect(run.stdout).toContain('payload format v1, release 1.4.0, full');
+    expect(run.stdout).toContain('payload format v2, release 1.4.0, full');
     expect(run.stdout).toContain(`target: `);
     expect(run.stdout).toContain(`(${image.length} bytes), 4096-byte blocks, hash ${generated.targetHash}`);
     expect(run.stdout).toContain(`signed by: key ${keyId} (NOT verified: give --pubkey KEY.pub to check the signature)\n`);
@@ -259,7 +259,9 @@ const ERRORS: ErrorCase[] = [
   { name: 'bad key file (--key)', args: () => ['generate', '--target', at('image.img'), '--key', at('garbage.key'), '--version', '1', '-o', at('never.fpay')], exit: 2, tag: 'BAD_KEY_FILE' },
   { name: 'public key given to sign with', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key.pub'), '--version', '1', '-o', at('never.fpay')], exit: 2, tag: 'BAD_KEY_FILE' },
   { name: '--level not a number', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay'), '--level', 'abc'], exit: 2, tag: 'USAGE' },
-  { name: '--level out of range', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay'), '--level', '10'], exit: 2, tag: 'USAGE' },
+  { name: '--level out of range', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay'), '--level', '20'], exit: 2, tag: 'USAGE' },
+  { name: '--level out of range for deflate', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay'), '--format-version', '1', '--level', '10'], exit: 2, tag: 'USAGE' },
+  { name: '--format-version 3', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay'), '--format-version', '3'], exit: 2, tag: 'USAGE' },
   { name: 'release version with a space', args: () => ['generate', '--target', at('image.img'), '--key', at('release.key'), '--version', 'v 1', '-o', at('never.fpay')], exit: 2, tag: 'USAGE' },
   { name: 'missing image', args: () => ['generate', '--target', at('nope.img'), '--key', at('release.key'), '--version', '1', '-o', at('never.fpay')], exit: 6, tag: 'IO' },
   { name: 'hash --size negative', args: () => ['hash', at('image.img'), '--size', '-5'], exit: 2, tag: 'USAGE' },

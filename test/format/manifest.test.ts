@@ -176,7 +176,7 @@ describe('header', () => {
 
   const bad: Array<[string, (v: DataView) => void]> = [
     ['magic', (v) => v.setUint8(0, 0x47)],
-    ['version', (v) => v.setUint32(8, 2, true)],
+    ['version', (v) => v.setUint32(8, 3, true)],
     ['manifest size 0', (v) => v.setUint32(12, 0, true)],
     ['manifest size above the limit', (v) => v.setUint32(12, LIMITS.MAX_MANIFEST_SIZE + 1, true)],
     ['no signatures', (v) => v.setUint32(16, 4, true)],

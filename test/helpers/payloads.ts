@@ -29,8 +29,10 @@ import { Prng as SamplePrng } from '../../dist/src/demo/sample.js';
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 export const BLOCK = 4096;
-/** Uncompressed bytes per data operation in the generator (src/generate/generator.ts DATA_CHUNK). */
+/** Uncompressed bytes per data operation in a format-1 (deflate) payload (src/generate/generator.ts DATA_CHUNKS). */
 export const DATA_CHUNK = 2 * MiB;
+/** The same for a format-2 (zstd) payload, the default. */
+export const ZSTD_DATA_CHUNK = 16 * MiB;
 export const HEADER_SIZE = 32;
 export const BUILDS: readonly CoreBuild[] = ['release', 'debug'];
 
@@ -175,7 +177,7 @@ export async function buildPayload(
   dir: string,
   name: string,
   image: Uint8Array,
-  options: { keys: readonly PrivateKey[]; version?: string; build?: CoreBuild; level?: number },
+  options: { keys: readonly PrivateKey[]; version?: string; build?: CoreBuild; level?: number; formatVersion?: number },
 ): Promise<BuiltPayload> {
   const imagePath = join(dir, `${name}.img`);
   const payloadPath = join(dir, `${name}.fpay`);
@@ -188,6 +190,7 @@ export async function buildPayload(
     force: true, // fixtures: a test may rebuild a name it built before
     ...(options.build ? { build: options.build } : {}),
     ...(options.level ? { level: options.level } : {}),
+    ...(options.formatVersion ? { formatVersion: options.formatVersion } : {}),
   });
   return { image, imagePath, payloadPath, payload: await fsp.readFile(payloadPath), result };
 }
