@@ -14,10 +14,7 @@ export interface HashWorkerData {
 }
 
 const BLOCK = 4096;
-// crypto.hash() arrived in Node 20.12; createHash() per block is the fallback (≈ 20% slower).
-const sha256Block = typeof crypto.hash === 'function'
-  ? (b: Uint8Array) => crypto.hash('sha256', b, 'buffer')
-  : (b: Uint8Array) => crypto.createHash('sha256').update(b).digest();
+const sha256Block = (b: Uint8Array) => crypto.hash('sha256', b, 'buffer');
 const { mode, data } = workerData as HashWorkerData;
 const core = WasmCore.load('release');
 const digests = new Uint8Array((core.windowSize / BLOCK) * 32);
