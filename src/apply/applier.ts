@@ -20,6 +20,9 @@ export { DEFAULT_MAX_IMAGE_SIZE, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, me
 import { scanTarget } from './resume.js';
 import { PayloadReader, type PayloadHead } from './reader.js';
 
+/** Operation types whose output is made by decoding into a buffer of the main thread's (decode.ts). */
+const DECODED_OPS: ReadonlySet<number> = new Set([OpType.SOURCE_DIFF, OpType.REPLACE_DEFLATE, OpType.REPLACE_ZSTD, OpType.SOURCE_ZSTD]);
+
 /** Reused 1 MiB of zeros for writing ZERO operations. */
 const ZERO_CHUNK = new Uint8Array(1024 * 1024);
 
@@ -343,7 +346,7 @@ export class PayloadApplier {
     // Buffers the worker fills: the output of an operation that makes one, and the digests. Taken
     // now, with the source's, so that the window counts the buffers as they are (a pooled buffer
     // may be larger than asked for).
-    const out = op.type === OpType.SOURCE_DIFF || op.type === OpType.REPLACE_DEFLATE ? this.buffers.take(outputLength) : undefined;
+    const out = DECODED_OPS.has(op.type) ? this.buffers.take(outputLength) : undefined;
     const sourceBuffer = SOURCE_OPS.has(op.type) && op.sourceHash ? this.buffers.take(op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0)) : undefined;
     // Counted now: the buffers are transferred to a worker (and read as empty here) once sent.
     // A ZERO operation holds no memory, but counting its length here too was measured to keep peak

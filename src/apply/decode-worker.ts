@@ -55,7 +55,7 @@ function settle(job: DecodeJob): void {
     garbage.full();
   } else if (job.type === OpType.SOURCE_DIFF) {
     garbage.minor();
-  } else if (job.type === OpType.REPLACE_DEFLATE) {
+  } else if (job.type === OpType.REPLACE_DEFLATE || job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
     garbage.young(job.outputLength);
   }
 }

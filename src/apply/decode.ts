@@ -1,6 +1,6 @@
-import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
+import { brotliDecompressSync, inflateRawSync, zstdDecompressSync } from 'node:zlib';
 import { FastPatchError } from '../errors.js';
-import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, decodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import type { WasmCore } from '../wasm/core.js';
 import { DeltaCore, PATCH_ERRORS } from '../wasm/delta.js';
@@ -78,11 +78,15 @@ export type Collect = () => void;
  *   (≤ min(16 MiB, 2X)) at a time: S + C + D + E + O + max(X + min(16 MiB, 2X)), ≤ 96 MiB at
  *   the per-operation limits (S, C, D + E and O ≤ 16 MiB each);
  * - REPLACE_DEFLATE: zlib's one output chunk and its 32 KiB window: O + 64 KiB;
+ * - REPLACE_ZSTD: the one output chunk, and zstd's decoder, whose window buffer is at most the
+ *   output (the frame declares its content size) plus ~160 KiB of tables: 2 O + 256 KiB;
+ * - SOURCE_ZSTD: the same, and zstd's own copy of the dictionary (the source): S + 2 O + 256 KiB;
  * - REPLACE, SOURCE_COPY: nothing (hashed through the core's fixed window).
  * A malformed diff header counts as nothing: the worker refuses it before allocating.
  */
 export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source'>): number {
   if (job.type === OpType.REPLACE_DEFLATE) return job.outputLength + 64 * 1024;
+  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + 2 * job.outputLength + 256 * 1024;
   if (job.type !== OpType.SOURCE_DIFF) return 0;
   let streams: DiffStream[];
   try {
@@ -128,36 +132,60 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
     // The blob is the output: its block digests, just computed, are the output's.
     if (job.blob.length !== job.outputLength) throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length} bytes of data for ${job.outputLength} of output`);
     return { output: job.blob, digests: blobDigests, blob: job.blob };
-  } else if (job.type === OpType.REPLACE_DEFLATE) {
-    // One output chunk: no re-assembly, and anything longer than the output is an error. The chunk
-    // has a byte to spare because zlib allocates a second, unused chunk after filling one exactly,
-    // and that churn maps fresh pages (measured on 2 MiB outputs: ~1.5× the page faults and inflate time).
-    const size = Math.max(job.outputLength, 64);
-    const chunkSize = size + 1;
-    try {
-      output = inflateRawSync(job.blob, { maxOutputLength: size, chunkSize });
-    } catch (err) {
-      throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: deflate stream does not decode to ${job.outputLength} bytes (${(err as Error).message})`);
-    }
-    // Into the main thread's buffer: zlib's own dies here, young (decode-worker.ts collects it),
-    // instead of crossing to the main thread, where it would be garbage of an older generation.
-    // Small chunks are views of Buffer's shared pool, which must not be transferred: copy those.
-    const into = outBuffer(job);
-    if (into && output.length === into.length) {
-      into.set(output);
-      output = into;
-    } else if (output.buffer.byteLength !== chunkSize) {
-      output = Uint8Array.from(output);
-    }
-  } else {
+  } else if (job.type === OpType.REPLACE_DEFLATE || job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
+    output = decompress(job, source, what);
+    } else {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: not a data operation`);
   }
   if (output.length !== job.outputLength) {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
   }
-  // A SOURCE_DIFF's source was only read from: handed back for reuse.
-  const handBack = job.type === OpType.SOURCE_DIFF && job.source && job.source.byteLength > 0 ? { source: job.source } : {};
+  // A SOURCE_DIFF's or SOURCE_ZSTD's source was only read from: handed back for reuse.
+  const handBack = (job.type === OpType.SOURCE_DIFF || job.type === OpType.SOURCE_ZSTD) && job.source && job.source.byteLength > 0 ? { source: job.source } : {};
   return { output, digests: blockDigests(core, output, job.digests), blob: job.blob, ...handBack };
+}
+
+/**
+ * Inflates a REPLACE_DEFLATE or decompresses a zstd operation into one output chunk: no
+ * re-assembly, and anything longer than the output is an error. The chunk has a byte to spare
+ * because zlib allocates a second, unused chunk after filling one exactly, and that churn maps
+ * fresh pages (measured on 2 MiB outputs: ~1.5x the page faults and inflate time). A SOURCE_ZSTD's
+ * source is its raw-content dictionary: zstd matches into it as into earlier output.
+ */
+function decompress(job: DecodeJob, source: Uint8Array, what: string): Uint8Array {
+  const size = Math.max(job.outputLength, 64);
+  const chunkSize = size + 1;
+  let output: Uint8Array;
+  try {
+    if (job.type === OpType.REPLACE_DEFLATE) {
+      output = inflateRawSync(job.blob, { maxOutputLength: size, chunkSize });
+    } else {
+      // zstd would parse a dictionary that starts with its magic number as a formatted one.
+      if (job.type === OpType.SOURCE_ZSTD && (source.length < ZSTD_DICTIONARY_MAGIC.length || ZSTD_DICTIONARY_MAGIC.every((b, i) => source[i] === b))) {
+        throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: source data is not usable as a raw zstd dictionary`);
+      }
+      const dictionary = job.type === OpType.SOURCE_ZSTD ? { dictionary: source } : {};
+      const { buffer, engine } = zstdDecompressSync(job.blob, { maxOutputLength: size, chunkSize, info: true, ...dictionary }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      // zstd stops after one frame: anything after it would be signed bytes nobody decodes.
+      if (engine.bytesWritten !== job.blob.length) {
+        throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - engine.bytesWritten} bytes follow the zstd frame`);
+      }
+      output = buffer;
+    }
+  } catch (err) {
+    if (err instanceof FastPatchError) throw err;
+    const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
+    throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${codec} data does not decode to ${job.outputLength} bytes (${(err as Error).message})`);
+  }
+  // Into the main thread's buffer: zlib's own dies here, young (decode-worker.ts collects it),
+  // instead of crossing to the main thread, where it would be garbage of an older generation.
+  // Small chunks are views of Buffer's shared pool, which must not be transferred: copy those.
+  const into = outBuffer(job);
+  if (into && output.length === into.length) {
+    into.set(output);
+    return into;
+  }
+  return output.buffer.byteLength !== chunkSize ? Uint8Array.from(output) : output;
 }
 
 /** The job's `out` when it holds exactly the output. */

@@ -175,7 +175,7 @@ export class PayloadReader {
         const signatures = decodeSignatures(this.buf);
         this.authenticate?.(this.headerBytes!, this.manifestBytes!, signatures);
         this.manifest = decodeManifest(this.manifestBytes!);
-        validateManifest(this.manifest, this.header!.dataSize);
+        validateManifest(this.manifest, this.header!.dataSize, this.header!.version);
         const event: ReaderEvent = {
           kind: 'head',
           head: {
