@@ -1,9 +1,10 @@
-import { brotliDecompressSync, inflateRawSync, zstdDecompressSync } from 'node:zlib';
+import { brotliDecompressSync } from 'node:zlib';
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, decodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import type { WasmCore } from '../wasm/core.js';
 import { DeltaCore, PATCH_ERRORS } from '../wasm/delta.js';
+import { decompressInto, type Decompressed } from './zlib-into.js';
 
 /** What a decoder needs to know of one operation that carries data or reads the source. */
 export interface DecodeJob {
@@ -22,10 +23,11 @@ export interface DecodeJob {
   /** The source extents, as text for error messages ("1200+16, 5000+3"). */
   sourceExtents?: string;
   /**
-   * Where to put a SOURCE_DIFF's or REPLACE_DEFLATE's output (outputLength bytes), a buffer the
-   * main thread reuses: patching or copying into it, rather than handing over memory of the
-   * worker's own, keeps large buffers from being allocated on one thread and freed on another
-   * (which grows the allocator's arenas) and from piling up as garbage.
+   * Where to put a SOURCE_DIFF's, REPLACE_DEFLATE's or zstd operation's output (outputLength
+   * bytes), a buffer the main thread reuses: patching or decompressing into it, rather than
+   * handing over memory of the worker's own, keeps large buffers from being allocated on one thread
+   * and freed on another (which grows the allocator's arenas), from piling up as garbage, and from
+   * being mapped afresh, page by page, for every operation.
    */
   out?: Uint8Array;
   /** Where to put the output's block digests (a buffer the main thread reuses, as `out`). */
@@ -77,16 +79,16 @@ export type Collect = () => void;
  *   (DeltaCore.patchStreams), and JS one decompressed brotli stream X and brotli's ring buffer
  *   (≤ min(16 MiB, 2X)) at a time: S + C + D + E + O + max(X + min(16 MiB, 2X)), ≤ 96 MiB at
  *   the per-operation limits (S, C, D + E and O ≤ 16 MiB each);
- * - REPLACE_DEFLATE: zlib's one output chunk and its 32 KiB window: O + 64 KiB;
- * - REPLACE_ZSTD: the one output chunk, and zstd's decoder, whose window buffer is at most the
- *   output (the frame declares its content size) plus ~160 KiB of tables: 2 O + 256 KiB;
- * - SOURCE_ZSTD: the same, and zstd's own copy of the dictionary (the source): S + 2 O + 256 KiB;
+ * - REPLACE_DEFLATE: zlib's 32 KiB window (the output goes into the job's `out`): 64 KiB;
+ * - REPLACE_ZSTD: zstd's decoder, ~160 KiB of tables, and when it cannot decode the frame in one
+ *   pass into `out` (no content size in the frame), a window buffer of at most the output: O + 256 KiB;
+ * - SOURCE_ZSTD: the same, and zstd's own copy of the dictionary (the source): S + O + 256 KiB;
  * - REPLACE, SOURCE_COPY: nothing (hashed through the core's fixed window).
  * A malformed diff header counts as nothing: the worker refuses it before allocating.
  */
 export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source'>): number {
-  if (job.type === OpType.REPLACE_DEFLATE) return job.outputLength + 64 * 1024;
-  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + 2 * job.outputLength + 256 * 1024;
+  if (job.type === OpType.REPLACE_DEFLATE) return 64 * 1024;
+  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + job.outputLength + 256 * 1024;
   if (job.type !== OpType.SOURCE_DIFF) return 0;
   let streams: DiffStream[];
   try {
@@ -134,7 +136,7 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
     return { output: job.blob, digests: blobDigests, blob: job.blob };
   } else if (job.type === OpType.REPLACE_DEFLATE || job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
     output = decompress(job, source, what);
-    } else {
+  } else {
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: not a data operation`);
   }
   if (output.length !== job.outputLength) {
@@ -146,46 +148,29 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
 }
 
 /**
- * Inflates a REPLACE_DEFLATE or decompresses a zstd operation into one output chunk: no
- * re-assembly, and anything longer than the output is an error. The chunk has a byte to spare
- * because zlib allocates a second, unused chunk after filling one exactly, and that churn maps
- * fresh pages (measured on 2 MiB outputs: ~1.5x the page faults and inflate time). A SOURCE_ZSTD's
- * source is its raw-content dictionary: zstd matches into it as into earlier output.
+ * Inflates a REPLACE_DEFLATE or decompresses a zstd operation straight into the job's `out` (or a
+ * new buffer when it has none of the output's length): no re-assembly, and anything longer than
+ * the output is an error (zlib-into.ts). A SOURCE_ZSTD's source is its raw-content dictionary:
+ * zstd matches into it as into earlier output.
  */
 function decompress(job: DecodeJob, source: Uint8Array, what: string): Uint8Array {
-  const size = Math.max(job.outputLength, 64);
-  const chunkSize = size + 1;
-  let output: Uint8Array;
+  const into = outBuffer(job) ?? new Uint8Array(job.outputLength);
+  const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
+  // zstd would parse a dictionary that starts with its magic number as a formatted one.
+  if (job.type === OpType.SOURCE_ZSTD && (source.length < ZSTD_DICTIONARY_MAGIC.length || ZSTD_DICTIONARY_MAGIC.every((b, i) => source[i] === b))) {
+    throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: source data is not usable as a raw zstd dictionary`);
+  }
+  let done: Decompressed;
   try {
-    if (job.type === OpType.REPLACE_DEFLATE) {
-      output = inflateRawSync(job.blob, { maxOutputLength: size, chunkSize });
-    } else {
-      // zstd would parse a dictionary that starts with its magic number as a formatted one.
-      if (job.type === OpType.SOURCE_ZSTD && (source.length < ZSTD_DICTIONARY_MAGIC.length || ZSTD_DICTIONARY_MAGIC.every((b, i) => source[i] === b))) {
-        throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: source data is not usable as a raw zstd dictionary`);
-      }
-      const dictionary = job.type === OpType.SOURCE_ZSTD ? { dictionary: source } : {};
-      const { buffer, engine } = zstdDecompressSync(job.blob, { maxOutputLength: size, chunkSize, info: true, ...dictionary }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-      // zstd stops after one frame: anything after it would be signed bytes nobody decodes.
-      if (engine.bytesWritten !== job.blob.length) {
-        throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - engine.bytesWritten} bytes follow the zstd frame`);
-      }
-      output = buffer;
-    }
+    done = decompressInto(codec, job.blob, into, job.type === OpType.SOURCE_ZSTD ? source : undefined);
   } catch (err) {
-    if (err instanceof FastPatchError) throw err;
-    const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${codec} data does not decode to ${job.outputLength} bytes (${(err as Error).message})`);
   }
-  // Into the main thread's buffer: zlib's own dies here, young (decode-worker.ts collects it),
-  // instead of crossing to the main thread, where it would be garbage of an older generation.
-  // Small chunks are views of Buffer's shared pool, which must not be transferred: copy those.
-  const into = outBuffer(job);
-  if (into && output.length === into.length) {
-    into.set(output);
-    return into;
+  // zstd stops after one frame: anything after it would be signed bytes nobody decodes.
+  if (codec === 'zstd' && done.read !== job.blob.length) {
+    throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - done.read} bytes follow the zstd frame`);
   }
-  return output.buffer.byteLength !== chunkSize ? Uint8Array.from(output) : output;
+  return into.subarray(0, done.written);
 }
 
 /** The job's `out` when it holds exactly the output. */
