@@ -5,12 +5,13 @@
  * Why this material: a delta codec is only as good as the changes it is measured on, and the
  * corpus must be as hard as real release pairs. Release A is a debootstrap of plain bookworm plus
  * common server packages; release B is A a month later: every upgrade from bookworm-updates/
- * -security, a few sizeable packages added (php, numpy, redis: new content no old block holds),
- * one sizeable package removed and configs edited. Each release is built into a fresh image
- * with its own filesystem UUID, hash seed and clock, as a release build does, so the layout
- * shifts and every metadata block's checksum differs; the in-place pair instead mounts a copy of
- * A's image and rsyncs B into it, which keeps most blocks where they were. Both kinds are in the
- * corpus because they stress a delta encoder differently (matches far away vs. at the same offset).
+ * -security, sizeable packages added (mariadb-client, redis: new content that no old block
+ * holds and that repeats itself), one sizeable package removed and configs edited. Each release
+ * is built into a fresh image with its own filesystem UUID, hash seed and clock, as a release
+ * build does, so the layout shifts and every metadata block's checksum differs; the in-place
+ * pair instead mounts a copy of A's image and rsyncs B into it, which keeps most blocks where
+ * they were. Both kinds are in the corpus because they stress a delta encoder differently
+ * (matches far away vs. at the same offset).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -45,7 +46,7 @@ const SERVER_PACKAGES = [
  * near-copies of each other: mariadb-client's sixteen ~5 MiB programs share most of their code,
  * redis-tools ships the same 2.3 MiB program twice. An encoder that can only refer to the old
  * image pays for every copy; zstd --patch-from, whose window also holds the new image, pays
- * once. numpy (v2 of this recipe) had no such copies and left the corpus easier than real pairs.
+ * once. numpy (v2 of this recipe) had few such copies and left the corpus easier than real pairs.
  */
 const ADDED_PACKAGES = ['nginx', 'jq', 'htop', 'tcpdump', 'rsync', 'strace', 'lsof', 'sysstat', 'mariadb-client', 'redis-server'];
 const REMOVED_PACKAGES = ['git'];
