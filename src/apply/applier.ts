@@ -144,13 +144,19 @@ export class PayloadApplier {
   private readonly inflightSizes: number[] = [];
   private inflightBytes = 0;
   private readonly writes: Promise<void>[] = [];
-  /** Buffers for the source blocks and outputs of operations (buffer-pool.ts). */
-  private readonly buffers = new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES);
-  /** Buffers for the block digests of operations' outputs. */
-  private readonly digestBuffers = new BufferPool(BUFFER_POOL_SIZE);
-  /** Collects the buffers operations let go of as the apply goes (collect.ts). */
+  /**
+   * Collects the buffers the pools let go of (collect.ts). They are shared memory, which V8 does
+   * not count towards collecting: without this, memory a pool dropped (a size no longer asked
+   * for) would wait for a collection the JS heap's own growth may never call for.
+   */
   private readonly garbage = new GarbageMeter();
+  /** Buffers for the source blocks and outputs of operations (buffer-pool.ts). */
+  private readonly buffers = new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES, this.garbage);
+  /** Buffers for the block digests of operations' outputs. */
+  private readonly digestBuffers = new BufferPool(BUFFER_POOL_SIZE, Infinity, this.garbage);
   private tail: Promise<void> = Promise.resolve();
+  /** Settles once the target is checked and open (accept()); rejects with what refused it. */
+  private targetReady: Promise<void> | undefined;
   private failure: unknown;
   private root: BlockListHasher;
   private readonly pool: DecodePool;
@@ -168,9 +174,13 @@ export class PayloadApplier {
     this.core = WasmCore.load(options.build);
     enableCollection(); // before the decode workers exist
     this.pool = new DecodePool(options.build ?? 'release', options.decodeWorkers);
+    // The workers start now, not on the first operation: their start-up (~0.1 s of wall, more on a
+    // busy machine) then runs beside the head's signature check and the target's checks instead of
+    // before the first decode. A refused payload pays for it (close() waits for them to stop).
+    this.pool.start();
     this.reader = new PayloadReader((header, manifest, signatures) => {
       this.keyId = verifyPayload(header, manifest, signatures, options.trustedKeys).keyId;
-    }, new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES));
+    }, new BufferPool(BUFFER_POOL_SIZE, BUFFER_POOL_BYTES, this.garbage));
     this.root = new BlockListHasher(this.core);
   }
 
@@ -178,18 +188,28 @@ export class PayloadApplier {
   async push(chunk: Uint8Array): Promise<void> {
     this.throwIfFailed();
     this.reader.feed(chunk);
-    // One unit at a time: startOperation waits while the pipeline is full, before the reader
-    // allocates the next blob.
+    // One unit at a time: startOperation waits while the pipeline is full, so the reader fills at
+    // most one blob beyond the window.
     for (let event = this.reader.next(); event; event = this.reader.next()) {
       if (event.kind === 'head') await this.accept(event.head);
       else await this.startOperation(event.index, event.blob);
     }
   }
 
+  /**
+   * Where the next bytes of the payload go (PayloadReader.unfilled): a chunk read straight into it
+   * and pushed is not copied. Empty once the payload is complete.
+   */
+  unfilled(): Uint8Array {
+    return this.reader.unfilled();
+  }
+
   /** Declares the end of the payload; waits for every write, fsyncs and checks the image. */
   async finish(): Promise<ApplyResult> {
     while (this.inflight.length > 0) await this.retireOldest();
     while (this.writes.length > 0) await this.writes.shift();
+    // A refused target is reported before a truncated payload, as when it was checked first.
+    await this.targetReady;
     this.throwIfFailed();
     this.reader.end();
     const head = this.head!;
@@ -256,6 +276,7 @@ export class PayloadApplier {
   async close(): Promise<void> {
     await Promise.allSettled(this.inflight);
     await Promise.allSettled(this.writes);
+    await this.targetReady?.catch(noop);
     await this.pool.close();
     const target = this.target;
     this.target = undefined;
@@ -273,12 +294,24 @@ export class PayloadApplier {
 
   private async accept(head: PayloadHead): Promise<void> {
     this.head = head; // signature already verified by the reader's authenticator
-    const size = head.manifest.targetSize;
     checkReleases(head.manifest, this.options);
     // The source is opened and an existing target checked against it first: a target that is the
     // source is refused as such (USAGE), not as too small for the image. The source's checks cost
     // at most its real size, never the declared one.
     if (head.manifest.sourceSize > 0) await this.openSource(head);
+    // The target's checks take a while (its identity, mounts and other names; creating a file):
+    // operations are checked and decoded meanwhile, and each waits for the target before anything
+    // grows with the declared size (its zero runs hashed) and before it writes (completeOperation).
+    // A resumed apply needs the target first: it tells which operations to skip.
+    const ready = this.openTarget(head);
+    this.targetReady = ready;
+    ready.catch((err: unknown) => (this.failure ??= err));
+    if (this.options.resume) await ready;
+  }
+
+  /** The checks of the target, in order, and opening (or creating) it; see accept(). */
+  private async openTarget(head: PayloadHead): Promise<void> {
+    const size = head.manifest.targetSize;
     const range = this.options.targetRange;
     const existing = this.options.target === undefined ? undefined : await openExistingTarget(this.options.target, range);
     if (existing) this.target = existing;
@@ -339,6 +372,12 @@ export class PayloadApplier {
     const m = this.head!.manifest;
     const op = m.operations[index]!;
     if (this.done?.[index] === 1) return this.skipOperation(op, blob);
+    // Room in the window first, with this operation's blob already read: the moment the oldest
+    // operation retires, this one goes to the free worker (reading its blob only then left a worker
+    // idle for the read, ~5 ms per 16 MiB operation). The window then holds what it held when the
+    // operation was admitted after being sent, and the blob read meanwhile is the one the memory
+    // bound counts as being filled.
+    while (this.inflight.length > PIPELINE_DEPTH - 1 || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();
     // Data hash, inflate and output digests run in a worker; the blob moves there by transfer. The
     // data hash is copied: as a view it would drag the whole manifest buffer along.
     const outputLength = extentBytes(op.dstExtents, m.targetSize);
@@ -382,7 +421,6 @@ export class PayloadApplier {
     this.inflight.push(step);
     this.inflightSizes.push(bytes);
     this.inflightBytes += bytes;
-    while (this.inflight.length > PIPELINE_DEPTH || (this.inflight.length > 1 && this.inflightBytes > PIPELINE_BYTES)) await this.retireOldest();
   }
 
   /** An operation resume found already on the target: nothing to check, decode or write. */
@@ -407,6 +445,7 @@ export class PayloadApplier {
   /** Runs strictly in operation order: checks the output hash, extends the image hash, writes. */
   private async completeOperation(index: number, op: Operation, decoded: Promise<Decoded | undefined>): Promise<void> {
     if (this.failure !== undefined) return;
+    await this.targetReady;
     const m = this.head!.manifest;
     const result = await decoded;
     const length = extentBytes(op.dstExtents, m.targetSize);
@@ -433,16 +472,13 @@ export class PayloadApplier {
       if (result.output.buffer === result.blob.buffer) this.reader.recycle(result.blob);
       else this.buffers.give(result.output.buffer);
     };
+    this.garbage.operation();
     if (result) {
-      // Pooled buffers are not garbage, but every transfer to and from a worker leaves wrappers
-      // (and their native bookkeeping) behind: counting the bytes that went through keeps the
-      // collections measured to help (none in the main thread: 8 GiB full apply 110 -> 117 MiB).
-      this.garbage.released(result.blob.byteLength + result.output.byteLength + (result.source?.byteLength ?? 0));
       if (result.blob.buffer !== result.output.buffer) this.reader.recycle(result.blob);
       if (result.source && result.source.buffer !== result.output.buffer) this.buffers.give(result.source.buffer);
       if (result.spare) this.buffers.give(result.spare.buffer);
     }
-    if (this.target) {
+    if (this.options.target !== undefined) {
       const write = this.writeExtents(op, result?.output, length).then(recycle);
       write.catch((err) => (this.failure ??= err));
       this.writes.push(write);
@@ -526,7 +562,15 @@ export async function applyPayload(input: PayloadInput, options: ApplyOptions): 
       }
       await applier.push(new Uint8Array(0)); // the skipped operations after the last range
     } else {
-      for await (const chunk of isSeekable(input) ? input.read(0) : input) await applier.push(chunk);
+      // Each next() says where the payload's next bytes go: a file's are read straight there
+      // (io/input.ts, fileChunks); other inputs ignore it, and their chunks are copied.
+      const chunks = (isSeekable(input) ? input.read(0) : input)[Symbol.asyncIterator]();
+      try {
+        for (let r = await chunks.next(); r.done !== true; r = await chunks.next(applier.unfilled())) await applier.push(r.value);
+      } catch (err) {
+        await chunks.return?.();
+        throw err;
+      }
     }
     return await applier.finish();
   } finally {

@@ -8,14 +8,21 @@
  * allocated once and reused until the apply ends.
  */
 export class BufferPool {
-  private readonly buffers: ArrayBuffer[] = [];
+  private readonly buffers: (ArrayBuffer | SharedArrayBuffer)[] = [];
   private bytes = 0;
 
   /**
    * @param limit buffers kept at most; the oldest is dropped for a newer one.
    * @param limitBytes bytes kept at most, likewise.
+   * @param shared allocate SharedArrayBuffers, and tell this meter the bytes of every buffer the
+   *   pool drops. Buffers that go to worker threads and back are then shared, not transferred. A
+   *   transferred buffer arrives as a new ArrayBuffer, whose bytes the receiving thread counts as
+   *   new external memory until a collection finds the old one dead: an apply's main thread ran a
+   *   full collection per ~64 MiB of operations for that alone (10 in a 512 MiB full apply). V8
+   *   counts no shared memory towards collecting, so the memory of a dropped buffer is only
+   *   returned by a collection someone asks for (GarbageMeter.released).
    */
-  constructor(private readonly limit: number, private readonly limitBytes = Infinity) {}
+  constructor(private readonly limit: number, private readonly limitBytes = Infinity, private readonly shared?: { released(bytes: number): void }) {}
 
   /**
    * A view of exactly `size` bytes (old contents: any) on the smallest kept buffer that holds it
@@ -30,19 +37,30 @@ export class BufferPool {
       const length = this.buffers[i]!.byteLength;
       if (length >= size && length <= 2 * rounded && (fit < 0 || length < this.buffers[fit]!.byteLength)) fit = i;
     }
-    if (fit < 0) return new Uint8Array(new ArrayBuffer(rounded), 0, size);
+    if (fit < 0) return new Uint8Array(this.shared ? new SharedArrayBuffer(rounded) : new ArrayBuffer(rounded), 0, size);
     const buffer = this.buffers.splice(fit, 1)[0]!;
     this.bytes -= buffer.byteLength;
     return new Uint8Array(buffer, 0, size);
   }
 
-  /** Keeps `buffer` for a later take(). The caller must no longer use it (nor any view of it). */
+  /**
+   * Keeps `buffer` for a later take(). The caller must no longer use it (nor any view of it). A
+   * SharedArrayBuffer that came back from another thread is a new object for the same memory: the
+   * caller gives each buffer once (the check below only catches the same object given twice).
+   */
   give(buffer: ArrayBufferLike): void {
-    if (buffer.byteLength === 0 || !(buffer instanceof ArrayBuffer)) return;
+    if (buffer.byteLength === 0 || !(buffer instanceof ArrayBuffer || buffer instanceof SharedArrayBuffer)) return;
     if (this.buffers.includes(buffer)) return;
-    if (buffer.byteLength > this.limitBytes) return;
+    if (buffer.byteLength > this.limitBytes) {
+      this.shared?.released(buffer.byteLength);
+      return;
+    }
     // Keep the most recent sizes.
-    while (this.buffers.length >= this.limit || this.bytes + buffer.byteLength > this.limitBytes) this.bytes -= this.buffers.shift()!.byteLength;
+    while (this.buffers.length >= this.limit || this.bytes + buffer.byteLength > this.limitBytes) {
+      const dropped = this.buffers.shift()!.byteLength;
+      this.bytes -= dropped;
+      this.shared?.released(dropped);
+    }
     this.buffers.push(buffer);
     this.bytes += buffer.byteLength;
   }

@@ -11,6 +11,18 @@ import { workerBytes, type Decoded, type DecodeJob } from './decode.js';
  */
 export const DECODE_MEMORY_BUDGET = 100 * 1024 * 1024;
 
+/**
+ * JS heap limits of a decode worker. Its JS objects are small (a job's message and views; the data
+ * lives in shared buffers, WASM memory and zlib's native memory: a worker's live heap is ~7 MiB),
+ * but V8 sizes a thread's heap for an application: the young generation grew as jobs went by and
+ * promoted objects piled up in the old one. Measured with `npm run rss`'s images in one process
+ * (library, 3 runs each, with COLLECT_EVERY_OPS): a full apply's peak 130-132 MiB at 1 GiB and
+ * 141-143 at 8 GiB without limits, 123-125 and 133-134 with these. A 32 MiB old generation did a
+ * little better on memory, but V8 scales the external memory a heap may see before a collection
+ * with that limit, and each 16 MiB operation then set off a full collection (25 in a 512 MiB apply).
+ */
+export const WORKER_HEAP_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 };
+
 /** Environment variable that sets the number of decode workers (1-16), for tests and measurements. */
 export const WORKERS_ENV = 'FASTPATCH_DECODE_WORKERS';
 
@@ -30,7 +42,12 @@ export class DecodePool {
   /** @param workers decode workers (default: FASTPATCH_DECODE_WORKERS, else one per core, at most 4). */
   constructor(build: CoreBuild, workers = workersFromEnv() ?? defaultWorkers(), private readonly budget = DECODE_MEMORY_BUDGET) {
     if (!Number.isSafeInteger(workers) || workers < 1) throw new RangeError(`workers must be a whole number of at least 1, got ${workers}`);
-    this.pool = new WorkerPool(new URL('./decode-worker.js', import.meta.url), { build }, 'decode worker', workers);
+    this.pool = new WorkerPool(new URL('./decode-worker.js', import.meta.url), { build }, 'decode worker', workers, WORKER_HEAP_LIMITS);
+  }
+
+  /** Starts the workers now rather than on the first job (their start-up then overlaps other work). */
+  start(): void {
+    this.pool.start();
   }
 
   /** Workers in the pool. */
@@ -47,7 +64,8 @@ export class DecodePool {
       this.running++;
     }
     try {
-      const transfer = new Set([job.blob.buffer, job.source?.buffer, job.out?.buffer, job.digests?.buffer].filter((b) => b !== undefined) as ArrayBuffer[]);
+      // Shared buffers (the applier's pools) go as they are; others move.
+      const transfer = new Set([job.blob.buffer, job.source?.buffer, job.out?.buffer, job.digests?.buffer].filter((b) => b instanceof ArrayBuffer));
       return await this.pool.run(job, [...transfer]);
     } finally {
       this.charged -= bytes;

@@ -16,7 +16,7 @@ const core = WasmCore.load(build);
 // Only delta payloads need the delta module; it is made on their first SOURCE_DIFF.
 let delta: DeltaCore | undefined;
 const deltaCore = () => (delta ??= new DeltaCore(build));
-// What decoding leaves behind here: inflated and patched streams, source copies (collect.ts).
+// What decoding leaves behind here: decompressed diff streams and a dropped delta module (collect.ts).
 const garbage = new GarbageMeter();
 const minor = () => garbage.minor();
 
@@ -27,17 +27,15 @@ parentPort!.on('message', (message: { id: number; job: DecodeJob }) => {
     const result = decodeOperation(core, message.job, deltaCore, minor);
     // A REPLACE output is a view of its blob, a SOURCE_COPY's of its source: each buffer goes once.
     const buffers = [result.output, result.digests, result.blob, result.source, result.spare, result.spareDigests];
-    const transfer = new Set(buffers.filter((b) => b !== undefined).map((b) => b.buffer as ArrayBuffer));
-    // Measured before the transfer, which leaves every transferred buffer empty here.
-    const handled = message.job.blob.byteLength + result.output.byteLength;
+    const transfer = new Set(buffers.map((b) => b?.buffer).filter((b) => b instanceof ArrayBuffer));
     // Before the answer, which releases the job's memory in the main thread's count (decode-pool.ts):
-    // a SOURCE_DIFF leaves brotli decoders and decoded streams behind, a REPLACE_DEFLATE zlib's
-    // output (copied into the main thread's buffer): young garbage, which a young-generation
-    // collection frees at once (measured: a delta's apply peak at 8 GiB 150 -> 121 MiB, 1 GiB 113
-    // -> 106; a full payload's, with the output copied, 131 -> 115 MiB at 1 GiB).
+    // a SOURCE_DIFF leaves brotli decoders and decoded streams behind: young garbage, which a
+    // young-generation collection frees at once (measured: a delta's apply peak at 8 GiB 150 -> 121
+    // MiB, 1 GiB 113 -> 106). zstd and deflate leave nothing of size: they decompress into the
+    // job's `out` (zlib-into.ts).
     settle(message.job);
     parentPort!.postMessage({ id: message.id, result }, [...transfer]);
-    garbage.released(handled);
+    garbage.operation();
   } catch (err) {
     settle(message.job);
     parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
@@ -55,7 +53,5 @@ function settle(job: DecodeJob): void {
     garbage.full();
   } else if (job.type === OpType.SOURCE_DIFF) {
     garbage.minor();
-  } else if (job.type === OpType.REPLACE_DEFLATE || job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
-    garbage.young(job.outputLength);
   }
 }

@@ -10,9 +10,9 @@ import { BLOCK_SIZE, DIGEST_SIZE, LIMITS } from '../format/constants.js';
 import { compareVersions } from '../format/version.js';
 import { imageSize } from '../io/device.js';
 import type { ApplyOptions } from './applier.js';
-import { COLLECT_EVERY, COLLECT_YOUNG_EVERY } from './collect.js';
+import { COLLECT_EVERY } from './collect.js';
 import { KEEP_DELTA_BYTES } from './decode.js';
-import { DECODE_MEMORY_BUDGET } from './decode-pool.js';
+import { DECODE_MEMORY_BUDGET, WORKER_HEAP_LIMITS } from './decode-pool.js';
 
 /**
  * Operations in flight: being checked, inflated, patched and hashed by the decode workers, or
@@ -55,14 +55,16 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  * + filling     L                            the blob being read (16 MiB)
  * + writes      (WRITE_DEPTH + 1) × L        outputs being written, apply only (80 MiB)
  * + pools       2 × BUFFER_POOL_BYTES + BUFFER_POOL_SIZE × L/128   idle buffers kept for reuse (101 MiB)
- * + garbage     COLLECT_EVERY                buffers let go between two collections (32 MiB)
+ * + garbage     COLLECT_EVERY                buffers the pools dropped, before the collection that
+ *                                            frees them (32 MiB)
  * + input       2 × 1 MiB                    the payload's read chunks (io/input.ts)
  * + in workers  DECODE_MEMORY_BUDGET         what running jobs use in the workers (decode-pool.ts:
  *                                            delta module memory, decompressed streams; 100 MiB)
- * + per worker  W × (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)   a delta module kept between jobs and
- *                                            young garbage (9 MiB each)
+ * + per worker  W × (KEEP_DELTA_BYTES + young)  a delta module kept between jobs, and young garbage
+ *                                            up to the young generation's limit (WORKER_HEAP_LIMITS;
+ *                                            10 MiB each)
  *
- * verify: 387 MiB + 8 × manifest with 4 workers (≤ 515 MiB); apply: 80 MiB more (≤ 595 MiB).
+ * verify: 391 MiB + 8 × manifest with 4 workers (≤ 519 MiB); apply: 80 MiB more (≤ 599 MiB).
  * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
  * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
  */
@@ -79,7 +81,7 @@ export function memoryBound(options: { manifestBytes?: number; writes: boolean; 
     COLLECT_EVERY +
     2 * 1024 * 1024 +
     DECODE_MEMORY_BUDGET +
-    (options.workers ?? 4) * (KEEP_DELTA_BYTES + COLLECT_YOUNG_EVERY)
+    (options.workers ?? 4) * (KEEP_DELTA_BYTES + WORKER_HEAP_LIMITS.maxYoungGenerationSizeMb * 1024 * 1024)
   );
 }
 

@@ -75,7 +75,7 @@ export class PayloadReader {
 
   /**
    * Makes `chunk` the input of next(). The previous chunk must be used up. The chunk is copied
-   * from, never kept.
+   * from (unless it was read into unfilled()), never kept.
    */
   feed(chunk: Uint8Array): void {
     if (this.inputAt < this.input.length) throw new Error('feed: the previous chunk is not used up; call next() until it returns null');
@@ -94,7 +94,9 @@ export class PayloadReader {
         throw new FastPatchError('CORRUPT_PAYLOAD', `unexpected bytes after the end of the payload at offset ${this.offset}`);
       }
       const n = Math.min(this.need, this.input.length - this.inputAt);
-      this.buf.set(this.input.subarray(this.inputAt, this.inputAt + n), this.filled);
+      // Bytes read straight into the unit's buffer (unfilled()) are where they belong already.
+      const inPlace = this.input.buffer === this.buf.buffer && this.input.byteOffset + this.inputAt === this.buf.byteOffset + this.filled;
+      if (!inPlace) this.buf.set(this.input.subarray(this.inputAt, this.inputAt + n), this.filled);
       this.filled += n;
       this.inputAt += n;
       this.offset += n;
@@ -104,6 +106,16 @@ export class PayloadReader {
       }
     }
     return null;
+  }
+
+  /**
+   * Where the next bytes of the payload go: the rest of the unit being read (header, manifest,
+   * signatures, or an operation's data blob), empty once the payload is complete. Reading the
+   * input straight into it and feeding the view read (a prefix of it) saves copying those bytes;
+   * valid until the next feed().
+   */
+  unfilled(): Uint8Array {
+    return this.stage === 'done' ? this.buf.subarray(0, 0) : this.buf.subarray(this.filled);
   }
 
   /** feed() and next() until the chunk is used up: every unit it completes, in order. */

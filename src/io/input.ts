@@ -35,8 +35,15 @@ export async function* readPayloadChunks(path: string, stdin: Readable = process
  * megabytes read into fresh buffers left as many megabyte-sized blocks to the C allocator, whose
  * arenas fragment and keep freed memory resident (an apply's peak memory then grows with the
  * payload; measured with `npm run rss`: a full payload's apply, 8 GiB image, 127 -> 113 MiB).
+ *
+ * A caller that knows where the next bytes belong passes that buffer to next() (`it.next(into)`):
+ * from then on, the bytes are read straight into it (up to into.length of them; the chunk yielded
+ * is a view of `into`), with no read-ahead and no copy. The apply reads each operation's data
+ * into the buffer it is checked and decoded from this way (apply/applier.ts): the main thread
+ * then copies nothing. The chunk read ahead before the caller first passed a buffer is yielded as
+ * it is, in one of this generator's own buffers.
  */
-export async function* fileChunks(path: string, from: number, to = Infinity): AsyncGenerator<Uint8Array> {
+export async function* fileChunks(path: string, from: number, to = Infinity): AsyncGenerator<Uint8Array, void, Uint8Array | undefined> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -67,19 +74,32 @@ export async function* fileChunks(path: string, from: number, to = Infinity): As
   };
   let at = from;
   let turn = 0;
-  let pending = readInto(buffers[0]!, at);
+  /** A read into this generator's own buffers, issued before the caller asked for it. */
+  let ahead: Promise<Uint8Array> | undefined = readInto(buffers[0]!, at);
+  let into: Uint8Array | undefined;
   try {
     for (;;) {
-      const chunk = await pending;
+      let chunk: Uint8Array;
+      if (ahead) {
+        chunk = await ahead;
+        ahead = undefined;
+      } else {
+        chunk = await readInto(into!, at);
+      }
       if (chunk.length === 0) return;
       at += chunk.length;
-      turn ^= 1;
-      pending = readInto(buffers[turn]!, at);
-      yield chunk;
+      // Read ahead unless the caller has been saying where the next bytes go.
+      const lends = into !== undefined && into.length > 0;
+      if (!lends) {
+        turn ^= 1;
+        ahead = readInto(buffers[turn]!, at);
+      }
+      into = yield chunk;
+      if (!ahead && !(into !== undefined && into.length > 0)) ahead = readInto(buffers[turn]!, at);
     }
   } finally {
     // A caller that stops early leaves a read in flight: it finishes before the file is closed.
-    await pending.catch(() => undefined);
+    await ahead?.catch(() => undefined);
     await handle.close();
   }
 }

@@ -2,14 +2,15 @@
  * A fixed set of worker threads running one kind of job, for the CPU-heavy stages that must use
  * both cores (decoding operations on apply, diffing ranges on generate). Jobs go to the least busy
  * worker; buffers listed for transfer move instead of being copied. Workers start on the first job,
- * so work that fails early never pays for them. A worker that dies fails every pending and later
+ * so work that fails early never pays for them, or on start(), when the caller knows they will be
+ * needed and has other work to overlap their start-up with. A worker that dies fails every pending and later
  * job: its jobs cannot be told apart from the others'.
  *
  * Protocol with the worker body: it receives { id, job } and answers { id, result } or
  * { id, failure } (a FastPatchError's code and message cross the thread boundary as plain data).
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { FastPatchError, type ErrorCode } from '../errors.js';
 
 interface Pending<R> {
@@ -57,18 +58,20 @@ export class WorkerPool<J, R> {
   /**
    * @param script  the worker body's URL
    * @param name    what the workers do, for error messages ("decode worker")
+   * @param resourceLimits  the workers' JS heap limits (node:worker_threads), if any
    */
   constructor(
     private readonly script: URL,
     private workerData: unknown,
     private readonly name: string,
     readonly size = defaultWorkers(),
+    private readonly resourceLimits?: ResourceLimits,
   ) {}
 
   run(job: J, transfer: readonly ArrayBuffer[] = []): Promise<R> {
     if (this.closed) return Promise.reject(new Error(`${this.name} pool is closed`));
     if (this.broken) return Promise.reject(this.broken);
-    if (this.workers.length === 0) this.start();
+    this.start();
     const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     slot.busy++;
@@ -102,13 +105,15 @@ export class WorkerPool<J, R> {
     this.failAll(new Error(`${this.name} pool closed`));
   }
 
-  private start(): void {
+  /** Starts the workers, unless they are running (or the pool is closed or broken); run() calls it. */
+  start(): void {
+    if (this.workers.length > 0 || this.closed || this.broken) return;
     const workerData = this.workerData;
     // Workers start once, together, and are never replaced: their data (a diff pool's index tables,
     // hundreds of MiB) need not be kept here.
     this.workerData = undefined;
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(this.script, { workerData });
+      const worker = new Worker(this.script, { workerData, ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}) });
       worker.on('message', (m: { id: number; result?: R; failure?: JobFailure }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
