@@ -1,5 +1,5 @@
 /**
- * `npm run rss [-- --sizes 1,8] [--runs N] [--fixed-data MiB] [--dir DIR] [--keep]`: peak resident memory (RSS)
+ * `npm run rss [-- --sizes 1,8] [--runs N] [--fixed-data MiB] [--dir DIR] [--keep] [--work DIR] [--level N]`: peak resident memory (RSS)
  * of generate (full and delta) and apply (full and delta) at image sizes of 1 GiB and 8 GiB (or
  * --sizes, in GiB), each operation in a fresh child process (this file, run as `rss.js child ...`)
  * that prints its own process.resourceUsage().maxRSS (all threads, worker threads included) when
@@ -11,6 +11,11 @@
  * in 1 MiB extents spread evenly across the image: a third incompressible, two thirds text-like.
  * The new version edits bytes in 2% of the extents, moves 1% to other places (block-aligned and
  * not), adds new extents (1% more data) and zeroes 1%. Apply writes to a new (sparse) file.
+ *
+ * --work DIR keeps the images and payloads in DIR and reuses those already there (the generate rows
+ * then say "reused"), so that apply can be measured again after a change without generating
+ * anew; --level N generates full payloads at zstd level N instead of the default (apply's memory
+ * depends on the operations' sizes, not on the level; a lower level only saves time).
  *
  * Prints a table operation x size -> peak RSS MiB, apply's ratio of the largest to the smallest
  * size (the bar: within 10%), and generate's growth per GiB of image.
@@ -40,8 +45,8 @@ async function child(args: string[]): Promise<void> {
   const started = performance.now();
   let detail = '';
   if (op === 'generate-full') {
-    const [target, out] = paths as [string, string];
-    const r = await lib.generateFullPayload({ target, out, version: '2.0.0', keys: [await lib.loadPrivateKeyFile(keyPath!)] });
+    const [target, out, level] = paths as [string, string, string | undefined];
+    const r = await lib.generateFullPayload({ target, out, version: '2.0.0', keys: [await lib.loadPrivateKeyFile(keyPath!)], ...(level ? { level: Number(level) } : {}) });
     detail = `${r.payload.totalSize} payload bytes`;
   } else if (op === 'generate-delta') {
     const [source, target, out] = paths as [string, string, string];
@@ -183,23 +188,33 @@ async function main(argv: string[]): Promise<void> {
   const runs_ = Number(option('--runs') ?? 3);
   if (!(Number.isInteger(runs_) && runs_ > 0)) throw new Error('--runs: a whole number of runs, e.g. 3');
   if (sizes.some((s) => !(s > 0))) throw new Error('--sizes: GiB numbers, e.g. 1,8');
-  const dir = await fsp.mkdtemp(join(option('--dir') ?? tmpdir(), 'fastpatch-rss-'));
-  const keep = argv.includes('--keep');
+  const work = option('--work');
+  const level = option('--level');
+  const dir = work ?? (await fsp.mkdtemp(join(option('--dir') ?? tmpdir(), 'fastpatch-rss-')));
+  if (work) await fsp.mkdir(work, { recursive: true });
+  const keep = argv.includes('--keep') || work !== undefined;
   const lib = await import('../src/index.js');
-  const { privatePath, publicPath } = await lib.writeKeyPair(join(dir, 'key'), lib.generateKey());
+  const exists = (path: string) => fsp.access(path).then(() => true, () => false);
+  const keyBase = join(dir, 'key');
+  const { privatePath, publicPath } = work && (await exists(keyBase)) ? { privatePath: keyBase, publicPath: `${keyBase}.pub` } : await lib.writeKeyPair(keyBase, lib.generateKey());
   const results = new Map<string, Measured>();
   try {
     for (const gib of sizes) {
       // --fixed-data MiB: the same data in every image, so only the image size (zero space) grows.
       const fixed = option('--fixed-data');
       const layout = layoutOf(Math.round(gib * GiB), fixed !== undefined ? Number(fixed) * MiB : undefined);
-      process.stderr.write(`${gib} GiB: writing images (${layout.v1.length} MiB of data each)...\n`);
-      const { v1, v2 } = await writeImages(dir, layout);
       const full = join(dir, `full-${gib}g.fpay`);
       const delta = join(dir, `delta-${gib}g.fpay`);
+      const reuse = work !== undefined && (await exists(full)) && (await exists(delta));
+      let v1 = join(dir, `v1-${layout.size / GiB}g.img`);
+      if (!reuse) {
+        process.stderr.write(`${gib} GiB: writing images (${layout.v1.length} MiB of data each)...\n`);
+        ({ v1 } = await writeImages(dir, layout));
+      }
+      const v2 = join(dir, `v2-${layout.size / GiB}g.img`);
       const out = join(dir, 'out.img');
       const steps: [Operation, string[]][] = [
-        ['generate full', ['generate-full', privatePath, v2, full]],
+        ['generate full', ['generate-full', privatePath, v2, full, ...(level ? [level] : [])]],
         ['generate delta', ['generate-delta', privatePath, v1, v2, delta]],
         ['apply full', ['cli', 'apply', full, '--target', out, '--pubkey', publicPath, '--json']],
         ['apply delta', ['cli', 'apply', delta, '--source', v1, '--target', out, '--pubkey', publicPath, '--json']],
@@ -208,6 +223,11 @@ async function main(argv: string[]): Promise<void> {
       ];
       for (const [name, args] of steps) {
         const apply = name.startsWith('apply');
+        if (!apply && reuse) {
+          results.set(`${name}@${gib}`, { maxRssKiB: 0, seconds: 0, detail: 'reused' });
+          process.stderr.write(`  ${name}: reused ${name.endsWith('full') ? full : delta}\n`);
+          continue;
+        }
         const runs: Measured[] = [];
         for (let i = 0; i < (apply ? runs_ : 1); i++) {
           runs.push(runChild(args));
