@@ -35,7 +35,7 @@ let dir: string;
 let small: BuiltPayload;
 let large: BuiltPayload;
 
-/** Small enough for 1-byte chunks: one REPLACE, one ZERO and one REPLACE_DEFLATE operation, and a short last block. */
+/** Small enough for 1-byte chunks: one REPLACE, one ZERO and one REPLACE_ZSTD operation (format 2's default), and a short last block. */
 function smallImage(): Uint8Array {
   const image = new Uint8Array(12 * KiB + 20 * BLOCK + 24 * KiB + 321);
   image.set(randomBytes(12 * KiB, 21), 0);
@@ -73,7 +73,7 @@ async function applyOnce(payload: Uint8Array, chunks: AsyncIterable<Uint8Array>,
 }
 
 it('the payloads under test have the intended shape', () => {
-  expect(Object.keys(small.result.operations).sort()).toEqual(['REPLACE', 'REPLACE_DEFLATE', 'ZERO']);
+  expect(Object.keys(small.result.operations).sort()).toEqual(['REPLACE', 'REPLACE_ZSTD', 'ZERO']);
   expect(small.payload.length).toBeLessThan(32 * KiB);
   expect(Object.values(large.result.operations).reduce((s, o) => s + o.count, 0)).toBeGreaterThanOrEqual(4);
   expect(large.payload.length).toBeGreaterThan(MiB);
