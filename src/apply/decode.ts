@@ -20,6 +20,10 @@ export interface DecodeJob {
   source?: Uint8Array;
   /** Signed block-list hash of `source`. */
   sourceHash?: Uint8Array;
+  /** SOURCE_ZSTD: the target blocks just before the output that join the dictionary (output-window.ts). */
+  targetDictionary?: Uint8Array;
+  /** Signed block-list hash of `targetDictionary`. */
+  targetDictionaryHash?: Uint8Array;
   /** The source extents, as text for error messages ("1200+16, 5000+3"). */
   sourceExtents?: string;
   /**
@@ -86,9 +90,10 @@ export type Collect = () => void;
  * - REPLACE, SOURCE_COPY: nothing (hashed through the core's fixed window).
  * A malformed diff header counts as nothing: the worker refuses it before allocating.
  */
-export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source'>): number {
+export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source' | 'targetDictionary'>): number {
   if (job.type === OpType.REPLACE_DEFLATE) return 64 * 1024;
-  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + job.outputLength + 256 * 1024;
+  // A target dictionary is joined to the source (one copy) and copied by zstd (another).
+  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + 2 * (job.targetDictionary?.length ?? 0) + job.outputLength + 256 * 1024;
   if (job.type !== OpType.SOURCE_DIFF) return 0;
   let streams: DiffStream[];
   try {
@@ -112,6 +117,13 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
     sourceDigests = blockDigests(core, source, job.type === OpType.SOURCE_COPY ? job.digests : undefined);
     if (Buffer.compare(core.sha256().update(sourceDigests).digest(), job.sourceHash) !== 0) {
       throw new FastPatchError('SOURCE_MISMATCH', `${what}: source blocks ${job.sourceExtents} differ from the source this delta was made from`);
+    }
+  }
+  if (job.targetDictionary) {
+    // Bytes this applier verified and kept; checked again, as a source is, before zstd uses them.
+    const digests = blockDigests(core, job.targetDictionary);
+    if (!job.targetDictionaryHash || Buffer.compare(core.sha256().update(digests).digest(), job.targetDictionaryHash) !== 0) {
+      throw new FastPatchError('HASH_MISMATCH', `${what}: the target blocks before it differ from those its dictionary was made with`);
     }
   }
   if (job.type === OpType.SOURCE_COPY) {
@@ -153,7 +165,10 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
  * the output is an error (zlib-into.ts). A SOURCE_ZSTD's source is its raw-content dictionary:
  * zstd matches into it as into earlier output.
  */
-function decompress(job: DecodeJob, source: Uint8Array, what: string): Uint8Array {
+function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8Array {
+  // The dictionary: the source data, then the target blocks before the output, if any.
+  const target = job.targetDictionary;
+  const source = target && target.length > 0 ? concat(sourceData, target) : sourceData;
   const into = outBuffer(job) ?? new Uint8Array(job.outputLength);
   const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
   // zstd would parse a dictionary that starts with its magic number as a formatted one.
@@ -171,6 +186,13 @@ function decompress(job: DecodeJob, source: Uint8Array, what: string): Uint8Arra
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - done.read} bytes follow the zstd frame`);
   }
   return into.subarray(0, done.written);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
 }
 
 /** The job's `out` when it holds exactly the output. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { applyPayload } from '../apply/applier.js';
 import { FastPatchError } from '../errors.js';
 import { generateDeltaPayload } from '../generate/delta.js';
-import { generateFullPayload } from '../generate/generator.js';
+import { DEFAULT_LEVELS, generateFullPayload } from '../generate/generator.js';
 import { readPayloadChunks } from '../io/input.js';
 import { writeKeyPair } from '../sign/files.js';
 import { generateKey, publicKeyOf, type PublicKey } from '../sign/keys.js';
@@ -15,6 +15,9 @@ import { changeSlots, createFlatcarDisk, readDiskGpt } from '../gpt/transaction.
 import { defaultStatusPath, writeStatus } from '../update/status.js';
 import { updateDisk } from '../update/update.js';
 import { sampleImage } from './sample.js';
+
+/** zstd level of the demo's payloads (see the full payload's generate below). */
+const DEMO_LEVEL = 9;
 
 export interface DemoResult {
   dir: string;
@@ -61,8 +64,10 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
     log('generated signing key release.key and release.key.pub');
 
     const payloadPath = join(dir, 'v2.fpay');
-    const gen = await generateFullPayload({ target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: payloadPath });
-    log(`generate: v2.fpay is ${mib(gen.payload.totalSize)} MiB (${pct(gen.payload.totalSize, gen.targetSize)}% of the image), ` +
+    // zstd level 9, not the default 16: the demo is a walk through, and 16's optimal parser takes
+    // several times as long on these 64 MiB for a few percent (bench/RESULTS.md).
+    const gen = await generateFullPayload({ target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: payloadPath, level: DEMO_LEVEL });
+    log(`generate: v2.fpay is ${mib(gen.payload.totalSize)} MiB (${pct(gen.payload.totalSize, gen.targetSize)}% of the image, zstd level ${DEMO_LEVEL}; releases default to ${DEFAULT_LEVELS.zstd}), ` +
       `${Object.entries(gen.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(gen.targetSize, gen.seconds)}`);
 
     // The passive slot still holds the previous release, as on a device.
@@ -93,7 +98,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
 
     // The delta: slot A runs release 1 and is the source; slot B (holding anything) gets release 2.
     const deltaPath = join(dir, 'v1-to-v2.fpay');
-    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: deltaPath });
+    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: deltaPath, zstdLevel: DEMO_LEVEL });
     log(`generate --source: v1-to-v2.fpay is ${mib(delta.payload.totalSize)} MiB (${pct(delta.payload.totalSize, delta.targetSize)}% of the image, ` +
       `${pct(delta.payload.totalSize, gen.payload.totalSize)}% of the full payload), ${Object.entries(delta.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(delta.targetSize, delta.seconds)}`);
     const slotB2 = join(dir, 'slot-b2.img');
@@ -112,7 +117,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
 
     // Release 1 as a full payload, for the downgrade the device refuses at the end.
     const v1Path = join(dir, 'v1.fpay');
-    await generateFullPayload({ target: join(dir, 'v1.img'), keys: [key], version: '1.0.0', out: v1Path });
+    await generateFullPayload({ target: join(dir, 'v1.img'), keys: [key], version: '1.0.0', out: v1Path, level: DEMO_LEVEL });
     const { boots, ok: cycleOk, downgradeRefused } = await abCycle(dir, deltaPath, v1Path, gen.targetSize, trustedKeys, v1, v2, log);
     return {
       dir,

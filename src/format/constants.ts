@@ -84,6 +84,11 @@ export const LIMITS = {
   MAX_OP_OUTPUT: 16 * 1024 * 1024,
   /** Bytes of source one operation reads (SOURCE_COPY, SOURCE_DIFF): it is held in memory and hashed. */
   MAX_OP_SOURCE: 16 * 1024 * 1024,
+  /**
+   * Target blocks a SOURCE_ZSTD may take as dictionary from right before its output (16 MiB): the
+   * applier keeps that much of the image it has just written and verified (format 2).
+   */
+  MAX_TARGET_DICTIONARY_BLOCKS: 4096,
   /** Operations per manifest: 2^18 operations of 2 MiB cover 512 GiB. */
   MAX_OPS: 1 << 18,
   /** Extents of all operations together. */

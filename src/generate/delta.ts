@@ -24,7 +24,7 @@ import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import type { DiffJob, DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
-import { planDelta, type PlannedOp } from './delta-plan.js';
+import { DIFF_JOB_BLOCKS_ZSTD, DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
 import { SourceIndex } from './source-index.js';
@@ -92,7 +92,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
   const force = options.force === true;
   const source = await openImageForRead(options.source);
   let target: OpenImage | undefined;
-  let pool: WorkerPool<DiffJob, DiffResult> | undefined;
+  let pool: WorkerPool<DiffJob, DiffResult[]> | undefined;
   let data: TempFile | undefined;
   try {
     target = await openImageForRead(options.target);
@@ -105,11 +105,11 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const delta = new DeltaCore(build);
     const index = await SourceIndex.build(delta, core, source, (done) => progress({ phase: 'source', done, total: source.size }));
     const scan = await scanTarget(core, index, target, (done) => progress({ phase: 'target', done, total: target!.size }));
-    const plan = planDelta(scan.blocks, scan.zero, scan.match);
+    const plan = planDelta(scan.blocks, scan.zero, scan.match, formatVersion >= 2 ? DIFF_JOB_BLOCKS_ZSTD : DIFF_OP_BLOCKS);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
     // The pool holds the only reference to the tables, and drops it once the workers have them.
-    pool = new WorkerPool<DiffJob, DiffResult>(
+    pool = new WorkerPool<DiffJob, DiffResult[]>(
       new URL('./diff-worker.js', import.meta.url),
       { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
       'diff worker',
@@ -117,26 +117,28 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     );
 
     const operations: Operation[] = [];
-    const queue: Promise<{ op: Operation; blob?: Uint8Array; diff?: DiffResult }>[] = [];
+    const queue: Promise<Built[]>[] = [];
     let dataSize = 0;
     let diffBytes = 0;
     let extraBytes = 0;
     let encoded = 0;
     const diffTotal = plan.filter((p) => p.kind === 'diff').reduce((n, p) => n + p.count, 0);
     const writeOldest = async () => {
-      const { op, blob, diff } = await queue.shift()!;
-      op.dataOffset = dataSize;
-      if (blob) {
-        await writeAllAt(data!.handle, blob, dataSize, 'payload data');
-        dataSize += blob.length;
+      for (const { op, blob, diff } of await queue.shift()!) {
+        op.dataOffset = dataSize;
+        if (blob) {
+          await writeAllAt(data!.handle, blob, dataSize, 'payload data');
+          dataSize += blob.length;
+        }
+        if (diff) {
+          diffBytes += diff.diffBytes;
+          extraBytes += diff.extraBytes;
+          encoded += op.dstExtents[0]!.blockCount;
+          progress({ phase: 'encode', done: encoded, total: diffTotal });
+        }
+        operations.push(op);
+        if (operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs more than ${LIMITS.MAX_OPS} operations`);
       }
-      if (diff) {
-        diffBytes += diff.diffBytes;
-        extraBytes += diff.extraBytes;
-        encoded += op.dstExtents[0]!.blockCount;
-        progress({ phase: 'encode', done: encoded, total: diffTotal });
-      }
-      operations.push(op);
     };
     for (const [i, p] of plan.entries()) {
       queue.push(buildOperation(i, p, core, index, scan, pool));
@@ -203,28 +205,47 @@ function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: nu
   return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
 }
 
+/** An operation ready to be written in order, with its data blob. */
+interface Built {
+  op: Operation;
+  blob?: Uint8Array;
+  diff?: DiffResult;
+}
+
 async function buildOperation(
-  i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult>,
-): Promise<{ op: Operation; blob?: Uint8Array; diff?: DiffResult }> {
+  i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult[]>,
+): Promise<Built[]> {
   const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
   const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
   if (p.kind === 'zero') {
-    return { op: { ...base, type: OpType.ZERO, outputHash: zeroBlockListHash(core, p.count * BLOCK_SIZE) } };
+    return [{ op: { ...base, type: OpType.ZERO, outputHash: zeroBlockListHash(core, p.count * BLOCK_SIZE) } }];
   }
-  const outputHash = outputHashOf(core, scan, p.start, p.count);
   if (p.kind === 'copy') {
-    return { op: { ...base, type: OpType.SOURCE_COPY, outputHash, sourceHash: index.extentsHash(p.source), srcExtents: p.source } };
+    return [{ op: { ...base, type: OpType.SOURCE_COPY, outputHash: outputHashOf(core, scan, p.start, p.count), sourceHash: index.extentsHash(p.source), srcExtents: p.source } }];
   }
   const copies = scan.match.slice(p.start, p.start + p.count);
-  const diff = await pool.run({ index: i, start: p.start, count: p.count, copies }, [copies.buffer]);
-  const op: Operation = {
-    ...base,
-    type: diff.type,
-    dataLength: diff.blob.length,
-    dataHash: blockListHash(core, diff.blob),
-    outputHash,
-    sourceHash: diff.srcExtents.length > 0 ? index.extentsHash(diff.srcExtents) : undefined,
-    srcExtents: diff.srcExtents,
-  };
-  return { op, blob: diff.blob, diff };
+  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies }, [copies.buffer]);
+  // A job's operations cover its blocks in order, one after another (diff-op.ts).
+  let next = p.start;
+  const built = diffs.map((diff) => {
+    if (diff.start !== next || diff.count < 1) throw new Error(`unreachable: diff job ${i} returned blocks ${diff.start}+${diff.count}, expected ${next}`);
+    next += diff.count;
+    const op: Operation = {
+      ...base,
+      type: diff.type,
+      dataLength: diff.blob.length,
+      dataHash: blockListHash(core, diff.blob),
+      outputHash: outputHashOf(core, scan, diff.start, diff.count),
+      sourceHash: diff.srcExtents.length > 0 ? index.extentsHash(diff.srcExtents) : undefined,
+      srcExtents: diff.srcExtents,
+      dstExtents: [{ startBlock: diff.start, blockCount: diff.count }],
+      // Its hash from the target's block digests, as an output hash is.
+      ...(diff.targetDictionaryBlocks
+        ? { targetDictionaryBlocks: diff.targetDictionaryBlocks, targetDictionaryHash: outputHashOf(core, scan, diff.start - diff.targetDictionaryBlocks, diff.targetDictionaryBlocks) }
+        : {}),
+    };
+    return { op, blob: diff.blob, diff };
+  });
+  if (next !== p.start + p.count) throw new Error(`unreachable: diff job ${i} covered blocks up to ${next}, not ${p.start + p.count}`);
+  return built;
 }

@@ -38,6 +38,11 @@ export interface DiffJob {
 
 export interface DiffResult {
   index: number;
+  /** The target blocks the operation writes (a job may become several operations). */
+  start: number;
+  count: number;
+  /** SOURCE_ZSTD: target blocks right before `start` that join its dictionary. */
+  targetDictionaryBlocks?: number;
   type: number;
   blob: Uint8Array;
   srcExtents: Extent[];
@@ -66,28 +71,75 @@ export function loadAnchors(delta: DeltaCore, tables: AnchorTables, loaded?: () 
   return anchors;
 }
 
-export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promise<DiffResult> {
-  const { delta, source, target } = ctx;
+/**
+ * Encodes one diff job: ranges of at most SUB_RANGE_BLOCKS are analysed one by one (source blocks
+ * chosen, matcher run); consecutive ranges that are mostly new data are then compressed as one
+ * zstd operation (format 2), because zstd finds more in 16 MiB of new files than in four 4 MiB
+ * pieces of them (5% on the 512 MiB Debian pair's new packages, bench/RESULTS.md); the others
+ * become an operation each.
+ */
+export async function encodeDiffJob(ctx: DiffContext, job: DiffJob): Promise<DiffResult[]> {
+  const { target } = ctx;
   const length = Math.min(job.count * BLOCK_SIZE, target.size - job.start * BLOCK_SIZE);
-  const t = new Uint8Array(length);
-  await readFully(target, t, length, job.start * BLOCK_SIZE);
+  const all = new Uint8Array(length);
+  await readFully(target, all, length, job.start * BLOCK_SIZE);
+  const results: DiffResult[] = [];
+  let run: Analysis[] = [];
+  const flushRun = async () => {
+    if (run.length === 1) results.push(await encodeAnalysed(ctx, run[0]!, job.index));
+    else if (run.length > 1) results.push(...(await encodeNovelRun(ctx, run, job.index)));
+    run = [];
+  };
+  for (let at = 0; at < job.count; at += SUB_RANGE_BLOCKS) {
+    const count = Math.min(SUB_RANGE_BLOCKS, job.count - at);
+    const t = all.subarray(at * BLOCK_SIZE, Math.min(length, (at + count) * BLOCK_SIZE));
+    const a = await analyse(ctx, t, job.start + at, job.copies.subarray(at, at + count));
+    if (ctx.formatVersion >= 2 && a.novel) {
+      run.push(a);
+      continue;
+    }
+    await flushRun();
+    results.push(await encodeAnalysed(ctx, a, job.index));
+  }
+  await flushRun();
+  return results;
+}
 
-  const chosen = chooseSourceBlocks(ctx, t, job);
+/** Target blocks the matcher looks at in one piece: 4 MiB, enough context, and the source it picks stays within the format's 16 MiB. */
+export const SUB_RANGE_BLOCKS = 1024;
+
+/** One range, analysed: the source blocks chosen for it, the best diff candidate, the blocks any encoding reads. */
+interface Analysis {
+  start: number;
+  count: number;
+  t: Uint8Array;
+  /** The used source blocks' bytes, copied out of the chosen ones (kept while a run of new data grows). */
+  usedBytes: Map<number, Uint8Array>;
+  best: Candidate;
+  bestCost: number;
+  /** The source blocks any diff encoding reads: what the matcher found similar, a zstd dictionary's blocks. */
+  used: Set<number>;
+  /** Whether the source explains less than half of the range (its extra stream is larger). */
+  novel: boolean;
+}
+
+async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: Int32Array): Promise<Analysis> {
+  const { delta, source } = ctx;
+  const count = copies.length;
+  const chosen = chooseSourceBlocks(ctx, t, count, copies);
   const s = await readExtents(source, toExtents(chosen), BLOCK_SIZE);
-
   // Candidates, judged by a fast compression of their streams plus their manifest bytes; only the
   // winner is compressed at full quality. Metadata (inode tables, directories) gains from short
   // matches, new code loses from them (chance matches cut its literals apart); new data may do
   // best with no source at all.
   let best: Candidate | undefined;
   let bestCost = Infinity;
-  // The source blocks any encoding reads: what the matcher found similar, a zstd dictionary's blocks.
-  const dictionaryBlocks = new Set<number>();
+  const used = new Set<number>();
   for (const minMatch of MIN_MATCH_CANDIDATES) {
     const enc = delta.diffEncode(s, t, minMatch);
     if (!enc) continue;
     const candidate = diffCandidate(enc, chosen);
-    for (const e of candidate.srcExtents) for (let b = e.startBlock; b < e.startBlock + e.blockCount; b++) dictionaryBlocks.add(b);
+    for (const e of candidate.srcExtents) for (let b = e.startBlock; b < e.startBlock + e.blockCount; b++) used.add(b);
     const cost = candidateCost(delta, candidate);
     if (cost < bestCost) {
       best = candidate;
@@ -97,20 +149,101 @@ export async function encodeDiffOperation(ctx: DiffContext, job: DiffJob): Promi
   // Without source only wins where the source explains little.
   if (best === undefined || best.extra.length * 2 > t.length) {
     const plain = plainCandidate(t);
-    if (best === undefined || candidateCost(delta, plain) < bestCost) best = plain;
+    const cost = candidateCost(delta, plain);
+    if (best === undefined || cost < bestCost) {
+      best = plain;
+      bestCost = cost;
+    }
   }
-  const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
-  const extra = best.x86 ? { ...pack(delta.x86Filter(best.extra, 'encode'), q(best.extra)), filter: Filter.X86 } : pack(best.extra, q(best.extra));
-  const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
-  let result: DiffResult = { index: job.index, type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length };
-  if (blob.length >= length) result = { index: job.index, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
-  if (ctx.formatVersion >= 2) {
-    for (const z of zstdCandidates(ctx, t, s, chosen, dictionaryBlocks)) {
-      if (z.blob.length + manifestBytes(z.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...z, index: job.index };
+  const usedBytes = new Map<number, Uint8Array>();
+  chosen.forEach((block, i) => {
+    if (used.has(block)) usedBytes.set(block, s.slice(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+  });
+  return { start, count, t, usedBytes, best, bestCost, used, novel: best.extra.length > NOVEL_SHARE * t.length };
+}
+
+/**
+ * The smallest encoding of one analysed range. Where the source explains little (mostly new
+ * files), zstd does the work alone: brotli at full quality on megabytes of new data costs more
+ * than the rest of the delta together, and loses to zstd with a dictionary there. Elsewhere
+ * brotli's diff is encoded, and zstd tried on top where the range still costs ZSTD_WORTH bytes
+ * (most ranges are a few copies and metadata changes that the diff encodes in bytes).
+ */
+async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Promise<DiffResult> {
+  const { delta } = ctx;
+  const { t, best } = a;
+  const zstd = ctx.formatVersion >= 2;
+  let result: DiffResult = { index, start: a.start, count: a.count, type: OpType.REPLACE, blob: t.slice(), srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  const keep = (r: Omit<DiffResult, 'index' | 'start' | 'count'>) => {
+    if (r.blob.length + manifestBytes(r.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...r, index, start: a.start, count: a.count };
+  };
+  if (!(zstd && a.novel)) {
+    const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
+    const extra = best.x86 ? { ...pack(delta.x86Filter(best.extra, 'encode'), q(best.extra)), filter: Filter.X86 } : pack(best.extra, q(best.extra));
+    const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
+    keep({ type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length });
+  }
+  if (zstd && (a.novel || result.blob.length + manifestBytes(result.srcExtents) >= ZSTD_WORTH)) {
+    const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
+    const dictionary = dictionaryOf([a]);
+    const prefix = a.novel ? await targetPrefix(ctx, a.start) : undefined;
+    for (const z of zstdCandidates(level, t, dictionary, a.used.size * 4 < a.count, !a.novel, prefix)) keep(z);
+    // A range the source explains only in part may resemble the new data just before it instead
+    // (the matcher's diagonals cover bytes they explain badly, so "novel" misses some of those).
+    if (!prefix && a.start > 0 && result.blob.length >= PREFIX_WORTH) {
+      for (const z of zstdCandidates(level, t, dictionary, false, false, await targetPrefix(ctx, a.start))) keep(z);
     }
   }
   return result;
 }
+
+/**
+ * Consecutive ranges of mostly new data, compressed as one zstd operation with the blocks their
+ * matcher runs found similar as the dictionary; if those do not fit the format's limit on an
+ * operation's source, each range alone.
+ */
+async function encodeNovelRun(ctx: DiffContext, run: Analysis[], index: number): Promise<DiffResult[]> {
+  const dictionary = dictionaryOf(run);
+  if (dictionary.blocks.length > MAX_DIFF_SOURCE_BLOCKS) return Promise.all(run.map((a) => encodeAnalysed(ctx, a, index)));
+  const length = run.reduce((n, a) => n + a.t.length, 0);
+  const t = new Uint8Array(length);
+  let at = 0;
+  for (const a of run) {
+    t.set(a.t, at);
+    at += a.t.length;
+  }
+  const count = run.reduce((n, a) => n + a.count, 0);
+  let result: DiffResult = { index, start: run[0]!.start, count, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  const used = run.reduce((n, a) => n + a.used.size, 0);
+  const prefix = await targetPrefix(ctx, run[0]!.start);
+  for (const z of zstdCandidates(ctx.zstdLevel, t, dictionary, used * 4 < count, false, prefix)) {
+    if (z.blob.length + manifestBytes(z.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...z, index, start: result.start, count };
+  }
+  return [result];
+}
+
+/** The source blocks the ranges' matcher runs read, ascending, and their bytes one after another: a zstd dictionary. */
+function dictionaryOf(ranges: readonly Analysis[]): { blocks: number[]; bytes: Uint8Array } {
+  const where = new Map<number, Uint8Array>();
+  for (const a of ranges) for (const [block, bytes] of a.usedBytes) where.set(block, bytes);
+  const blocks = [...where.keys()].sort((x, y) => x - y);
+  if (blocks.length > MAX_DIFF_SOURCE_BLOCKS) return { blocks, bytes: new Uint8Array(0) };
+  const bytes = new Uint8Array(blocks.length * BLOCK_SIZE);
+  blocks.forEach((block, i) => bytes.set(where.get(block)!, i * BLOCK_SIZE));
+  return { blocks, bytes };
+}
+
+/** A range whose extra stream (bytes the source does not explain) exceeds this share of it is "new data": zstd alone. */
+const NOVEL_SHARE = 0.5;
+/**
+ * zstd level where brotli's diff is encoded too: zstd rarely wins there, and level 19's matcher
+ * over a dictionary as large as the range costs seconds per range. On the 64 MiB Debian pair,
+ * 12 against 19 there: 0.2% larger delta, 30% less CPU (bench/RESULTS.md).
+ */
+const ZSTD_LEVEL_ON_DIFF = 12;
+
+/** A range whose best brotli encoding costs less than this is not tried with zstd (see above). */
+const ZSTD_WORTH = 4096;
 
 /** Manifest bytes an operation's source costs: its hash and extents. */
 function manifestBytes(extents: readonly Extent[]): number {
@@ -118,29 +251,70 @@ function manifestBytes(extents: readonly Extent[]): number {
 }
 
 /**
- * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with source blocks
- * as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's --patch-from, per operation). The
- * dictionary is the blocks the WASM matcher found similar, in source order.
+ * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with the
+ * dictionary's source blocks as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's --patch-from,
+ * per operation). With `both` false, only the first where the matcher found little similar
+ * (`plain`: fewer used blocks than a quarter of the range) and only the second elsewhere: on the
+ * 512 MiB pair's new data the two came within 3% of each other, and each costs seconds at level 19.
  */
-function zstdCandidates(ctx: DiffContext, t: Uint8Array, s: Uint8Array, chosen: readonly number[], used: ReadonlySet<number>): Omit<DiffResult, 'index'>[] {
-  const params = { [zc.ZSTD_c_compressionLevel]: ctx.zstdLevel, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0 };
-  const out: Omit<DiffResult, 'index'>[] = [];
-  out.push({ type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params })), srcExtents: [], diffBytes: 0, extraBytes: 0 });
-  const blocks = chosen.filter((b) => used.has(b));
-  if (blocks.length === 0) return out;
-  const dictionary = new Uint8Array(blocks.length * BLOCK_SIZE);
-  let at = 0;
-  for (let i = 0; i < chosen.length; i++) {
-    if (!used.has(chosen[i]!)) continue;
-    dictionary.set(s.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), at);
-    at += BLOCK_SIZE;
-  }
-  if (ZSTD_DICTIONARY_MAGIC.every((b, i) => dictionary[i] === b)) return out;
-  const windowLog = Math.max(10, Math.ceil(Math.log2(dictionary.length + t.length)));
-  const blob = transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: Math.min(windowLog, 27) }, dictionary }));
-  out.push({ type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(blocks), diffBytes: 0, extraBytes: 0 });
+function zstdCandidates(level: number, t: Uint8Array, dictionary: { blocks: number[]; bytes: Uint8Array }, plain: boolean, both: boolean, prefix?: Uint8Array): Omit<DiffResult, 'index' | 'start' | 'count'>[] {
+  const params = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0, ...ZSTD_TABLES };
+  const out: Omit<DiffResult, 'index' | 'start' | 'count'>[] = [];
+  if (!both && plain) dictionary = { blocks: [], bytes: new Uint8Array(0) };
+  // A prefix makes zstd alone pointless: with no similar source blocks, the prefix is the whole dictionary.
+  if ((plain || dictionary.blocks.length === 0) && !(prefix && prefix.length > 0)) out.push({ type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 });
+  // With a prefix (the target blocks before the range), the dictionary is the source blocks, then it.
+  const bytes = prefix && prefix.length > 0 ? concatBytes(dictionary.bytes, prefix) : dictionary.bytes;
+  if (bytes.length === 0 || ZSTD_DICTIONARY_MAGIC.every((b, i) => bytes[i] === b)) return out;
+  // With a prefix, a faster level: level 19 indexes its whole dictionary with its binary-tree
+  // matcher, and 16 MiB more of it per range took the 512 MiB pair's delta from 44 to 491 CPU-s.
+  const dictionaryParams = prefix && prefix.length > 0 ? { [zc.ZSTD_c_compressionLevel]: Math.min(level, ZSTD_LEVEL_WITH_PREFIX) } : {};
+  const blob = transferable(zstdCompressSync(t, { params: { ...params, ...dictionaryParams, [zc.ZSTD_c_windowLog]: windowLogFor(bytes.length + t.length) }, dictionary: bytes }));
+  const targetDictionaryBlocks = prefix ? prefix.length / BLOCK_SIZE : 0;
+  out.push({ type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(dictionary.blocks), diffBytes: 0, extraBytes: 0, ...(targetDictionaryBlocks > 0 ? { targetDictionaryBlocks } : {}) });
   return out;
 }
+
+/**
+ * zstd's match-finder tables, capped: level 19's own (chain log 24, hash log 22) take 80 MiB per
+ * worker; these take 40 MiB, and kept the delta's peak memory under the brotli-only generator's.
+ */
+const ZSTD_TABLES = { [zc.ZSTD_c_chainLog]: 23, [zc.ZSTD_c_hashLog]: 21 };
+
+/** A window that spans the dictionary and the range (at most 64 MiB: 16 MiB of source, of prefix and of range). */
+function windowLogFor(bytes: number): number {
+  return Math.min(26, Math.max(10, Math.ceil(Math.log2(bytes))));
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * The target blocks right before `start` (at most TARGET_PREFIX_BLOCKS), whole blocks: new files
+ * in a release resemble each other (one package's programs share their library code), and zstd
+ * --patch-from sees that because its window spans the new image. On the 64 MiB Debian pair with
+ * MariaDB's client added, the 16 MiB before each 4 MiB of the new image as dictionary took zstd's
+ * size of the image from 13.8 to 12.4 MB (bench/RESULTS.md).
+ */
+async function targetPrefix(ctx: DiffContext, start: number): Promise<Uint8Array> {
+  const blocks = Math.min(TARGET_PREFIX_BLOCKS, start);
+  const bytes = new Uint8Array(blocks * BLOCK_SIZE);
+  if (blocks > 0) await readFully(ctx.target, bytes, bytes.length, (start - blocks) * BLOCK_SIZE);
+  return bytes;
+}
+
+/** zstd level of a candidate with a target prefix (see zstdCandidates). */
+const ZSTD_LEVEL_WITH_PREFIX = 12;
+
+/** A range still costing this much after the other encodings is tried with the target before it as dictionary too. */
+const PREFIX_WORTH = 64 * 1024;
+
+/** Target blocks a SOURCE_ZSTD takes from before its range: the format's limit, 16 MiB. */
+const TARGET_PREFIX_BLOCKS = LIMITS.MAX_TARGET_DICTIONARY_BLOCKS;
 
 /** A copy in memory of its own: zlib's sync results may not be transferable to the main thread. */
 function transferable(data: Uint8Array): Uint8Array {
@@ -214,12 +388,12 @@ function candidateCost(delta: DeltaCore, c: Candidate): number {
  * The source blocks S is made of, ascending: every exact copy the block index found in the range,
  * then the blocks most voted for by anchor hits, up to the budget.
  */
-function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, job: DiffJob): number[] {
+function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copies: Int32Array): number[] {
   const { delta, anchors, source } = ctx;
   const sourceBlocks = Math.ceil(source.size / BLOCK_SIZE);
-  const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, job.count * (1 + SOURCE_PER_TARGET));
+  const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, count * (1 + SOURCE_PER_TARGET));
   const picked = new Set<number>();
-  for (const c of job.copies) if (c >= 0) picked.add(c);
+  for (const c of copies) if (c >= 0) picked.add(c);
 
   const votes = new Map<number, number>();
   const vote = (block: number, weight: number) => {

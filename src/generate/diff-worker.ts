@@ -1,14 +1,14 @@
 /**
  * Worker thread body of the diff pool: each worker owns a delta WASM instance holding a copy of
  * the source fingerprint index, and its own handles on the two images, so the machine's cores
- * encode different diff ranges at once. Messages: DiffJob in, DiffResult out (blob by transfer).
+ * encode different diff ranges at once. Messages: DiffJob in, DiffResult[] out (blobs by transfer).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openImageForRead } from '../io/device.js';
 import { isCloseMessage, toFailure } from '../io/worker-pool.js';
 import { DeltaCore } from '../wasm/delta.js';
 import type { CoreBuild } from '../wasm/core.js';
-import { encodeDiffOperation, loadAnchors, type DiffContext, type DiffJob } from './diff-op.js';
+import { encodeDiffJob, loadAnchors, type DiffContext, type DiffJob } from './diff-op.js';
 import type { AnchorTables } from './source-index.js';
 
 export interface DiffWorkerData {
@@ -45,8 +45,8 @@ parentPort!.on('message', (message: { id: number; job: DiffJob }) => {
   }
   queue = queue.then(async () => {
     try {
-      const result = await encodeDiffOperation(await ready, message.job);
-      parentPort!.postMessage({ id: message.id, result }, [result.blob.buffer as ArrayBuffer]);
+      const result = await encodeDiffJob(await ready, message.job);
+      parentPort!.postMessage({ id: message.id, result }, result.map((r) => r.blob.buffer as ArrayBuffer));
     } catch (err) {
       parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
     }

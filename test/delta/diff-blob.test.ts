@@ -110,7 +110,8 @@ describe('SOURCE_DIFF data in signed payloads', () => {
     const edited = b.slice();
     edited.set(new TextEncoder().encode('This sentence is new in release 2.'), 50_000);
     target = new Uint8Array(Buffer.concat([a, edited, randomBytes(5000, 64)]));
-    d = await buildDelta(dir, 'blob', source, target, { keys: [signer.key] });
+    // Format 1: brotli diffs only, so the range under test is a SOURCE_DIFF (format 2 may pick zstd).
+    d = await buildDelta(dir, 'blob', source, target, { keys: [signer.key], formatVersion: 1 });
     index = d.manifest.operations.findIndex((op, i) => i > 0 && opName(op) === 'SOURCE_DIFF');
   });
   afterAll(async () => {

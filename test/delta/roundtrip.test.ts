@@ -54,8 +54,14 @@ function checkOperations(m: format.Manifest, pair: ImagePair, why: string): void
       case format.OpType.SOURCE_DIFF:
         if (op.dataLength === 0) problems.push(`${what}: no data`);
         break;
+      case format.OpType.SOURCE_ZSTD:
+        if (op.dataLength === 0) problems.push(`${what}: no data`);
+        if (reads.length === 0 && !op.targetDictionaryBlocks) problems.push(`${what}: no dictionary`);
+        if ((op.targetDictionaryBlocks ?? 0) > blocksOf(op.dstExtents)[0]!) problems.push(`${what}: target dictionary before block 0`);
+        break;
       case format.OpType.REPLACE:
       case format.OpType.REPLACE_DEFLATE:
+      case format.OpType.REPLACE_ZSTD:
         if (reads.length > 0) problems.push(`${what}: has source extents`);
         break;
       default:
@@ -121,5 +127,5 @@ it('the pairs cover what they should: every kind of edit and of operation, odd s
   expect(pairs.some((p) => p.target.length < p.source.length)).toBe(true);
   expect(Math.min(...pairs.map((p) => p.source.length))).toBeLessThan(256 * 1024);
   expect(Math.max(...pairs.map((p) => p.source.length))).toBeGreaterThan(2 * 1024 * 1024);
-  expect([...typesSeen].sort()).toEqual(expect.arrayContaining(['SOURCE_COPY', 'SOURCE_DIFF', 'ZERO']));
+  expect([...typesSeen].sort()).toEqual(expect.arrayContaining(['SOURCE_COPY', 'SOURCE_DIFF', 'SOURCE_ZSTD', 'ZERO']));
 });

@@ -181,7 +181,7 @@ export async function buildDelta(
   name: string,
   source: Uint8Array,
   target: Uint8Array,
-  options: { keys: readonly PrivateKey[]; build?: CoreBuild; version?: string; workers?: number },
+  options: { keys: readonly PrivateKey[]; build?: CoreBuild; version?: string; workers?: number; formatVersion?: number },
 ): Promise<BuiltDelta> {
   const sourcePath = join(dir, `${name}.old.img`);
   const targetPath = join(dir, `${name}.new.img`);
@@ -195,7 +195,7 @@ export async function deltaOfFiles(
   sourcePath: string,
   targetPath: string,
   payloadPath: string,
-  options: { keys: readonly PrivateKey[]; build?: CoreBuild; version?: string; workers?: number },
+  options: { keys: readonly PrivateKey[]; build?: CoreBuild; version?: string; workers?: number; formatVersion?: number },
 ): Promise<BuiltDelta> {
   const result = await generateDeltaPayload({
     source: sourcePath,
@@ -206,6 +206,7 @@ export async function deltaOfFiles(
     force: true, // fixtures: a test may rebuild a name it built before
     ...(options.build ? { build: options.build } : {}),
     ...(options.workers ? { workers: options.workers } : {}),
+    ...(options.formatVersion ? { formatVersion: options.formatVersion } : {}),
   });
   const payload = await fsp.readFile(payloadPath);
   return { sourcePath, targetPath, payloadPath, payload, manifest: manifestOf(payload), result };

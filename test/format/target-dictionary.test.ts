@@ -1,0 +1,135 @@
+// SOURCE_ZSTD with a target dictionary (format 2): the target blocks right before the operation's
+// output join its zstd dictionary. The applier takes them from the image it has just verified
+// (src/apply/output-window.ts), checks them against the signed hash, and refuses a manifest that
+// reaches outside what earlier operations wrote.
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { zstdCompressSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { format, type PrivateKey } from '../../dist/src/index.js';
+import { signPayload } from '../../dist/src/sign/signer.js';
+import { BLOCK, applyBytes, blockListHashRef, expectFastPatchError, makeKeyPair, rejectionOf, removeDir, sameBytes, tempDir, textBytes, randomBytes, writePatternFile } from '../helpers/payloads.js';
+
+const { OpType } = format;
+const A = makeKeyPair();
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir('target-dictionary');
+});
+afterAll(async () => {
+  await removeDir(dir);
+});
+
+const hashOf = (data: Uint8Array) => Buffer.from(blockListHashRef(data), 'hex');
+
+/** A 4-block source; a 12-block target: 4 new blocks, then those 4 again with a few bytes changed, then 4 more new ones. */
+const source = randomBytes(4 * BLOCK, 301);
+const first = textBytes(4 * BLOCK, 302);
+const again = Uint8Array.from(first);
+for (let i = 100; i < again.length; i += 1500) again[i] = 0x2a;
+const last = textBytes(4 * BLOCK, 303);
+const image = new Uint8Array(Buffer.concat([first, again, last]));
+
+interface Op {
+  type: number;
+  start: number;
+  output: Uint8Array;
+  blob?: Uint8Array;
+  /** Target dictionary blocks, and the bytes its hash is made from (default: the image's). */
+  tdict?: number;
+  tdictBytes?: Uint8Array;
+}
+
+function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buffer {
+  let dataOffset = 0;
+  const operations: format.Operation[] = ops.map((op) => {
+    const blob = op.blob ?? new Uint8Array(0);
+    const built: format.Operation = {
+      type: op.type,
+      dataOffset,
+      dataLength: blob.length,
+      dataHash: blob.length > 0 ? hashOf(blob) : undefined,
+      outputHash: hashOf(op.output),
+      sourceHash: undefined,
+      srcExtents: [],
+      dstExtents: [{ startBlock: op.start, blockCount: Math.ceil(op.output.length / BLOCK) }],
+      ...(op.tdict ? { targetDictionaryBlocks: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? image.subarray((op.start - op.tdict) * BLOCK, op.start * BLOCK)) } : {}),
+    };
+    dataOffset += blob.length;
+    return built;
+  });
+  const manifest: format.Manifest = {
+    blockSize: BLOCK, targetSize: image.length, targetHash: hashOf(image), sourceSize: source.length, sourceHash: hashOf(source),
+    version: '2.0.0', sourceVersion: '', operations,
+  };
+  const manifestBytes = format.encodeManifest(manifest);
+  const data = Buffer.concat(ops.map((op) => op.blob ?? new Uint8Array(0)));
+  const header = format.encodeHeader({ version: 2, manifestSize: manifestBytes.length, signaturesSize: format.signaturesSize(keys.length), dataSize: data.length });
+  return Buffer.concat([header, manifestBytes, format.encodeSignatures(signPayload(header, manifestBytes, keys)), data]);
+}
+
+/** The target blocks before `start`, as the dictionary of the operation there. */
+const prefix = (start: number, blocks: number) => image.subarray((start - blocks) * BLOCK, start * BLOCK);
+const good: Op[] = [
+  { type: OpType.REPLACE, start: 0, output: first, blob: first },
+  { type: OpType.SOURCE_ZSTD, start: 4, output: again, blob: zstdCompressSync(again, { dictionary: prefix(4, 4) }), tdict: 4 },
+  { type: OpType.SOURCE_ZSTD, start: 8, output: last, blob: zstdCompressSync(last, { dictionary: prefix(8, 8) }), tdict: 8 },
+];
+
+async function apply(bytes: Uint8Array, target?: string) {
+  const src = join(dir, 'source.img');
+  await fsp.writeFile(src, source);
+  return applyBytes(bytes, { trustedKeys: [A.pub], source: src, ...(target ? { target } : {}) });
+}
+
+describe('SOURCE_ZSTD with a target dictionary', () => {
+  it('applies byte for byte, and the repeat costs a fraction of its first copy', async () => {
+    const target = join(dir, 'good.img');
+    await apply(payload(good), target);
+    expect(sameBytes(await fsp.readFile(target), image)).toBe(true);
+    expect(good[1]!.blob!.length).toBeLessThan(zstdCompressSync(again).length / 4);
+  });
+
+  it('verify (no target) checks it from the bytes it has verified', async () => {
+    const result = await apply(payload(good));
+    expect(result.bytesWritten).toBe(0);
+  });
+
+  it('a dictionary hash that does not match the image before it: HASH_MISMATCH, the operation not written', async () => {
+    const target = join(dir, 'bad-hash.img');
+    const before = await writePatternFile(target, image.length, 7);
+    const lying = good.map((op, i) => (i === 1 ? { ...op, tdictBytes: new Uint8Array(4 * BLOCK) } : op));
+    const err = await rejectionOf(apply(payload(lying), target));
+    expectFastPatchError(err, 'HASH_MISMATCH', 4);
+    expect((err as Error).message).toMatch(/operation 1 \(SOURCE_ZSTD\): the target blocks before it differ/);
+    const after = await fsp.readFile(target);
+    expect(sameBytes(after.subarray(0, 4 * BLOCK), first)).toBe(true);
+    expect(sameBytes(after.subarray(4 * BLOCK), before.subarray(4 * BLOCK))).toBe(true);
+  });
+
+  it.each([
+    ['reaching before block 0', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: 5 } : op)), /target dictionary of 5 blocks before block 4/],
+    ['on an operation that is not SOURCE_ZSTD', (ops: Op[]) => ops.map((op, i) => (i === 2 ? { ...op, type: OpType.REPLACE_ZSTD, blob: zstdCompressSync(last), tdict: 8 } : op)), /only SOURCE_ZSTD may have a target dictionary/],
+  ])('a target dictionary %s: CORRUPT_PAYLOAD before anything is written', async (_name, change, message) => {
+    const target = join(dir, 'refused.img');
+    const before = await writePatternFile(target, image.length, 9);
+    const err = await rejectionOf(apply(payload(change(good)), target));
+    expectFastPatchError(err, 'CORRUPT_PAYLOAD', 4);
+    expect((err as Error).message).toMatch(message);
+    expect(sameBytes(await fsp.readFile(target), before)).toBe(true);
+  });
+
+  it('more than 4096 blocks is refused by the manifest check', () => {
+    const op: format.Operation = {
+      type: OpType.SOURCE_ZSTD, dataOffset: 0, dataLength: 1, dataHash: new Uint8Array(32), outputHash: new Uint8Array(32), sourceHash: undefined,
+      srcExtents: [], dstExtents: [{ startBlock: 5000, blockCount: 1 }], targetDictionaryBlocks: 4097, targetDictionaryHash: new Uint8Array(32),
+    };
+    const m: format.Manifest = { blockSize: BLOCK, targetSize: 5001 * BLOCK, targetHash: new Uint8Array(32), sourceSize: BLOCK, sourceHash: new Uint8Array(32), version: '1', sourceVersion: '', operations: [
+      { type: OpType.ZERO, dataOffset: 0, dataLength: 0, dataHash: undefined, outputHash: new Uint8Array(32), sourceHash: undefined, srcExtents: [], dstExtents: [{ startBlock: 0, blockCount: 5000 }] },
+      op,
+    ] };
+    const back = format.decodeManifest(format.encodeManifest(m));
+    expect(back.operations[1]!.targetDictionaryBlocks).toBe(4097);
+    expect(() => format.validateManifest(back, 1, 2)).toThrow(/target dictionary of 4097 blocks, more than 4096/);
+  });
+});
