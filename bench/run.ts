@@ -30,7 +30,7 @@ type Section = (typeof SECTIONS)[number];
  * run near 10 minutes, and apply-vs-dd (~10 s a round) gets 5. The delta peers' encodes take
  * minutes each (zstd -19 on 512 MiB), so delta encode/decode rows get 1 and its apply-vs-dd 3.
  */
-const DEFAULT_ROUNDS = { hash: 9, codec: 5, fullGenerate: 3, fullApply: 5, delta: 1, deltaApply: 3 };
+const DEFAULT_ROUNDS = { hash: 9, codec: 3, fullGenerate: 3, fullApply: 5, delta: 1, deltaApply: 3 };
 
 function parseArgs(argv: readonly string[]): { sections: Section[]; rounds: number | undefined; pairs: string[] } {
   const sections: Section[] = [];
