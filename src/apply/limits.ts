@@ -30,6 +30,12 @@ export const PIPELINE_BYTES = 32 * 1024 * 1024;
  * each stage waited on the others).
  */
 export const WRITE_DEPTH = 4;
+/**
+ * Bytes written between two flushes started while the apply goes on (a datasync of the target,
+ * one at a time, not waited for): the device writes back while the cores decode, instead of all
+ * of it in finish()'s fsync. FASTPATCH_FLUSH_MIB overrides it (0: only the final fsync).
+ */
+export const FLUSH_EVERY = (process.env['FASTPATCH_FLUSH_MIB'] !== undefined ? Number(process.env['FASTPATCH_FLUSH_MIB']) : 64) * 1024 * 1024;
 
 /**
  * Blob, source, output and digest buffers kept for reuse (buffer-pool.ts): as many as the pipeline can
