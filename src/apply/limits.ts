@@ -54,8 +54,8 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  * output, and each decompressed diff stream) and the pipeline's constants; W decode workers:
  *
  *   head        8 × manifest bytes           its bytes, decoded operations and extents (≤ 8 × 16 MiB)
- * + window      max(PIPELINE_BYTES, 3L) + 3L  operations in flight: blob, source and output buffers, as
- *                                            allocated (96 MiB: the window admits one more operation
+ * + window      max(PIPELINE_BYTES, 4L) + 4L  operations in flight: blob, source, output and target
+ *                                            dictionary buffers, as allocated (128 MiB: the window admits one more operation
  *                                            while it holds at most PIPELINE_BYTES, or one operation)
  * + digests     PIPELINE_DEPTH × L/128       their digest lists (4 MiB)
  * + filling     L                            the blob being read (16 MiB)
@@ -70,7 +70,11 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  *                                            up to the young generation's limit (WORKER_HEAP_LIMITS;
  *                                            10 MiB each)
  *
- * verify: 391 MiB + 8 × manifest with 4 workers (≤ 519 MiB); apply: 80 MiB more (≤ 599 MiB).
+ * + target window 16 MiB                       the last verified bytes, for target dictionaries
+ *
+ * The window term is max(PIPELINE_BYTES, 4L) + 4L since a SOURCE_ZSTD may hold a target dictionary
+ * (≤ L) beside its blob, source and output.
+ * verify: 439 MiB + 8 × manifest with 4 workers (≤ 567 MiB); apply: 80 MiB more (≤ 647 MiB).
  * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
  * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
  */
@@ -79,7 +83,10 @@ export function memoryBound(options: { manifestBytes?: number; writes: boolean; 
   const digestList = (L / BLOCK_SIZE) * DIGEST_SIZE;
   return (
     8 * (options.manifestBytes ?? LIMITS.MAX_MANIFEST_SIZE) +
-    Math.max(PIPELINE_BYTES, 3 * L) + 3 * L +
+    // An operation holds at most its blob, source, output and target dictionary (4 L).
+    Math.max(PIPELINE_BYTES, 4 * L) + 4 * L +
+    // The last verified bytes kept for target dictionaries (output-window.ts).
+    LIMITS.MAX_TARGET_DICTIONARY_BLOCKS * BLOCK_SIZE +
     PIPELINE_DEPTH * digestList +
     L +
     (options.writes ? (WRITE_DEPTH + 1) * L : 0) +
