@@ -5,7 +5,6 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { constants as zlibConstants, zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { applyPayload, format, formatPublicKey, inspectPayload, loadPublicKeyFile, readPayloadChunks, type PrivateKey, type PublicKey } from '../../dist/src/index.js';
@@ -440,36 +439,7 @@ describe('generate --format-version', () => {
     refused(await runCli(['generate', '--format-version', version, '--target', at('gen.img'), '--key', keyPath, '--version', '2.0.0', '-o', payload]), 'USAGE', 2);
     expect(existsSync(payload)).toBe(false);
   });
-
-  // Devices not yet updated: the tool before format version 2 (README.md of test/fixtures/v1 says
-  // how to build it) applies --format-version 1 payloads and refuses version 2 ones by their header.
-  const oldCli = process.env.FASTPATCH_OLD_CLI;
-  it.runIf(oldCli !== undefined && existsSync(oldCli))('fastpatch 0.1 (FASTPATCH_OLD_CLI) applies the --format-version 1 payload and refuses the default one before writing', async () => {
-    const v1 = fresh('old-v1.fpay');
-    const v2 = fresh('old-v2.fpay');
-    ok(await runCli(['generate', '--format-version', '1', '--target', at('gen.img'), '--key', keyPath, '--version', '2.0.0', '-o', v1]));
-    ok(await runCli(['generate', '--target', at('gen.img'), '--key', keyPath, '--version', '2.0.0', '-o', v2]));
-    const target = fresh('old-target.img');
-    expect((await runOld(oldCli!, ['apply', v1, '--target', target, '--pubkey', `${keyPath}.pub`])).code).toBe(0);
-    expect(firstDifference(await fsp.readFile(target), image)).toBe(-1);
-    const { path, before } = await patternTarget(image.length);
-    const run = await runOld(oldCli!, ['apply', v2, '--target', path, '--pubkey', `${keyPath}.pub`]);
-    expect(run.code, run.stderr).toBe(4);
-    expect(run.stderr).toMatch(/version 2/);
-    expect(sameBytes(await fsp.readFile(path), before)).toBe(true);
-  });
 });
-
-/** Runs another build's CLI with this Node. */
-function runOld(cli: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const err: Buffer[] = [];
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr: Buffer.concat(err).toString('utf8') }));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // 3. zstd data
