@@ -168,7 +168,7 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
 function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8Array {
   // The dictionary: the source data, then the target blocks before the output, if any.
   const target = job.targetDictionary;
-  const source = target && target.length > 0 ? concat(sourceData, target) : sourceData;
+  const source = target && target.length > 0 ? Buffer.concat([sourceData, target]) : sourceData;
   const into = outBuffer(job) ?? new Uint8Array(job.outputLength);
   const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
   // zstd would parse a dictionary that starts with its magic number as a formatted one.
@@ -186,13 +186,6 @@ function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - done.read} bytes follow the zstd frame`);
   }
   return into.subarray(0, done.written);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 /** The job's `out` when it holds exactly the output. */

@@ -19,6 +19,7 @@ import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '.
 import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
+import { DIFF_OP_BLOCKS } from './delta-plan.js';
 import type { AnchorTables } from './source-index.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
@@ -105,8 +106,8 @@ export async function encodeDiffJob(ctx: DiffContext, job: DiffJob): Promise<Dif
   return results;
 }
 
-/** Target blocks the matcher looks at in one piece: 4 MiB, enough context, and the source it picks stays within the format's 16 MiB. */
-export const SUB_RANGE_BLOCKS = 1024;
+/** Target blocks the matcher looks at in one piece: a diff operation's size (4 MiB), so the source it picks stays within the format's 16 MiB. */
+const SUB_RANGE_BLOCKS = DIFF_OP_BLOCKS;
 
 /** One range, analysed: the source blocks chosen for it, the best diff candidate, the blocks any encoding reads. */
 interface Analysis {
@@ -264,7 +265,7 @@ function zstdCandidates(level: number, t: Uint8Array, dictionary: { blocks: numb
   // A prefix makes zstd alone pointless: with no similar source blocks, the prefix is the whole dictionary.
   if ((plain || dictionary.blocks.length === 0) && !(prefix && prefix.length > 0)) out.push({ type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 });
   // With a prefix (the target blocks before the range), the dictionary is the source blocks, then it.
-  const bytes = prefix && prefix.length > 0 ? concatBytes(dictionary.bytes, prefix) : dictionary.bytes;
+  const bytes = prefix && prefix.length > 0 ? Buffer.concat([dictionary.bytes, prefix]) : dictionary.bytes;
   if (bytes.length === 0 || ZSTD_DICTIONARY_MAGIC.every((b, i) => bytes[i] === b)) return out;
   // With a prefix, a faster level: level 19 indexes its whole dictionary with its binary-tree
   // matcher, and 16 MiB more of it per range took the 512 MiB pair's delta from 44 to 491 CPU-s.
@@ -286,12 +287,6 @@ function windowLogFor(bytes: number): number {
   return Math.min(26, Math.max(10, Math.ceil(Math.log2(bytes))));
 }
 
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
 
 /**
  * The target blocks right before `start` (at most TARGET_PREFIX_BLOCKS), whole blocks: new files
