@@ -12,7 +12,7 @@ import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
-import { OutputWindow } from './output-window.js';
+import { hasTargetDictionaries, targetBlocksFromTarget, targetBlocksInTempFile, type TargetBlocks } from './target-blocks.js';
 import { GarbageMeter, enableCollection } from './collect.js';
 import { DecodePool } from './decode-pool.js';
 import { BUFFER_POOL_BYTES, BUFFER_POOL_SIZE, FLUSH_EVERY, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, checkDeclaredSize, checkReleases, needsRelease } from './limits.js';
@@ -140,8 +140,8 @@ export class PayloadApplier {
   /** True once any byte was written to the target; and once finish() succeeded. */
   private wroteAny = false;
   private finished = false;
-  /** The last verified image bytes, when an operation's dictionary takes target blocks (output-window.ts). */
-  private window: OutputWindow | undefined;
+  /** Earlier target blocks, when an operation's dictionary takes some (target-blocks.ts). */
+  private targetBlocks: TargetBlocks | undefined;
   private readonly inflight: Promise<void>[] = [];
   /** Bytes each operation in `inflight` holds (data, source and output), and their sum. */
   private readonly inflightSizes: number[] = [];
@@ -294,6 +294,9 @@ export class PayloadApplier {
     const source = this.source;
     this.source = undefined;
     await source?.handle.close();
+    const targetBlocks = this.targetBlocks;
+    this.targetBlocks = undefined;
+    await targetBlocks?.close();
   }
 
   private throwIfFailed(): void {
@@ -302,7 +305,9 @@ export class PayloadApplier {
 
   private async accept(head: PayloadHead): Promise<void> {
     this.head = head; // signature already verified by the reader's authenticator
-    if (head.manifest.operations.some((op) => (op.targetDictionaryBlocks ?? 0) > 0)) this.window = new OutputWindow(LIMITS.MAX_TARGET_DICTIONARY_BLOCKS * BLOCK_SIZE);
+    if (hasTargetDictionaries(head.manifest)) {
+      this.targetBlocks = this.options.target !== undefined ? targetBlocksFromTarget(() => this.target!) : await targetBlocksInTempFile(head.manifest);
+    }
     checkReleases(head.manifest, this.options);
     // The source is opened and an existing target checked against it first: a target that is the
     // source is refused as such (USAGE), not as too small for the image. The source's checks cost
@@ -399,16 +404,16 @@ export class PayloadApplier {
     // Counted now: the buffers are transferred to a worker (and read as empty here) once sent.
     // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
     // memory lower (fewer data operations in flight beside it) at a small cost in speed.
-    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0) + (op.targetDictionaryBlocks ?? 0) * BLOCK_SIZE;
+    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0) + extentBytes(op.targetDictionary ?? [], m.targetSize);
     const lent = () => ({
       ...(out ? { out } : {}),
       digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
     });
-    // A target dictionary is the image just before this operation: taken from the window once every
-    // earlier operation is verified (the tail), and checked in the worker against its signed hash.
-    const dictionaryBlocks = op.targetDictionaryBlocks ?? 0;
-    const targetDictionary = dictionaryBlocks > 0 ? this.targetDictionary(op, this.tail) : Promise.resolve({});
-    if (SOURCE_OPS.has(op.type) && (op.sourceHash || dictionaryBlocks > 0)) {
+    // A target dictionary is earlier blocks of the image: read once every earlier operation is
+    // verified (the tail) and written, and checked in the worker against its signed hash.
+    const hasDictionary = (op.targetDictionary?.length ?? 0) > 0;
+    const targetDictionary = hasDictionary ? this.targetDictionary(op, this.tail) : Promise.resolve({});
+    if (SOURCE_OPS.has(op.type) && (op.sourceHash || hasDictionary)) {
       // Read here, checked in the worker against the signed source hash before it is used.
       const sourceHash = op.sourceHash?.slice();
       const source = op.sourceHash ? readExtents(this.source!, op.srcExtents, BLOCK_SIZE, () => sourceBuffer!) : Promise.resolve(new Uint8Array(0));
@@ -437,12 +442,12 @@ export class PayloadApplier {
     this.inflightBytes += bytes;
   }
 
-  /** The target blocks `op` takes as dictionary, once the operations before it (`before`) are verified. */
+  /** The target blocks `op` takes as dictionary, once the operations before it (`before`) are verified and written. */
   private async targetDictionary(op: Operation, before: Promise<void>): Promise<{ targetDictionary: Uint8Array; targetDictionaryHash: Uint8Array }> {
     await before;
+    await Promise.all(this.writes);
     this.throwIfFailed();
-    const end = op.dstExtents[0]!.startBlock * BLOCK_SIZE;
-    const targetDictionary = this.window!.copy(end - op.targetDictionaryBlocks! * BLOCK_SIZE, end);
+    const targetDictionary = await this.targetBlocks!.read(op.targetDictionary!);
     return { targetDictionary, targetDictionaryHash: op.targetDictionaryHash!.slice() };
   }
 
@@ -452,32 +457,12 @@ export class PayloadApplier {
     this.reader.recycle(blob);
     // Progress is reported in operation order, after the operations before it.
     const step = this.tail.then(async () => {
-      // The resume scan checked these blocks against the output hash; a later operation's
-      // dictionary checks them again against its own hash.
-      if (this.window) await this.appendFromTarget(op, length);
       this.skippedOps++;
       this.skippedBytes += length;
       this.reportDone(length);
     });
     step.catch((err) => (this.failure ??= err));
     this.tail = step.catch(noop);
-  }
-
-  /** Puts the last window's worth of an operation's bytes, as the target holds them, into the window. */
-  private async appendFromTarget(op: Operation, length: number): Promise<void> {
-    const window = this.window!;
-    const keep = Math.min(length, window.capacity);
-    const bytes = new Uint8Array(keep);
-    // The operation's output is its extents one after another; only its last `keep` bytes are read.
-    let at = 0;
-    for (const e of op.dstExtents) {
-      const n = extentBytes([e], this.head!.manifest.targetSize);
-      const from = Math.max(0, length - keep - at);
-      if (from < n) await readFully(this.target!, bytes.subarray(at + from - (length - keep), at + n - (length - keep)), n - from, e.startBlock * BLOCK_SIZE + from);
-      at += n;
-    }
-    window.append(length - keep);
-    window.append(keep, bytes);
   }
 
   /** Waits for the oldest operation in flight and takes it out of the window. */
@@ -508,8 +493,8 @@ export class PayloadApplier {
     if (!equal(opHash.digest(), op.outputHash)) {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
-    // Verified: the next operations' target dictionaries may take it.
-    this.window?.append(length, result?.output);
+    // Verified: later operations' target dictionaries may take it (verify keeps what they name).
+    if (this.options.target === undefined) await this.targetBlocks?.keep(op.dstExtents, result?.output);
     // A REPLACE's output is its blob, a SOURCE_COPY's its source; every other output, source and
     // unused buffer is read, patched or inflated into again. What the write does not need goes back
     // now: a write holds its output only (MEMORY_BOUND).

@@ -20,7 +20,7 @@ export interface DecodeJob {
   source?: Uint8Array;
   /** Signed block-list hash of `source`. */
   sourceHash?: Uint8Array;
-  /** SOURCE_ZSTD: the target blocks just before the output that join the dictionary (output-window.ts). */
+  /** SOURCE_ZSTD: the earlier target blocks that join the dictionary, one after another (target-blocks.ts). */
   targetDictionary?: Uint8Array;
   /** Signed block-list hash of `targetDictionary`. */
   targetDictionaryHash?: Uint8Array;
@@ -120,10 +120,10 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
     }
   }
   if (job.targetDictionary) {
-    // Bytes this applier verified and kept; checked again, as a source is, before zstd uses them.
+    // Blocks this applier verified and wrote (or kept), read back: checked again, as a source is, before zstd uses them.
     const digests = blockDigests(core, job.targetDictionary);
     if (!job.targetDictionaryHash || Buffer.compare(core.sha256().update(digests).digest(), job.targetDictionaryHash) !== 0) {
-      throw new FastPatchError('HASH_MISMATCH', `${what}: the target blocks before it differ from those its dictionary was made with`);
+      throw new FastPatchError('HASH_MISMATCH', `${what}: the earlier target blocks it names differ from those its dictionary was made with`);
     }
   }
   if (job.type === OpType.SOURCE_COPY) {

@@ -70,11 +70,9 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  *                                            up to the young generation's limit (WORKER_HEAP_LIMITS;
  *                                            10 MiB each)
  *
- * + target window 16 MiB                       the last verified bytes, for target dictionaries
- *
  * The window term is max(PIPELINE_BYTES, 4L) + 4L since a SOURCE_ZSTD may hold a target dictionary
- * (≤ L) beside its blob, source and output.
- * verify: 439 MiB + 8 × manifest with 4 workers (≤ 567 MiB); apply: 80 MiB more (≤ 647 MiB).
+ * (≤ L, read back from the target when its turn comes) beside its blob, source and output.
+ * verify: 423 MiB + 8 × manifest with 4 workers (≤ 551 MiB); apply: 80 MiB more (≤ 631 MiB).
  * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
  * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
  */
@@ -85,8 +83,6 @@ export function memoryBound(options: { manifestBytes?: number; writes: boolean; 
     8 * (options.manifestBytes ?? LIMITS.MAX_MANIFEST_SIZE) +
     // An operation holds at most its blob, source, output and target dictionary (4 L).
     Math.max(PIPELINE_BYTES, 4 * L) + 4 * L +
-    // The last verified bytes kept for target dictionaries (output-window.ts).
-    LIMITS.MAX_TARGET_DICTIONARY_BLOCKS * BLOCK_SIZE +
     PIPELINE_DEPTH * digestList +
     L +
     (options.writes ? (WRITE_DEPTH + 1) * L : 0) +

@@ -22,11 +22,12 @@ export interface Operation {
   srcExtents: Extent[];
   dstExtents: Extent[];
   /**
-   * SOURCE_ZSTD only (format 2): how many target blocks right before the operation's first
-   * destination block join its dictionary, after the source data (0 or absent: none).
+   * SOURCE_ZSTD only (format 2): target blocks that earlier operations wrote (all before the
+   * operation's first destination block) joining its dictionary after the source data, in
+   * extent order (absent or empty: none).
    */
-  targetDictionaryBlocks?: number;
-  /** Block-list hash of those target blocks; present when targetDictionaryBlocks > 0. */
+  targetDictionary?: Extent[];
+  /** Block-list hash of those target blocks; present when targetDictionary is not empty. */
   targetDictionaryHash?: Uint8Array | undefined;
 }
 
@@ -63,8 +64,8 @@ export function operationSize(op: Operation): number {
     (op.dataLength > 0 ? DIGEST_SIZE : 0) +
     DIGEST_SIZE +
     (op.srcExtents.length > 0 ? DIGEST_SIZE : 0) +
-    ((op.targetDictionaryBlocks ?? 0) > 0 ? DIGEST_SIZE : 0) +
-    EXTENT_SIZE * (op.srcExtents.length + op.dstExtents.length)
+    ((op.targetDictionary?.length ?? 0) > 0 ? DIGEST_SIZE : 0) +
+    EXTENT_SIZE * (op.srcExtents.length + op.dstExtents.length + (op.targetDictionary?.length ?? 0))
   );
 }
 
@@ -117,14 +118,14 @@ export function encodeManifest(m: Manifest): Uint8Array {
     u8(0);
     u16(op.srcExtents.length);
     u16(op.dstExtents.length);
-    u16(op.targetDictionaryBlocks ?? 0);
+    u16(op.targetDictionary?.length ?? 0);
     u64(op.dataOffset);
     u32(op.dataLength);
     if (op.dataLength > 0) bytes(op.dataHash ?? new Uint8Array(0), DIGEST_SIZE);
     bytes(op.outputHash, DIGEST_SIZE);
     if (op.srcExtents.length > 0) bytes(op.sourceHash ?? new Uint8Array(0), DIGEST_SIZE);
-    if ((op.targetDictionaryBlocks ?? 0) > 0) bytes(op.targetDictionaryHash ?? new Uint8Array(0), DIGEST_SIZE);
-    for (const e of [...op.srcExtents, ...op.dstExtents]) {
+    if ((op.targetDictionary?.length ?? 0) > 0) bytes(op.targetDictionaryHash ?? new Uint8Array(0), DIGEST_SIZE);
+    for (const e of [...op.srcExtents, ...op.dstExtents, ...(op.targetDictionary ?? [])]) {
       u64(e.startBlock);
       u32(e.blockCount);
     }
@@ -202,7 +203,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   let extents = 0;
   for (let i = 0; i < opCount; i++) {
     const op = readOperation(r, i);
-    extents += op.srcExtents.length + op.dstExtents.length;
+    extents += op.srcExtents.length + op.dstExtents.length + (op.targetDictionary?.length ?? 0);
     if (extents > LIMITS.MAX_EXTENTS) throw corrupt(`more than ${LIMITS.MAX_EXTENTS} extents in all`);
     operations.push(op);
   }
@@ -216,16 +217,16 @@ function readOperation(r: Reader, index: number): Operation {
   const flags = r.u8(`${what} flags`);
   const srcCount = r.u16(`${what} source extent count`);
   const dstCount = r.u16(`${what} destination extent count`);
-  // The target dictionary's block count: only a SOURCE_ZSTD may have one (validateManifest).
-  const targetDictionaryBlocks = r.u16(`${what} target dictionary blocks`);
+  // The target dictionary's extent count: only a SOURCE_ZSTD may have one (validateManifest).
+  const dictCount = r.u16(`${what} target dictionary extent count`);
   if (flags !== 0) throw corrupt(`${what}: reserved fields are not zero`);
   const dataOffset = r.u64(`${what} data offset`);
   const dataLength = r.u32(`${what} data length`);
   const dataHash = dataLength > 0 ? r.bytes(DIGEST_SIZE, `${what} data hash`) : undefined;
   const outputHash = r.bytes(DIGEST_SIZE, `${what} output hash`);
   const sourceHash = srcCount > 0 ? r.bytes(DIGEST_SIZE, `${what} source hash`) : undefined;
-  const targetDictionaryHash = targetDictionaryBlocks > 0 ? r.bytes(DIGEST_SIZE, `${what} target dictionary hash`) : undefined;
-  if ((srcCount + dstCount) * EXTENT_SIZE > r.remaining) throw corrupt(`${what}: extent count does not fit the manifest`);
+  const targetDictionaryHash = dictCount > 0 ? r.bytes(DIGEST_SIZE, `${what} target dictionary hash`) : undefined;
+  if ((srcCount + dstCount + dictCount) * EXTENT_SIZE > r.remaining) throw corrupt(`${what}: extent count does not fit the manifest`);
   const readExtents = (n: number, kind: string): Extent[] => {
     const list: Extent[] = [];
     for (let i = 0; i < n; i++) {
@@ -235,7 +236,8 @@ function readOperation(r: Reader, index: number): Operation {
   };
   const srcExtents = readExtents(srcCount, 'source');
   const dstExtents = readExtents(dstCount, 'destination');
-  return { type, dataOffset, dataLength, dataHash, outputHash, sourceHash, srcExtents, dstExtents, ...(targetDictionaryBlocks > 0 ? { targetDictionaryBlocks, targetDictionaryHash } : {}) };
+  const targetDictionary = readExtents(dictCount, 'target dictionary');
+  return { type, dataOffset, dataLength, dataHash, outputHash, sourceHash, srcExtents, dstExtents, ...(dictCount > 0 ? { targetDictionary, targetDictionaryHash } : {}) };
 }
 
 /** Number of bytes `extents` cover in an image of `imageSize` bytes (the last block may be short). */
@@ -305,19 +307,25 @@ export function validateManifest(m: Manifest, dataSize: number, formatVersion: n
         if (op.dataLength !== 0) throw corrupt(`${what}: carries data`);
       } else if (op.dataLength === 0) {
         throw corrupt(`${what}: empty diff data`);
-      } else if (op.type === OpType.SOURCE_ZSTD && blocks === 0 && (op.targetDictionaryBlocks ?? 0) === 0) {
+      } else if (op.type === OpType.SOURCE_ZSTD && blocks === 0 && (op.targetDictionary?.length ?? 0) === 0) {
         throw corrupt(`${what}: names no source or target blocks for its dictionary`);
       }
     } else if (op.srcExtents.length > 0) {
       throw corrupt(`${what}: has source extents`);
     }
     if (op.dstExtents.length === 0) throw corrupt(`${what}: no destination extents`);
-    const dictionaryBlocks = op.targetDictionaryBlocks ?? 0;
-    if (dictionaryBlocks > 0) {
+    const dictionary = op.targetDictionary ?? [];
+    if (dictionary.length > 0) {
       // Blocks that earlier operations wrote: every block before this operation's first one.
       if (op.type !== OpType.SOURCE_ZSTD) throw corrupt(`${what}: only SOURCE_ZSTD may have a target dictionary`);
+      let dictionaryBlocks = 0;
+      for (const e of dictionary) {
+        if (e.blockCount === 0 || e.startBlock + e.blockCount > cursor) {
+          throw corrupt(`${what}: target dictionary extent ${e.startBlock}+${e.blockCount} is not before block ${cursor}`);
+        }
+        dictionaryBlocks += e.blockCount;
+      }
       if (dictionaryBlocks > LIMITS.MAX_TARGET_DICTIONARY_BLOCKS) throw corrupt(`${what}: target dictionary of ${dictionaryBlocks} blocks, more than ${LIMITS.MAX_TARGET_DICTIONARY_BLOCKS}`);
-      if (dictionaryBlocks > op.dstExtents[0]!.startBlock) throw corrupt(`${what}: target dictionary of ${dictionaryBlocks} blocks before block ${op.dstExtents[0]!.startBlock}`);
     }
     for (const e of op.dstExtents) {
       if (e.blockCount === 0 || e.startBlock + e.blockCount > targetBlocks) {

@@ -15,7 +15,7 @@
  */
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';
-import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
+import { checkReleaseVersion, type Extent, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../hex.js';
@@ -27,7 +27,7 @@ import type { DiffWorkerData } from './diff-worker.js';
 import { DIFF_JOB_BLOCKS_ZSTD, DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
-import { SourceIndex } from './source-index.js';
+import { AnchorIndex, SourceIndex } from './source-index.js';
 import { discardTemp, type TempFile } from '../io/safe-files.js';
 import { createDataTemp, writeAndDescribe } from './writer.js';
 
@@ -104,14 +104,16 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const progress = options.onProgress ?? (() => {});
     const delta = new DeltaCore(build);
     const index = await SourceIndex.build(delta, core, source, (done) => progress({ phase: 'source', done, total: source.size }));
-    const scan = await scanTarget(core, index, target, (done) => progress({ phase: 'target', done, total: target!.size }));
+    // The target's anchors in a module of their own, freed once the workers have a copy.
+    const targetAnchors = formatVersion >= 2 ? new AnchorIndex(new DeltaCore(build), target.size) : undefined;
+    const scan = await scanTarget(core, index, target, targetAnchors, (done) => progress({ phase: 'target', done, total: target!.size }));
     const plan = planDelta(scan.blocks, scan.zero, scan.match, formatVersion >= 2 ? DIFF_JOB_BLOCKS_ZSTD : DIFF_OP_BLOCKS);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
     // The pool holds the only reference to the tables, and drops it once the workers have them.
     pool = new WorkerPool<DiffJob, DiffResult[]>(
       new URL('./diff-worker.js', import.meta.url),
-      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
+      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), ...(targetAnchors ? { targetAnchors: targetAnchors.tables() } : {}), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
       'diff worker',
       options.workers ?? defaultWorkers(),
     );
@@ -176,7 +178,7 @@ interface TargetScan {
   match: Int32Array;
 }
 
-async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage, onRead: (bytes: number) => void): Promise<TargetScan> {
+async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage, anchors: AnchorIndex | undefined, onRead: (bytes: number) => void): Promise<TargetScan> {
   const blocks = Math.ceil(target.size / BLOCK_SIZE);
   const scan: TargetScan = { blocks, hash: new Uint8Array(0), digests: new Uint8Array(blocks * DIGEST_SIZE), zero: new Uint8Array(blocks), match: new Int32Array(blocks) };
   const root = new BlockListHasher(core);
@@ -195,6 +197,7 @@ async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage,
     index.match(first, digests, zero, scan.match.subarray(first, first + count), previous);
     if (short) scan.match[first + count - 1] = -1;
     previous = scan.match[first + count - 1]!;
+    anchors?.add(window.subarray(0, n), pos);
     onRead(pos + n);
   }
   scan.hash = root.digest();
@@ -203,6 +206,13 @@ async function scanTarget(core: WasmCore, index: SourceIndex, target: OpenImage,
 
 function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: number): Uint8Array {
   return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
+}
+
+/** Block-list hash of target blocks read as `extents`, from the scan's digests. */
+function extentsHashOf(core: WasmCore, scan: TargetScan, extents: readonly Extent[]): Uint8Array {
+  const hasher = core.sha256();
+  for (const e of extents) hasher.update(scan.digests.subarray(e.startBlock * DIGEST_SIZE, (e.startBlock + e.blockCount) * DIGEST_SIZE));
+  return hasher.digest();
 }
 
 /** An operation ready to be written in order, with its data blob. */
@@ -240,8 +250,8 @@ async function buildOperation(
       srcExtents: diff.srcExtents,
       dstExtents: [{ startBlock: diff.start, blockCount: diff.count }],
       // Its hash from the target's block digests, as an output hash is.
-      ...(diff.targetDictionaryBlocks
-        ? { targetDictionaryBlocks: diff.targetDictionaryBlocks, targetDictionaryHash: outputHashOf(core, scan, diff.start - diff.targetDictionaryBlocks, diff.targetDictionaryBlocks) }
+      ...(diff.targetDictionary && diff.targetDictionary.length > 0
+        ? { targetDictionary: diff.targetDictionary, targetDictionaryHash: extentsHashOf(core, scan, diff.targetDictionary) }
         : {}),
     };
     return { op, blob: diff.blob, diff };

@@ -42,8 +42,8 @@ export interface DiffResult {
   /** The target blocks the operation writes (a job may become several operations). */
   start: number;
   count: number;
-  /** SOURCE_ZSTD: target blocks right before `start` that join its dictionary. */
-  targetDictionaryBlocks?: number;
+  /** SOURCE_ZSTD: earlier target blocks that join its dictionary after the source blocks. */
+  targetDictionary?: Extent[];
   type: number;
   blob: Uint8Array;
   srcExtents: Extent[];
@@ -58,6 +58,8 @@ export interface DiffContext {
   target: OpenImage;
   /** Offsets of the fingerprint tables inside `delta`. */
   anchors: { keys: number; positions: number; mask: number };
+  /** Offsets of the target's fingerprint tables (earliest position of each anchor). */
+  targetAnchors?: { keys: number; positions: number; mask: number };
   quality: number;
   /** Format version of the payload: 2 adds the zstd encodings (SOURCE_ZSTD, REPLACE_ZSTD). */
   formatVersion: number;
@@ -176,7 +178,7 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   const zstd = ctx.formatVersion >= 2;
   let result: DiffResult = { index, start: a.start, count: a.count, type: OpType.REPLACE, blob: t.slice(), srcExtents: [], diffBytes: 0, extraBytes: 0 };
   const keep = (r: Omit<DiffResult, 'index' | 'start' | 'count'>) => {
-    if (r.blob.length + manifestBytes(r.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...r, index, start: a.start, count: a.count };
+    if (costOf(r) < costOf(result)) result = { ...r, index, start: a.start, count: a.count };
   };
   if (!(zstd && a.novel)) {
     const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
@@ -184,15 +186,17 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
     const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
     keep({ type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length });
   }
-  if (zstd && (a.novel || result.blob.length + manifestBytes(result.srcExtents) >= ZSTD_WORTH)) {
+  if (zstd && (a.novel || costOf(result) >= ZSTD_WORTH)) {
     const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
-    const dictionary = dictionaryOf([a]);
-    const prefix = a.novel ? await targetPrefix(ctx, a.start) : undefined;
-    for (const z of zstdCandidates(level, t, dictionary, a.used.size * 4 < a.count, !a.novel, prefix)) keep(z);
-    // A range the source explains only in part may resemble the new data just before it instead
-    // (the matcher's diagonals cover bytes they explain badly, so "novel" misses some of those).
-    if (!prefix && a.start > 0 && result.blob.length >= PREFIX_WORTH) {
-      for (const z of zstdCandidates(level, t, dictionary, false, false, await targetPrefix(ctx, a.start))) keep(z);
+    const source = dictionaryOf([a]);
+    const target = await targetDictionaryOf(ctx, t, a.start);
+    const plain = a.used.size * 4 < a.count;
+    for (const z of zstdCandidates(level, t, source, target, plain, !a.novel)) keep(z);
+    // The winner again at the full level, where it still costs much: level 12 gave away 12% of the
+    // 64 MiB Debian pair's largest range (865 against 763 KB), at a fraction of the CPU.
+    if (level < ctx.zstdLevel && costOf(result) >= FULL_LEVEL_WORTH && (result.type === OpType.SOURCE_ZSTD || result.type === OpType.REPLACE_ZSTD)) {
+      const again = zstdEncode(ctx.zstdLevel, t, result.type === OpType.SOURCE_ZSTD ? source : NO_SOURCE, result.targetDictionary ? target : NO_TARGET);
+      if (again) keep(again);
     }
   }
   return result;
@@ -216,15 +220,15 @@ async function encodeNovelRun(ctx: DiffContext, run: Analysis[], index: number):
   const count = run.reduce((n, a) => n + a.count, 0);
   let result: DiffResult = { index, start: run[0]!.start, count, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
   const used = run.reduce((n, a) => n + a.used.size, 0);
-  const prefix = await targetPrefix(ctx, run[0]!.start);
-  for (const z of zstdCandidates(ctx.zstdLevel, t, dictionary, used * 4 < count, false, prefix)) {
-    if (z.blob.length + manifestBytes(z.srcExtents) < result.blob.length + manifestBytes(result.srcExtents)) result = { ...z, index, start: result.start, count };
+  const target = await targetDictionaryOf(ctx, t, run[0]!.start);
+  for (const z of zstdCandidates(ctx.zstdLevel, t, dictionary, target, used * 4 < count, false)) {
+    if (costOf(z) < costOf(result)) result = { ...z, index, start: result.start, count };
   }
   return [result];
 }
 
 /** The source blocks the ranges' matcher runs read, ascending, and their bytes one after another: a zstd dictionary. */
-function dictionaryOf(ranges: readonly Analysis[]): { blocks: number[]; bytes: Uint8Array } {
+function dictionaryOf(ranges: readonly Analysis[]): SourceDictionary {
   const where = new Map<number, Uint8Array>();
   for (const a of ranges) for (const [block, bytes] of a.usedBytes) where.set(block, bytes);
   const blocks = [...where.keys()].sort((x, y) => x - y);
@@ -251,29 +255,51 @@ function manifestBytes(extents: readonly Extent[]): number {
   return extents.length > 0 ? DIGEST_SIZE + EXTENT_BYTES * extents.length : 0;
 }
 
+/** Payload bytes of an encoding: its data, and what its source and target dictionary add to the manifest. */
+function costOf(r: Pick<DiffResult, 'blob' | 'srcExtents' | 'targetDictionary'>): number {
+  return r.blob.length + manifestBytes(r.srcExtents) + manifestBytes(r.targetDictionary ?? []);
+}
+
+/** Source blocks of a zstd dictionary: their numbers, ascending, and their bytes one after another. */
+interface SourceDictionary {
+  blocks: number[];
+  bytes: Uint8Array;
+}
+
+const NO_SOURCE: SourceDictionary = { blocks: [], bytes: new Uint8Array(0) };
+const NO_TARGET: TargetDictionary = { extents: [], bytes: new Uint8Array(0) };
+
 /**
- * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with the
- * dictionary's source blocks as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's --patch-from,
- * per operation). With `both` false, only the first where the matcher found little similar
- * (`plain`: fewer used blocks than a quarter of the range) and only the second elsewhere: on the
- * 512 MiB pair's new data the two came within 3% of each other, and each costs seconds at level 19.
+ * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with the source
+ * blocks, then the earlier target blocks, as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's
+ * --patch-from, per operation). With `both` false, only the first where the matcher found little
+ * similar (`plain`: fewer used blocks than a quarter of the range) and only the second elsewhere:
+ * on the 512 MiB pair's new data the two came within 3% of each other, and each costs seconds at
+ * level 19.
  */
-function zstdCandidates(level: number, t: Uint8Array, dictionary: { blocks: number[]; bytes: Uint8Array }, plain: boolean, both: boolean, prefix?: Uint8Array): Omit<DiffResult, 'index' | 'start' | 'count'>[] {
-  const params = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0, ...ZSTD_TABLES };
+function zstdCandidates(level: number, t: Uint8Array, source: SourceDictionary, target: TargetDictionary, plain: boolean, both: boolean): Omit<DiffResult, 'index' | 'start' | 'count'>[] {
   const out: Omit<DiffResult, 'index' | 'start' | 'count'>[] = [];
-  if (!both && plain) dictionary = { blocks: [], bytes: new Uint8Array(0) };
-  // A prefix makes zstd alone pointless: with no similar source blocks, the prefix is the whole dictionary.
-  if ((plain || dictionary.blocks.length === 0) && !(prefix && prefix.length > 0)) out.push({ type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 });
-  // With a prefix (the target blocks before the range), the dictionary is the source blocks, then it.
-  const bytes = prefix && prefix.length > 0 ? Buffer.concat([dictionary.bytes, prefix]) : dictionary.bytes;
-  if (bytes.length === 0 || ZSTD_DICTIONARY_MAGIC.every((b, i) => bytes[i] === b)) return out;
-  // With a prefix, a faster level: level 19 indexes its whole dictionary with its binary-tree
-  // matcher, and 16 MiB more of it per range took the 512 MiB pair's delta from 44 to 491 CPU-s.
-  const dictionaryParams = prefix && prefix.length > 0 ? { [zc.ZSTD_c_compressionLevel]: Math.min(level, ZSTD_LEVEL_WITH_PREFIX) } : {};
-  const blob = transferable(zstdCompressSync(t, { params: { ...params, ...dictionaryParams, [zc.ZSTD_c_windowLog]: windowLogFor(bytes.length + t.length) }, dictionary: bytes }));
-  const targetDictionaryBlocks = prefix ? prefix.length / BLOCK_SIZE : 0;
-  out.push({ type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(dictionary.blocks), diffBytes: 0, extraBytes: 0, ...(targetDictionaryBlocks > 0 ? { targetDictionaryBlocks } : {}) });
+  if (!both && plain) source = NO_SOURCE;
+  // Earlier target blocks make zstd alone pointless: they are the dictionary then.
+  if ((plain || source.blocks.length === 0) && target.extents.length === 0) out.push(zstdEncode(level, t, NO_SOURCE, NO_TARGET)!);
+  if (source.blocks.length > 0 || target.extents.length > 0) {
+    const z = zstdEncode(level, t, source, target);
+    if (z) out.push(z);
+  }
   return out;
+}
+
+/** One zstd encoding of `t`: REPLACE_ZSTD without dictionary, else SOURCE_ZSTD; undefined where zstd would take the dictionary for a structured one. */
+function zstdEncode(level: number, t: Uint8Array, source: SourceDictionary, target: TargetDictionary): Omit<DiffResult, 'index' | 'start' | 'count'> | undefined {
+  const params = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0, ...ZSTD_TABLES };
+  const bytes = target.bytes.length > 0 ? Buffer.concat([source.bytes, target.bytes]) : source.bytes;
+  if (bytes.length === 0) {
+    if (source.blocks.length > 0 || target.extents.length > 0) return undefined;
+    return { type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 };
+  }
+  if (ZSTD_DICTIONARY_MAGIC.every((b, i) => bytes[i] === b)) return undefined;
+  const blob = transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(bytes.length + t.length) }, dictionary: bytes }));
+  return { type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(source.blocks), diffBytes: 0, extraBytes: 0, ...(target.extents.length > 0 ? { targetDictionary: target.extents } : {}) };
 }
 
 /**
@@ -282,34 +308,39 @@ function zstdCandidates(level: number, t: Uint8Array, dictionary: { blocks: numb
  */
 const ZSTD_TABLES = { [zc.ZSTD_c_chainLog]: 23, [zc.ZSTD_c_hashLog]: 21 };
 
-/** A window that spans the dictionary and the range (at most 64 MiB: 16 MiB of source, of prefix and of range). */
+/** A window that spans the dictionary and the range (at most 64 MiB: 16 MiB of source, of target dictionary and of range). */
 function windowLogFor(bytes: number): number {
   return Math.min(26, Math.max(10, Math.ceil(Math.log2(bytes))));
 }
 
 
-/**
- * The target blocks right before `start` (at most TARGET_PREFIX_BLOCKS), whole blocks: new files
- * in a release resemble each other (one package's programs share their library code), and zstd
- * --patch-from sees that because its window spans the new image. On the 64 MiB Debian pair with
- * MariaDB's client added, the 16 MiB before each 4 MiB of the new image as dictionary took zstd's
- * size of the image from 13.8 to 12.4 MB (bench/RESULTS.md).
- */
-async function targetPrefix(ctx: DiffContext, start: number): Promise<Uint8Array> {
-  const blocks = Math.min(TARGET_PREFIX_BLOCKS, start);
-  const bytes = new Uint8Array(blocks * BLOCK_SIZE);
-  if (blocks > 0) await readFully(ctx.target, bytes, bytes.length, (start - blocks) * BLOCK_SIZE);
-  return bytes;
+/** Earlier target blocks as a zstd dictionary: their extents (ascending) and bytes, one after another. */
+interface TargetDictionary {
+  extents: Extent[];
+  bytes: Uint8Array;
 }
 
-/** zstd level of a candidate with a target prefix (see zstdCandidates). */
-const ZSTD_LEVEL_WITH_PREFIX = 12;
+/**
+ * Earlier target blocks for a range's dictionary, at most the format's 4096: those the range's
+ * anchors point to in the target before it, most voted first. New files in a release resemble each
+ * other (one package's programs share their library code), and zstd --patch-from sees that because
+ * its window spans the new image; an image updated in place scatters a package's files over the
+ * free space, so the similar blocks are found by content, not taken from right before the range.
+ * Only the voted blocks: the 16 MiB right before each range as well made the 512 MiB in-place
+ * pair's delta 30% larger (zstd's matches into the dictionary cost more offset bits, and its
+ * level had to be lowered to keep the time) (bench/RESULTS.md).
+ */
+async function targetDictionaryOf(ctx: DiffContext, t: Uint8Array, start: number): Promise<TargetDictionary> {
+  if (!ctx.targetAnchors || start === 0) return NO_TARGET;
+  const votes = anchorVotes(ctx, ctx.targetAnchors, t, start);
+  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]);
+  const blocks = ranked.slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS).map(([block]) => block).sort((a, b) => a - b);
+  const extents = toExtents(blocks);
+  return { extents, bytes: await readExtents(ctx.target, extents, BLOCK_SIZE) };
+}
 
-/** A range still costing this much after the other encodings is tried with the target before it as dictionary too. */
-const PREFIX_WORTH = 64 * 1024;
-
-/** Target blocks a SOURCE_ZSTD takes from before its range: the format's limit, 16 MiB. */
-const TARGET_PREFIX_BLOCKS = LIMITS.MAX_TARGET_DICTIONARY_BLOCKS;
+/** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
+const FULL_LEVEL_WORTH = 64 * 1024;
 
 /** A copy in memory of its own: zlib's sync results may not be transferable to the main thread. */
 function transferable(data: Uint8Array): Uint8Array {
@@ -384,15 +415,31 @@ function candidateCost(delta: DeltaCore, c: Candidate): number {
  * then the blocks most voted for by anchor hits, up to the budget.
  */
 function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copies: Int32Array): number[] {
-  const { delta, anchors, source } = ctx;
+  const { anchors, source } = ctx;
   const sourceBlocks = Math.ceil(source.size / BLOCK_SIZE);
   const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, count * (1 + SOURCE_PER_TARGET));
   const picked = new Set<number>();
   for (const c of copies) if (c >= 0) picked.add(c);
 
+  const votes = anchorVotes(ctx, anchors, t, sourceBlocks);
+  for (const block of picked) votes.delete(block);
+  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  for (const [block] of ranked) {
+    if (picked.size >= budget) break;
+    picked.add(block);
+  }
+  return [...picked].sort((a, b) => a - b);
+}
+
+/**
+ * Votes of the range's anchor hits in an index for the blocks of the indexed image below `limit`:
+ * the block holding each hit and its neighbours, compared along the hit's diagonal.
+ */
+function anchorVotes(ctx: DiffContext, anchors: NonNullable<DiffContext['targetAnchors']>, t: Uint8Array, limit: number): Map<number, number> {
+  const { delta } = ctx;
   const votes = new Map<number, number>();
   const vote = (block: number, weight: number) => {
-    if (block >= 0 && block < sourceBlocks && !picked.has(block)) votes.set(block, (votes.get(block) ?? 0) + weight);
+    if (block >= 0 && block < limit) votes.set(block, (votes.get(block) ?? 0) + weight);
   };
   const mark = delta.mark();
   try {
@@ -404,7 +451,6 @@ function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copi
     for (let h = 0; h < hits; h++) {
       const offset = view.getUint32(h * 16, true);
       const position = view.getUint32(h * 16 + 8, true) + view.getUint32(h * 16 + 12, true) * 2 ** 32;
-      // The target block holding the hit, and its neighbours, compared along the hit's diagonal.
       const tb = Math.floor(offset / BLOCK_SIZE);
       for (let k = -1; k <= 1; k++) {
         const tStart = (tb + k) * BLOCK_SIZE;
@@ -418,12 +464,7 @@ function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copi
   } finally {
     delta.reset(mark);
   }
-  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-  for (const [block] of ranked) {
-    if (picked.size >= budget) break;
-    picked.add(block);
-  }
-  return [...picked].sort((a, b) => a - b);
+  return votes;
 }
 
 /** Ascending block numbers as extents, consecutive ones merged. */

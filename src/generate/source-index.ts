@@ -37,24 +37,16 @@ export class SourceIndex {
   private readonly digests: number;
   private readonly table: number;
   private readonly tableMask: number;
-  private readonly anchorKeys: number;
-  private readonly anchorPositions: number;
-  private readonly anchorMask: number;
-  private readonly anchorLimit: number;
-  private anchorCount = 0;
+  private readonly anchorIndex: AnchorIndex;
   private readonly scratch: number;
 
   private constructor(private readonly delta: DeltaCore, private readonly core: WasmCore, readonly size: number) {
     this.blocks = Math.ceil(size / BLOCK_SIZE);
     const tableSlots = pow2AtLeast(this.blocks * 2);
     this.tableMask = tableSlots - 1;
-    this.anchorLimit = Math.ceil(size / ANCHOR_SPACING) + 64;
-    const anchorSlots = pow2AtLeast(Math.ceil(this.anchorLimit / 0.7));
-    this.anchorMask = anchorSlots - 1;
     this.digests = delta.alloc(this.blocks * DIGEST_SIZE);
     this.table = delta.alloc(tableSlots * 4);
-    this.anchorKeys = delta.alloc(anchorSlots * 4);
-    this.anchorPositions = delta.alloc(anchorSlots * 8);
+    this.anchorIndex = new AnchorIndex(delta, size);
     this.scratch = delta.alloc(core.windowSize + (core.windowSize / BLOCK_SIZE));
     // Fresh WASM memory is zero: the tables start empty.
   }
@@ -93,7 +85,7 @@ export class SourceIndex {
     mem.set(skip, this.scratch + this.core.windowSize);
     const x = this.delta.exports;
     x.blockIndexAdd(this.digests, first, skip.length, this.scratch + this.core.windowSize, this.table, this.tableMask);
-    this.anchorCount = x.anchorIndexAdd(this.scratch, data.length, pos, this.anchorKeys, this.anchorPositions, this.anchorMask, this.anchorCount, this.anchorLimit);
+    this.anchorIndex.addAt(this.scratch, data.length, pos);
   }
 
   /**
@@ -130,19 +122,61 @@ export class SourceIndex {
 
   /** Anchors indexed (for reports). */
   get anchors(): number {
-    return this.anchorCount;
+    return this.anchorIndex.count;
   }
 
   /** One shared copy of the fingerprint tables for the diff workers. */
   anchorTables(): AnchorTables {
+    return this.anchorIndex.tables();
+  }
+}
+
+/**
+ * The fingerprint index of one image in a delta module's memory: content-defined anchors and the
+ * image offset where each first occurs (a later occurrence of the same anchor keeps the first).
+ * The source's tells the diff encoder where old data resembles a range; the target's, which
+ * earlier parts of the new image do (for a SOURCE_ZSTD's target dictionary).
+ */
+export class AnchorIndex {
+  private readonly keys: number;
+  private readonly positions: number;
+  private readonly mask: number;
+  private readonly limit: number;
+  count = 0;
+
+  constructor(private readonly delta: DeltaCore, size: number) {
+    this.limit = Math.ceil(size / ANCHOR_SPACING) + 64;
+    const slots = pow2AtLeast(Math.ceil(this.limit / 0.7));
+    this.mask = slots - 1;
+    this.keys = delta.alloc(slots * 4);
+    this.positions = delta.alloc(slots * 8);
+  }
+
+  /** Indexes `length` bytes at `at` in the module's memory, which sit at image offset `pos`. */
+  addAt(at: number, length: number, pos: number): void {
+    this.count = this.delta.exports.anchorIndexAdd(at, length, pos, this.keys, this.positions, this.mask, this.count, this.limit);
+  }
+
+  /** Indexes `data`, the image's bytes at offset `pos`. */
+  add(data: Uint8Array, pos: number): void {
+    const mark = this.delta.mark();
+    try {
+      this.addAt(this.delta.put(data), data.length, pos);
+    } finally {
+      this.delta.reset(mark);
+    }
+  }
+
+  /** One shared copy of the tables, for worker threads. */
+  tables(): AnchorTables {
     const mem = this.delta.bytes();
-    const slots = this.anchorMask + 1;
+    const slots = this.mask + 1;
     const shared = new SharedArrayBuffer(slots * 12);
     const keys = new Uint8Array(shared, 0, slots * 4);
     const positions = new Uint8Array(shared, slots * 4, slots * 8);
-    keys.set(mem.subarray(this.anchorKeys, this.anchorKeys + slots * 4));
-    positions.set(mem.subarray(this.anchorPositions, this.anchorPositions + slots * 8));
-    return { keys, positions, mask: this.anchorMask };
+    keys.set(mem.subarray(this.keys, this.keys + slots * 4));
+    positions.set(mem.subarray(this.positions, this.positions + slots * 8));
+    return { keys, positions, mask: this.mask };
   }
 }
 

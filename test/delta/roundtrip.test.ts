@@ -56,8 +56,10 @@ function checkOperations(m: format.Manifest, pair: ImagePair, why: string): void
         break;
       case format.OpType.SOURCE_ZSTD:
         if (op.dataLength === 0) problems.push(`${what}: no data`);
-        if (reads.length === 0 && !op.targetDictionaryBlocks) problems.push(`${what}: no dictionary`);
-        if ((op.targetDictionaryBlocks ?? 0) > blocksOf(op.dstExtents)[0]!) problems.push(`${what}: target dictionary before block 0`);
+        if (reads.length === 0 && !op.targetDictionary?.length) problems.push(`${what}: no dictionary`);
+        for (const e of op.targetDictionary ?? []) {
+          if (e.startBlock + e.blockCount > blocksOf(op.dstExtents)[0]!) problems.push(`${what}: target dictionary reaches block ${e.startBlock + e.blockCount - 1}, not before its output`);
+        }
         break;
       case format.OpType.REPLACE:
       case format.OpType.REPLACE_DEFLATE:

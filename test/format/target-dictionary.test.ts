@@ -1,7 +1,8 @@
-// SOURCE_ZSTD with a target dictionary (format 2): the target blocks right before the operation's
-// output join its zstd dictionary. The applier takes them from the image it has just verified
-// (src/apply/output-window.ts), checks them against the signed hash, and refuses a manifest that
-// reaches outside what earlier operations wrote.
+// SOURCE_ZSTD with a target dictionary (format 2): earlier target blocks, named by extents, join
+// the operation's zstd dictionary. The applier reads them back from the target once the operations
+// before are written (verify keeps them in a private temporary file; src/apply/target-blocks.ts),
+// checks them against the signed hash, and refuses a manifest that reaches outside what earlier
+// operations wrote.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
@@ -35,8 +36,8 @@ interface Op {
   start: number;
   output: Uint8Array;
   blob?: Uint8Array;
-  /** Target dictionary blocks, and the bytes its hash is made from (default: the image's). */
-  tdict?: number;
+  /** Target dictionary extents, and the bytes its hash is made from (default: the image's). */
+  tdict?: format.Extent[];
   tdictBytes?: Uint8Array;
 }
 
@@ -53,7 +54,7 @@ function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buf
       sourceHash: undefined,
       srcExtents: [],
       dstExtents: [{ startBlock: op.start, blockCount: Math.ceil(op.output.length / BLOCK) }],
-      ...(op.tdict ? { targetDictionaryBlocks: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? image.subarray((op.start - op.tdict) * BLOCK, op.start * BLOCK)) } : {}),
+      ...(op.tdict ? { targetDictionary: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? blocksOf(op.tdict)) } : {}),
     };
     dataOffset += blob.length;
     return built;
@@ -68,12 +69,16 @@ function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buf
   return Buffer.concat([header, manifestBytes, format.encodeSignatures(signPayload(header, manifestBytes, keys)), data]);
 }
 
-/** The target blocks before `start`, as the dictionary of the operation there. */
-const prefix = (start: number, blocks: number) => image.subarray((start - blocks) * BLOCK, start * BLOCK);
+/** The image's blocks of `extents`, one after another: a target dictionary. */
+const blocksOf = (extents: readonly format.Extent[]) => Buffer.concat(extents.map((e) => image.subarray(e.startBlock * BLOCK, (e.startBlock + e.blockCount) * BLOCK)));
+// The second operation takes the first's blocks; the third a few blocks of each, out of order of
+// importance but ascending, with gaps (what an image updated in place gives).
+const secondDictionary = [{ startBlock: 0, blockCount: 4 }];
+const thirdDictionary = [{ startBlock: 1, blockCount: 2 }, { startBlock: 5, blockCount: 1 }, { startBlock: 7, blockCount: 1 }];
 const good: Op[] = [
   { type: OpType.REPLACE, start: 0, output: first, blob: first },
-  { type: OpType.SOURCE_ZSTD, start: 4, output: again, blob: zstdCompressSync(again, { dictionary: prefix(4, 4) }), tdict: 4 },
-  { type: OpType.SOURCE_ZSTD, start: 8, output: last, blob: zstdCompressSync(last, { dictionary: prefix(8, 8) }), tdict: 8 },
+  { type: OpType.SOURCE_ZSTD, start: 4, output: again, blob: zstdCompressSync(again, { dictionary: blocksOf(secondDictionary) }), tdict: secondDictionary },
+  { type: OpType.SOURCE_ZSTD, start: 8, output: last, blob: zstdCompressSync(last, { dictionary: blocksOf(thirdDictionary) }), tdict: thirdDictionary },
 ];
 
 async function apply(bytes: Uint8Array, target?: string) {
@@ -90,9 +95,34 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
     expect(good[1]!.blob!.length).toBeLessThan(zstdCompressSync(again).length / 4);
   });
 
-  it('verify (no target) checks it from the bytes it has verified', async () => {
-    const result = await apply(payload(good));
-    expect(result.bytesWritten).toBe(0);
+  it('verify (no target) checks it from the blocks it has verified, kept in a temporary folder it removes', async () => {
+    const tmp = await fsp.mkdtemp(join(dir, 'tmp-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const result = await apply(payload(good));
+      expect(result.bytesWritten).toBe(0);
+      expect(await fsp.readdir(tmp)).toEqual([]);
+      // And refuses a dictionary that does not match there too.
+      const lying = good.map((op, i) => (i === 2 ? { ...op, tdictBytes: new Uint8Array(4 * BLOCK) } : op));
+      expectFastPatchError(await rejectionOf(apply(payload(lying))), 'HASH_MISMATCH', 4);
+      expect(await fsp.readdir(tmp)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
+  it('a resumed apply reads the dictionary back from what the interrupted one wrote', async () => {
+    const target = join(dir, 'resumed.img');
+    // As an interrupted apply leaves it: the first eight blocks written, the rest old bytes.
+    const before = await writePatternFile(target, image.length, 11);
+    await fsp.writeFile(target, Buffer.concat([image.subarray(0, 8 * BLOCK), before.subarray(8 * BLOCK)]));
+    const src = join(dir, 'source.img');
+    await fsp.writeFile(src, source);
+    const result = await applyBytes(payload(good), { trustedKeys: [A.pub], source: src, target, resume: true });
+    expect(result.bytesWritten).toBe(4 * BLOCK);
+    expect(sameBytes(await fsp.readFile(target), image)).toBe(true);
   });
 
   it('a dictionary hash that does not match the image before it: HASH_MISMATCH, the operation not written', async () => {
@@ -101,15 +131,17 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
     const lying = good.map((op, i) => (i === 1 ? { ...op, tdictBytes: new Uint8Array(4 * BLOCK) } : op));
     const err = await rejectionOf(apply(payload(lying), target));
     expectFastPatchError(err, 'HASH_MISMATCH', 4);
-    expect((err as Error).message).toMatch(/operation 1 \(SOURCE_ZSTD\): the target blocks before it differ/);
+    expect((err as Error).message).toMatch(/operation 1 \(SOURCE_ZSTD\): the earlier target blocks it names differ/);
     const after = await fsp.readFile(target);
     expect(sameBytes(after.subarray(0, 4 * BLOCK), first)).toBe(true);
     expect(sameBytes(after.subarray(4 * BLOCK), before.subarray(4 * BLOCK))).toBe(true);
   });
 
   it.each([
-    ['reaching before block 0', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: 5 } : op)), /target dictionary of 5 blocks before block 4/],
-    ['on an operation that is not SOURCE_ZSTD', (ops: Op[]) => ops.map((op, i) => (i === 2 ? { ...op, type: OpType.REPLACE_ZSTD, blob: zstdCompressSync(last), tdict: 8 } : op)), /only SOURCE_ZSTD may have a target dictionary/],
+    ['reaching into its own output', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 2, blockCount: 3 }] } : op)), /target dictionary extent 2\+3 is not before block 4/],
+    ['naming a later block', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 1 }, { startBlock: 10, blockCount: 1 }] } : op)), /target dictionary extent 10\+1 is not before block 4/],
+    ['with an empty extent', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 0 }] } : op)), /target dictionary extent 0\+0 is not before block 4/],
+    ['on an operation that is not SOURCE_ZSTD', (ops: Op[]) => ops.map((op, i) => (i === 2 ? { ...op, type: OpType.REPLACE_ZSTD, blob: zstdCompressSync(last), tdict: [{ startBlock: 0, blockCount: 8 }] } : op)), /only SOURCE_ZSTD may have a target dictionary/],
   ])('a target dictionary %s: CORRUPT_PAYLOAD before anything is written', async (_name, change, message) => {
     const target = join(dir, 'refused.img');
     const before = await writePatternFile(target, image.length, 9);
@@ -119,17 +151,17 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
     expect(sameBytes(await fsp.readFile(target), before)).toBe(true);
   });
 
-  it('more than 4096 blocks is refused by the manifest check', () => {
+  it('more than 4096 blocks in all is refused by the manifest check', () => {
     const op: format.Operation = {
       type: OpType.SOURCE_ZSTD, dataOffset: 0, dataLength: 1, dataHash: new Uint8Array(32), outputHash: new Uint8Array(32), sourceHash: undefined,
-      srcExtents: [], dstExtents: [{ startBlock: 5000, blockCount: 1 }], targetDictionaryBlocks: 4097, targetDictionaryHash: new Uint8Array(32),
+      srcExtents: [], dstExtents: [{ startBlock: 5000, blockCount: 1 }], targetDictionary: [{ startBlock: 0, blockCount: 2000 }, { startBlock: 2500, blockCount: 2097 }], targetDictionaryHash: new Uint8Array(32),
     };
     const m: format.Manifest = { blockSize: BLOCK, targetSize: 5001 * BLOCK, targetHash: new Uint8Array(32), sourceSize: BLOCK, sourceHash: new Uint8Array(32), version: '1', sourceVersion: '', operations: [
       { type: OpType.ZERO, dataOffset: 0, dataLength: 0, dataHash: undefined, outputHash: new Uint8Array(32), sourceHash: undefined, srcExtents: [], dstExtents: [{ startBlock: 0, blockCount: 5000 }] },
       op,
     ] };
     const back = format.decodeManifest(format.encodeManifest(m));
-    expect(back.operations[1]!.targetDictionaryBlocks).toBe(4097);
+    expect(back.operations[1]!.targetDictionary).toEqual([{ startBlock: 0, blockCount: 2000 }, { startBlock: 2500, blockCount: 2097 }]);
     expect(() => format.validateManifest(back, 1, 2)).toThrow(/target dictionary of 4097 blocks, more than 4096/);
   });
 });
