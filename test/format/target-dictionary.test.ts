@@ -41,7 +41,7 @@ interface Op {
   tdictBytes?: Uint8Array;
 }
 
-function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buffer {
+function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key], img: Uint8Array = image): Buffer {
   let dataOffset = 0;
   const operations: format.Operation[] = ops.map((op) => {
     const blob = op.blob ?? new Uint8Array(0);
@@ -54,13 +54,13 @@ function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buf
       sourceHash: undefined,
       srcExtents: [],
       dstExtents: [{ startBlock: op.start, blockCount: Math.ceil(op.output.length / BLOCK) }],
-      ...(op.tdict ? { targetDictionary: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? blocksOf(op.tdict)) } : {}),
+      ...(op.tdict ? { targetDictionary: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? blocksOf(op.tdict, img)) } : {}),
     };
     dataOffset += blob.length;
     return built;
   });
   const manifest: format.Manifest = {
-    blockSize: BLOCK, targetSize: image.length, targetHash: hashOf(image), sourceSize: source.length, sourceHash: hashOf(source),
+    blockSize: BLOCK, targetSize: img.length, targetHash: hashOf(img), sourceSize: source.length, sourceHash: hashOf(source),
     version: '2.0.0', sourceVersion: '', operations,
   };
   const manifestBytes = format.encodeManifest(manifest);
@@ -70,7 +70,7 @@ function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key]): Buf
 }
 
 /** The image's blocks of `extents`, one after another: a target dictionary. */
-const blocksOf = (extents: readonly format.Extent[]) => Buffer.concat(extents.map((e) => image.subarray(e.startBlock * BLOCK, (e.startBlock + e.blockCount) * BLOCK)));
+const blocksOf = (extents: readonly format.Extent[], img: Uint8Array = image) => Buffer.concat(extents.map((e) => img.subarray(e.startBlock * BLOCK, (e.startBlock + e.blockCount) * BLOCK)));
 // The second operation takes the first's blocks; the third a few blocks of each, out of order of
 // importance but ascending, with gaps (what an image updated in place gives).
 const secondDictionary = [{ startBlock: 0, blockCount: 4 }];
@@ -111,6 +111,21 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
     }
+  });
+
+  it('verify: dictionary blocks that a ZERO operation made read as zeros', async () => {
+    // REPLACE 0-3, ZERO 4-7, then an operation whose dictionary spans both.
+    const img = new Uint8Array(Buffer.concat([first, new Uint8Array(4 * BLOCK), again]));
+    const dictionary = [{ startBlock: 2, blockCount: 6 }];
+    const ops: Op[] = [
+      { type: OpType.REPLACE, start: 0, output: first, blob: first },
+      { type: OpType.ZERO, start: 4, output: new Uint8Array(4 * BLOCK) },
+      { type: OpType.SOURCE_ZSTD, start: 8, output: again, blob: zstdCompressSync(again, { dictionary: blocksOf(dictionary, img) }), tdict: dictionary },
+    ];
+    expect((await apply(payload(ops, [A.key], img))).bytesWritten).toBe(0);
+    const target = join(dir, 'zeros.img');
+    await apply(payload(ops, [A.key], img), target);
+    expect(sameBytes(await fsp.readFile(target), img)).toBe(true);
   });
 
   it('a resumed apply reads the dictionary back from what the interrupted one wrote', async () => {
