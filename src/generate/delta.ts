@@ -3,26 +3,30 @@
  *
  *   pass 1  read the source once: block digests into the WASM block index, anchors into the WASM
  *           fingerprint index, and the source's block-list hash (SourceIndex);
- *   pass 2  read the target once: block digests, zero flags, the image hash, and for each block
- *           the source block holding the same bytes, if any;
+ *   pass 2  read the target once: block digests, zero flags, the image hash, for each block the
+ *           source block holding the same bytes, if any, and (format 2) the target's own anchors
+ *           in a fingerprint index of the main thread;
  *   plan    cut the target into ZERO, SOURCE_COPY and diff ranges (planDelta);
- *   encode  diff ranges go to worker threads (one delta WASM instance each, both cores), which
- *           return SOURCE_DIFF or REPLACE_DEFLATE data; operations are written in target order.
+ *   encode  diff ranges go to worker threads (one delta WASM instance each, both cores), with the
+ *           earlier target blocks each 4 MiB of them resembles (by the target's index); they
+ *           return SOURCE_DIFF, SOURCE_ZSTD, REPLACE_ZSTD or REPLACE data; operations are written
+ *           in target order.
  *
- * Memory: the two indexes (~2.2% of the source), 37 bytes per target block (digest, zero flag,
- * match), and per worker a copy of the fingerprint index plus one diff range's buffers (at most
- * 16 MiB of source and 4 MiB of target and their encoder tables): README.md, "Memory".
+ * Memory: the source's two indexes and the target's fingerprint index (~2.2% of each image), 37
+ * bytes per target block (digest, zero flag, match), and per worker a copy of the source's
+ * fingerprint index plus one diff job's buffers (at most 16 MiB of source, 16 MiB of target,
+ * their encoder tables and one zstd level-19 compression): README.md, "Memory".
  */
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Extent, type Manifest, type Operation } from '../format/manifest.js';
-import { openImageForRead, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
+import { openImageForRead, readFully, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
-import type { DiffJob, DiffResult } from './diff-op.js';
+import { targetVotesOf, type DiffJob, type DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
 import { DIFF_JOB_BLOCKS_ZSTD, DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
@@ -104,7 +108,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const progress = options.onProgress ?? (() => {});
     const delta = new DeltaCore(build);
     const index = await SourceIndex.build(delta, core, source, (done) => progress({ phase: 'source', done, total: source.size }));
-    // The target's anchors in a module of their own, freed once the workers have a copy.
+    // The target's anchors (format 2: target dictionaries), in a module of the main thread's own.
     const targetAnchors = formatVersion >= 2 ? new AnchorIndex(new DeltaCore(build), target.size) : undefined;
     const scan = await scanTarget(core, index, target, targetAnchors, (done) => progress({ phase: 'target', done, total: target!.size }));
     const plan = planDelta(scan.blocks, scan.zero, scan.match, formatVersion >= 2 ? DIFF_JOB_BLOCKS_ZSTD : DIFF_OP_BLOCKS);
@@ -113,11 +117,12 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     // The pool holds the only reference to the tables, and drops it once the workers have them.
     pool = new WorkerPool<DiffJob, DiffResult[]>(
       new URL('./diff-worker.js', import.meta.url),
-      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), ...(targetAnchors ? { targetAnchors: targetAnchors.tables() } : {}), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
+      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
       'diff worker',
       options.workers ?? defaultWorkers(),
     );
 
+    const votes = targetAnchors ? oneAtATime((p: PlannedOp) => targetVotesIn(target!, targetAnchors, p)) : undefined;
     const operations: Operation[] = [];
     const queue: Promise<Built[]>[] = [];
     let dataSize = 0;
@@ -143,7 +148,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
       }
     };
     for (const [i, p] of plan.entries()) {
-      queue.push(buildOperation(i, p, core, index, scan, pool));
+      queue.push(buildOperation(i, p, core, index, scan, pool, votes));
       queue[queue.length - 1]!.catch(() => {}); // awaited in order by writeOldest
       if (queue.length >= DISPATCH_WINDOW) await writeOldest();
     }
@@ -208,6 +213,27 @@ function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: nu
   return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
 }
 
+/** The target's votes for a diff job's pieces (diff-op.ts, targetVotesOf), from its bytes read here. */
+async function targetVotesIn(target: OpenImage, index: AnchorIndex, p: PlannedOp): Promise<Int32Array[]> {
+  const bytes = new Uint8Array(Math.min(p.count * BLOCK_SIZE, target.size - p.start * BLOCK_SIZE));
+  await readFully(target, bytes, bytes.length, p.start * BLOCK_SIZE);
+  return targetVotesOf(index, bytes, p.start);
+}
+
+/**
+ * `work`, run for one call at a time: DISPATCH_WINDOW jobs start at once, and each holds its
+ * 16 MiB of target while it reads and votes (all at once took 64 MiB more peak memory on the
+ * 64 MiB Debian pair).
+ */
+function oneAtATime<A, T>(work: (arg: A) => Promise<T>): (arg: A) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (arg) => {
+    const next = tail.then(() => work(arg));
+    tail = next.catch(() => {});
+    return next;
+  };
+}
+
 /** Block-list hash of target blocks read as `extents`, from the scan's digests. */
 function extentsHashOf(core: WasmCore, scan: TargetScan, extents: readonly Extent[]): Uint8Array {
   const hasher = core.sha256();
@@ -224,6 +250,7 @@ interface Built {
 
 async function buildOperation(
   i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult[]>,
+  votes: ((p: PlannedOp) => Promise<Int32Array[]>) | undefined,
 ): Promise<Built[]> {
   const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
   const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
@@ -234,7 +261,8 @@ async function buildOperation(
     return [{ op: { ...base, type: OpType.SOURCE_COPY, outputHash: outputHashOf(core, scan, p.start, p.count), sourceHash: index.extentsHash(p.source), srcExtents: p.source } }];
   }
   const copies = scan.match.slice(p.start, p.start + p.count);
-  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies }, [copies.buffer]);
+  const targetVotes = await votes?.(p);
+  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies, ...(targetVotes ? { targetVotes } : {}) }, [copies.buffer, ...(targetVotes ?? []).map((v) => v.buffer as ArrayBuffer)]);
   // A job's operations cover its blocks in order, one after another (diff-op.ts).
   let next = p.start;
   const built = diffs.map((diff) => {

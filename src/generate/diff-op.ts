@@ -11,7 +11,9 @@
  *     the device reads and checks) are no larger than needed, and compress the streams.
  *
  * Several encodings are tried (different shortest matches, and no source at all) and the one that
- * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE.
+ * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE. In
+ * format 2, zstd with the used source blocks and the earlier target blocks the range's anchors
+ * point to (the target's own fingerprint index) as dictionary competes too.
  */
 import { brotliCompressSync, constants as zc, zstdCompressSync } from 'node:zlib';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
@@ -20,7 +22,7 @@ import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
-import type { AnchorTables } from './source-index.js';
+import { anchorVotes, type AnchorIndex, type AnchorTables } from './source-index.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
 export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;
@@ -35,6 +37,12 @@ export interface DiffJob {
   count: number;
   /** Per target block of the range: the source block with the same bytes, or -1. */
   copies: Int32Array;
+  /**
+   * Format 2: per piece of SUB_RANGE_BLOCKS, the earlier target blocks its anchors point to, as
+   * (block, votes) pairs, most voted first (targetVotesOf, in the main thread, which holds the
+   * target's fingerprint index: one copy instead of one per worker).
+   */
+  targetVotes?: Int32Array[];
 }
 
 export interface DiffResult {
@@ -58,8 +66,6 @@ export interface DiffContext {
   target: OpenImage;
   /** Offsets of the fingerprint tables inside `delta`. */
   anchors: { keys: number; positions: number; mask: number };
-  /** Offsets of the target's fingerprint tables (earliest position of each anchor). */
-  targetAnchors?: { keys: number; positions: number; mask: number };
   quality: number;
   /** Format version of the payload: 2 adds the zstd encodings (SOURCE_ZSTD, REPLACE_ZSTD). */
   formatVersion: number;
@@ -96,7 +102,7 @@ export async function encodeDiffJob(ctx: DiffContext, job: DiffJob): Promise<Dif
   for (let at = 0; at < job.count; at += SUB_RANGE_BLOCKS) {
     const count = Math.min(SUB_RANGE_BLOCKS, job.count - at);
     const t = all.subarray(at * BLOCK_SIZE, Math.min(length, (at + count) * BLOCK_SIZE));
-    const a = await analyse(ctx, t, job.start + at, job.copies.subarray(at, at + count));
+    const a = await analyse(ctx, t, job.start + at, job.copies.subarray(at, at + count), job.targetVotes?.[at / SUB_RANGE_BLOCKS]);
     if (ctx.formatVersion >= 2 && a.novel) {
       run.push(a);
       continue;
@@ -124,9 +130,11 @@ interface Analysis {
   used: Set<number>;
   /** Whether the source explains less than half of the range (its extra stream is larger). */
   novel: boolean;
+  /** Earlier target blocks the range resembles, with their votes (DiffJob.targetVotes). */
+  targetVotes: Int32Array | undefined;
 }
 
-async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: Int32Array): Promise<Analysis> {
+async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: Int32Array, targetVotes: Int32Array | undefined): Promise<Analysis> {
   const { delta, source } = ctx;
   const count = copies.length;
   const chosen = chooseSourceBlocks(ctx, t, count, copies);
@@ -162,7 +170,7 @@ async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: I
   chosen.forEach((block, i) => {
     if (used.has(block)) usedBytes.set(block, s.slice(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
   });
-  return { start, count, t, usedBytes, best, bestCost, used, novel: best.extra.length > NOVEL_SHARE * t.length };
+  return { start, count, t, usedBytes, best, bestCost, used, novel: best.extra.length > NOVEL_SHARE * t.length, targetVotes };
 }
 
 /**
@@ -170,7 +178,8 @@ async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: I
  * files), zstd does the work alone: brotli at full quality on megabytes of new data costs more
  * than the rest of the delta together, and loses to zstd with a dictionary there. Elsewhere
  * brotli's diff is encoded, and zstd tried on top where the range still costs ZSTD_WORTH bytes
- * (most ranges are a few copies and metadata changes that the diff encodes in bytes).
+ * (most ranges are a few copies and metadata changes that the diff encodes in bytes), at a lower
+ * level first and again at the full level if zstd wins and the range still costs FULL_LEVEL_WORTH.
  */
 async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Promise<DiffResult> {
   const { delta } = ctx;
@@ -189,7 +198,7 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   if (zstd && (a.novel || costOf(result) >= ZSTD_WORTH)) {
     const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
     const source = dictionaryOf([a]);
-    const target = await targetDictionaryOf(ctx, t, a.start);
+    const target = await targetDictionaryOf(ctx, [a]);
     const plain = a.used.size * 4 < a.count;
     for (const z of zstdCandidates(level, t, source, target, plain, !a.novel)) keep(z);
     // The winner again at the full level, where it still costs much: level 12 gave away 12% of the
@@ -220,7 +229,7 @@ async function encodeNovelRun(ctx: DiffContext, run: Analysis[], index: number):
   const count = run.reduce((n, a) => n + a.count, 0);
   let result: DiffResult = { index, start: run[0]!.start, count, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
   const used = run.reduce((n, a) => n + a.used.size, 0);
-  const target = await targetDictionaryOf(ctx, t, run[0]!.start);
+  const target = await targetDictionaryOf(ctx, run);
   for (const z of zstdCandidates(ctx.zstdLevel, t, dictionary, target, used * 4 < count, false)) {
     if (costOf(z) < costOf(result)) result = { ...z, index, start: result.start, count };
   }
@@ -242,8 +251,10 @@ function dictionaryOf(ranges: readonly Analysis[]): SourceDictionary {
 const NOVEL_SHARE = 0.5;
 /**
  * zstd level where brotli's diff is encoded too: zstd rarely wins there, and level 19's matcher
- * over a dictionary as large as the range costs seconds per range. On the 64 MiB Debian pair,
- * 12 against 19 there: 0.2% larger delta, 30% less CPU (bench/RESULTS.md).
+ * over a dictionary as large as the range costs seconds per range. The ranges where zstd wins
+ * and still costs much are encoded again at the full level (FULL_LEVEL_WORTH): on the 64 MiB
+ * Debian pair, 2,086,495 B in 6.1 CPU-s, against 2,081,460 B in 11.4 CPU-s with level 19 on every
+ * such range and 2,204,769 B with 12 only (bench/RESULTS.md).
  */
 const ZSTD_LEVEL_ON_DIFF = 12;
 
@@ -330,13 +341,35 @@ interface TargetDictionary {
  * pair's delta 30% larger (zstd's matches into the dictionary cost more offset bits, and its
  * level had to be lowered to keep the time) (bench/RESULTS.md).
  */
-async function targetDictionaryOf(ctx: DiffContext, t: Uint8Array, start: number): Promise<TargetDictionary> {
-  if (!ctx.targetAnchors || start === 0) return NO_TARGET;
-  const votes = anchorVotes(ctx, ctx.targetAnchors, t, start);
+async function targetDictionaryOf(ctx: DiffContext, ranges: readonly Analysis[]): Promise<TargetDictionary> {
+  const start = ranges[0]!.start;
+  const votes = new Map<number, number>();
+  for (const a of ranges) {
+    const v = a.targetVotes;
+    if (!v) continue;
+    // Blocks from `start` on are the operation's own input: zstd sees those without a dictionary.
+    for (let i = 0; i < v.length; i += 2) if (v[i]! < start) votes.set(v[i]!, (votes.get(v[i]!) ?? 0) + v[i + 1]!);
+  }
+  if (votes.size === 0) return NO_TARGET;
   const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]);
   const blocks = ranked.slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS).map(([block]) => block).sort((a, b) => a - b);
   const extents = toExtents(blocks);
   return { extents, bytes: await readExtents(ctx.target, extents, BLOCK_SIZE) };
+}
+
+/**
+ * The earlier target blocks that each SUB_RANGE_BLOCKS piece of `t` (target blocks from `start`)
+ * resembles, by the target's fingerprint index: (block, votes) pairs, most voted first, at most
+ * the format's 4096 per piece (DiffJob.targetVotes). Runs in the main thread.
+ */
+export function targetVotesOf(index: AnchorIndex, t: Uint8Array, start: number): Int32Array[] {
+  const out: Int32Array[] = [];
+  for (let at = 0; at * BLOCK_SIZE < t.length; at += SUB_RANGE_BLOCKS) {
+    const piece = t.subarray(at * BLOCK_SIZE, (at + SUB_RANGE_BLOCKS) * BLOCK_SIZE);
+    const ranked = [...index.votes(piece, start + at).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
+    out.push(Int32Array.from(ranked.flat()));
+  }
+  return out;
 }
 
 /** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
@@ -421,7 +454,7 @@ function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copi
   const picked = new Set<number>();
   for (const c of copies) if (c >= 0) picked.add(c);
 
-  const votes = anchorVotes(ctx, anchors, t, sourceBlocks);
+  const votes = anchorVotes(ctx.delta, anchors, t, sourceBlocks);
   for (const block of picked) votes.delete(block);
   const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
   for (const [block] of ranked) {
@@ -429,42 +462,6 @@ function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copi
     picked.add(block);
   }
   return [...picked].sort((a, b) => a - b);
-}
-
-/**
- * Votes of the range's anchor hits in an index for the blocks of the indexed image below `limit`:
- * the block holding each hit and its neighbours, compared along the hit's diagonal.
- */
-function anchorVotes(ctx: DiffContext, anchors: NonNullable<DiffContext['targetAnchors']>, t: Uint8Array, limit: number): Map<number, number> {
-  const { delta } = ctx;
-  const votes = new Map<number, number>();
-  const vote = (block: number, weight: number) => {
-    if (block >= 0 && block < limit) votes.set(block, (votes.get(block) ?? 0) + weight);
-  };
-  const mark = delta.mark();
-  try {
-    const data = delta.put(t);
-    const maxHits = Math.ceil(t.length / 64) + 16;
-    const out = delta.alloc(maxHits * 16);
-    const hits = delta.exports.anchorIndexHits(data, t.length, anchors.keys, anchors.positions, anchors.mask, out, maxHits);
-    const view = new DataView(delta.bytes().buffer, out, hits * 16);
-    for (let h = 0; h < hits; h++) {
-      const offset = view.getUint32(h * 16, true);
-      const position = view.getUint32(h * 16 + 8, true) + view.getUint32(h * 16 + 12, true) * 2 ** 32;
-      const tb = Math.floor(offset / BLOCK_SIZE);
-      for (let k = -1; k <= 1; k++) {
-        const tStart = (tb + k) * BLOCK_SIZE;
-        if (tStart < 0 || tStart >= t.length) continue;
-        const sStart = position - offset + tStart;
-        const weight = k === 0 ? 2 : 1;
-        vote(Math.floor(sStart / BLOCK_SIZE), weight);
-        if (sStart % BLOCK_SIZE !== 0) vote(Math.floor(sStart / BLOCK_SIZE) + 1, weight);
-      }
-    }
-  } finally {
-    delta.reset(mark);
-  }
-  return votes;
 }
 
 /** Ascending block numbers as extents, consecutive ones merged. */

@@ -16,8 +16,6 @@ export interface DiffWorkerData {
   sourcePath: string;
   targetPath: string;
   anchors: AnchorTables;
-  /** The target's fingerprint tables (format 2: target dictionaries). */
-  targetAnchors?: AnchorTables;
   quality: number;
   formatVersion: number;
   zstdLevel: number;
@@ -33,7 +31,6 @@ const ready: Promise<DiffContext> = (async () => ({
     // Loaded into this worker's WASM memory: let go of the shared copy (the last worker to do so frees it).
     data.anchors = { keys: new Uint8Array(0), positions: new Uint8Array(0), mask: data.anchors.mask };
   }),
-  ...(data.targetAnchors ? { targetAnchors: loadAnchors(delta, data.targetAnchors, () => { data.targetAnchors = undefined; }) } : {}),
   quality: data.quality,
   formatVersion: data.formatVersion,
   zstdLevel: data.zstdLevel,

@@ -167,6 +167,11 @@ export class AnchorIndex {
     }
   }
 
+  /** Votes of `t`'s anchors for the indexed image's blocks below `limit` (anchorVotes). */
+  votes(t: Uint8Array, limit: number): Map<number, number> {
+    return anchorVotes(this.delta, { keys: this.keys, positions: this.positions, mask: this.mask }, t, limit);
+  }
+
   /** One shared copy of the tables, for worker threads. */
   tables(): AnchorTables {
     const mem = this.delta.bytes();
@@ -184,4 +189,47 @@ function pow2AtLeast(n: number): number {
   let p = 1024;
   while (p < n) p *= 2;
   return p;
+}
+
+/** Where a fingerprint index's tables sit in a delta module's memory. */
+export interface AnchorTablesAt {
+  keys: number;
+  positions: number;
+  mask: number;
+}
+
+/**
+ * Votes of the anchor hits of `t` (a piece of the target) in an index for the blocks of the
+ * indexed image below `limit`: the block holding each hit and its neighbours, compared along the
+ * hit's diagonal (2 for the hit's own block, 1 for each neighbour).
+ */
+export function anchorVotes(delta: DeltaCore, anchors: AnchorTablesAt, t: Uint8Array, limit: number): Map<number, number> {
+  const votes = new Map<number, number>();
+  const vote = (block: number, weight: number) => {
+    if (block >= 0 && block < limit) votes.set(block, (votes.get(block) ?? 0) + weight);
+  };
+  const mark = delta.mark();
+  try {
+    const data = delta.put(t);
+    const maxHits = Math.ceil(t.length / 64) + 16;
+    const out = delta.alloc(maxHits * 16);
+    const hits = delta.exports.anchorIndexHits(data, t.length, anchors.keys, anchors.positions, anchors.mask, out, maxHits);
+    const view = new DataView(delta.bytes().buffer, out, hits * 16);
+    for (let h = 0; h < hits; h++) {
+      const offset = view.getUint32(h * 16, true);
+      const position = view.getUint32(h * 16 + 8, true) + view.getUint32(h * 16 + 12, true) * 2 ** 32;
+      const tb = Math.floor(offset / BLOCK_SIZE);
+      for (let k = -1; k <= 1; k++) {
+        const tStart = (tb + k) * BLOCK_SIZE;
+        if (tStart < 0 || tStart >= t.length) continue;
+        const sStart = position - offset + tStart;
+        const weight = k === 0 ? 2 : 1;
+        vote(Math.floor(sStart / BLOCK_SIZE), weight);
+        if (sStart % BLOCK_SIZE !== 0) vote(Math.floor(sStart / BLOCK_SIZE) + 1, weight);
+      }
+    }
+  } finally {
+    delta.reset(mark);
+  }
+  return votes;
 }
