@@ -5,8 +5,7 @@
  *  - a run of at least MIN_ZERO_RUN zero blocks becomes ZERO;
  *  - a run of at least MIN_COPY_RUN blocks found in the source becomes SOURCE_COPY (the source
  *    blocks may lie anywhere, in any order: the operation lists them as extents);
- *  - everything else is gathered, in target order, into diff ranges of at most DIFF_OP_BLOCKS
- *    (DIFF_JOB_BLOCKS_ZSTD in format 2, which a worker may cut into several operations),
+ *  - everything else is gathered, in target order, into diff ranges of at most DIFF_OP_BLOCKS,
  *    short copy and zero runs included: the diff encoder copies those from the source for a few
  *    bytes, and one larger operation compresses better than many small ones.
  *
@@ -24,12 +23,6 @@ export const MIN_ZERO_RUN = 16;
 export const MIN_COPY_RUN = 32;
 /** Target blocks per diff operation: 4 MiB, enough context for the codec, small enough to parallelize. */
 export const DIFF_OP_BLOCKS = 1024;
-/**
- * Target blocks per diff job when zstd may be used (format 2): a worker analyses the job in
- * DIFF_OP_BLOCKS pieces and compresses consecutive pieces of new data as one zstd operation of up
- * to 16 MiB (diff-op.ts); the other pieces stay operations of their own.
- */
-export const DIFF_JOB_BLOCKS_ZSTD = 4096;
 /** Largest block count one extent holds (u32 in the format): longer zero runs take several operations. */
 const MAX_EXTENT_BLOCKS = 0xffffffff;
 /** Blocks per SOURCE_COPY operation: its output is hashed in memory, so it obeys the output limit. */

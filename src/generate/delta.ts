@@ -28,7 +28,7 @@ import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import { targetVotesOf, type DiffJob, type DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
-import { DIFF_JOB_BLOCKS_ZSTD, DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
+import { planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
 import { AnchorIndex, SourceIndex } from './source-index.js';
@@ -111,7 +111,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     // The target's anchors (format 2: target dictionaries), in a module of the main thread's own.
     const targetAnchors = formatVersion >= 2 ? new AnchorIndex(new DeltaCore(build), target.size) : undefined;
     const scan = await scanTarget(core, index, target, targetAnchors, (done) => progress({ phase: 'target', done, total: target!.size }));
-    const plan = planDelta(scan.blocks, scan.zero, scan.match, formatVersion >= 2 ? DIFF_JOB_BLOCKS_ZSTD : DIFF_OP_BLOCKS);
+    const plan = planDelta(scan.blocks, scan.zero, scan.match);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
     // The pool holds the only reference to the tables, and drops it once the workers have them.
@@ -213,8 +213,8 @@ function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: nu
   return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
 }
 
-/** The target's votes for a diff job's pieces (diff-op.ts, targetVotesOf), from its bytes read here. */
-async function targetVotesIn(target: OpenImage, index: AnchorIndex, p: PlannedOp): Promise<Int32Array[]> {
+/** The target's votes for a diff job (diff-op.ts, targetVotesOf), from its bytes read here. */
+async function targetVotesIn(target: OpenImage, index: AnchorIndex, p: PlannedOp): Promise<Int32Array> {
   const bytes = new Uint8Array(Math.min(p.count * BLOCK_SIZE, target.size - p.start * BLOCK_SIZE));
   await readFully(target, bytes, bytes.length, p.start * BLOCK_SIZE);
   return targetVotesOf(index, bytes, p.start);
@@ -250,7 +250,7 @@ interface Built {
 
 async function buildOperation(
   i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult[]>,
-  votes: ((p: PlannedOp) => Promise<Int32Array[]>) | undefined,
+  votes: ((p: PlannedOp) => Promise<Int32Array>) | undefined,
 ): Promise<Built[]> {
   const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
   const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
@@ -262,7 +262,7 @@ async function buildOperation(
   }
   const copies = scan.match.slice(p.start, p.start + p.count);
   const targetVotes = await votes?.(p);
-  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies, ...(targetVotes ? { targetVotes } : {}) }, [copies.buffer, ...(targetVotes ?? []).map((v) => v.buffer as ArrayBuffer)]);
+  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies, ...(targetVotes ? { targetVotes } : {}) }, [copies.buffer, ...(targetVotes ? [targetVotes.buffer as ArrayBuffer] : [])]);
   // A job's operations cover its blocks in order, one after another (diff-op.ts).
   let next = p.start;
   const built = diffs.map((diff) => {

@@ -38,11 +38,11 @@ export interface DiffJob {
   /** Per target block of the range: the source block with the same bytes, or -1. */
   copies: Int32Array;
   /**
-   * Format 2: per piece of SUB_RANGE_BLOCKS, the earlier target blocks its anchors point to, as
-   * (block, votes) pairs, most voted first (targetVotesOf, in the main thread, which holds the
-   * target's fingerprint index: one copy instead of one per worker).
+   * Format 2: the earlier target blocks the range's anchors point to, as (block, votes) pairs,
+   * most voted first (targetVotesOf, in the main thread, which holds the target's fingerprint
+   * index: one copy instead of one per worker).
    */
-  targetVotes?: Int32Array[];
+  targetVotes?: Int32Array;
 }
 
 export interface DiffResult {
@@ -81,48 +81,27 @@ export function loadAnchors(delta: DeltaCore, tables: AnchorTables, loaded?: () 
 }
 
 /**
- * Encodes one diff job: ranges of at most SUB_RANGE_BLOCKS are analysed one by one (source blocks
- * chosen, matcher run); consecutive ranges that are mostly new data are then compressed as one
- * zstd operation (format 2), because zstd finds more in 16 MiB of new files than in four 4 MiB
- * pieces of them (5% on the 512 MiB Debian pair's new packages, bench/RESULTS.md); the others
- * become an operation each.
+ * Encodes one diff job, one range of at most DIFF_OP_BLOCKS: the source blocks are chosen and the
+ * matcher run (analyse), then the smallest encoding kept (encodeAnalysed). One operation per job:
+ * a 4 MiB range is a piece of work small enough to keep both cores busy on a 64 MiB image, and
+ * with earlier target blocks in zstd's dictionary, longer operations of new data gained little
+ * (16 MiB ones: 0.5% of the fresh 512 MiB Debian pair's delta, 0.06% of the in-place one).
  */
 export async function encodeDiffJob(ctx: DiffContext, job: DiffJob): Promise<DiffResult[]> {
-  const { target } = ctx;
-  const length = Math.min(job.count * BLOCK_SIZE, target.size - job.start * BLOCK_SIZE);
-  const all = new Uint8Array(length);
-  await readFully(target, all, length, job.start * BLOCK_SIZE);
-  const results: DiffResult[] = [];
-  let run: Analysis[] = [];
-  const flushRun = async () => {
-    if (run.length === 1) results.push(await encodeAnalysed(ctx, run[0]!, job.index));
-    else if (run.length > 1) results.push(...(await encodeNovelRun(ctx, run, job.index)));
-    run = [];
-  };
-  for (let at = 0; at < job.count; at += SUB_RANGE_BLOCKS) {
-    const count = Math.min(SUB_RANGE_BLOCKS, job.count - at);
-    const t = all.subarray(at * BLOCK_SIZE, Math.min(length, (at + count) * BLOCK_SIZE));
-    const a = await analyse(ctx, t, job.start + at, job.copies.subarray(at, at + count), job.targetVotes?.[at / SUB_RANGE_BLOCKS]);
-    if (ctx.formatVersion >= 2 && a.novel) {
-      run.push(a);
-      continue;
-    }
-    await flushRun();
-    results.push(await encodeAnalysed(ctx, a, job.index));
-  }
-  await flushRun();
-  return results;
+  if (job.count > DIFF_OP_BLOCKS) throw new RangeError(`a diff job holds at most ${DIFF_OP_BLOCKS} blocks, got ${job.count}`);
+  const length = Math.min(job.count * BLOCK_SIZE, ctx.target.size - job.start * BLOCK_SIZE);
+  const t = new Uint8Array(length);
+  await readFully(ctx.target, t, length, job.start * BLOCK_SIZE);
+  const a = await analyse(ctx, t, job.start, job.copies, job.targetVotes);
+  return [await encodeAnalysed(ctx, a, job.index)];
 }
-
-/** Target blocks the matcher looks at in one piece: a diff operation's size (4 MiB), so the source it picks stays within the format's 16 MiB. */
-const SUB_RANGE_BLOCKS = DIFF_OP_BLOCKS;
 
 /** One range, analysed: the source blocks chosen for it, the best diff candidate, the blocks any encoding reads. */
 interface Analysis {
   start: number;
   count: number;
   t: Uint8Array;
-  /** The used source blocks' bytes, copied out of the chosen ones (kept while a run of new data grows). */
+  /** The used source blocks' bytes, copied out of the chosen ones (a zstd dictionary's). */
   usedBytes: Map<number, Uint8Array>;
   best: Candidate;
   bestCost: number;
@@ -189,57 +168,37 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   const keep = (r: Omit<DiffResult, 'index' | 'start' | 'count'>) => {
     if (costOf(r) < costOf(result)) result = { ...r, index, start: a.start, count: a.count };
   };
-  if (!(zstd && a.novel)) {
+  const brotli = () => {
     const q = (data: Uint8Array) => (data.length <= SMALL_STREAM ? SMALL_STREAM_QUALITY : ctx.quality);
     const extra = best.x86 ? { ...pack(delta.x86Filter(best.extra, 'encode'), q(best.extra)), filter: Filter.X86 } : pack(best.extra, q(best.extra));
     const blob = encodeDiffBlob([pack(best.control, q(best.control)), pack(best.diff, q(best.diff)), extra]);
     keep({ type: OpType.SOURCE_DIFF, blob, srcExtents: best.srcExtents, diffBytes: best.diff.length, extraBytes: best.extra.length });
+  };
+  if (!zstd || (!a.novel && a.bestCost < ZSTD_WORTH)) {
+    brotli();
+    return result;
   }
-  if (zstd && (a.novel || costOf(result) >= ZSTD_WORTH)) {
-    const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
-    const source = dictionaryOf([a]);
-    const target = await targetDictionaryOf(ctx, [a]);
-    const plain = a.used.size * 4 < a.count;
-    for (const z of zstdCandidates(level, t, source, target, plain, !a.novel)) keep(z);
-    // The winner again at the full level, where it still costs much: level 12 gave away 12% of the
-    // 64 MiB Debian pair's largest range (865 against 763 KB), at a fraction of the CPU.
-    if (level < ctx.zstdLevel && costOf(result) >= FULL_LEVEL_WORTH && (result.type === OpType.SOURCE_ZSTD || result.type === OpType.REPLACE_ZSTD)) {
-      const again = zstdEncode(ctx.zstdLevel, t, result.type === OpType.SOURCE_ZSTD ? source : NO_SOURCE, result.targetDictionary ? target : NO_TARGET);
-      if (again) keep(again);
-    }
+  const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
+  const source = dictionaryOf(a);
+  const target = await targetDictionaryOf(ctx, a);
+  const plain = a.used.size * 4 < a.count;
+  for (const z of zstdCandidates(level, t, source, target, plain, !a.novel)) keep(z);
+  // brotli's diff at full quality, unless zstd already beat what it can reach: its final size was
+  // at least 0.68 of the fast estimate on every range of the 512 MiB in-place pair (median 0.83),
+  // and those qualities (9, 11 on small streams) took a third of the delta's CPU there.
+  if (!a.novel && costOf(result) > BROTLI_FLOOR * a.bestCost) brotli();
+  // The winner again at the full level, where it still costs much: level 12 gave away 12% of the
+  // 64 MiB Debian pair's largest range (865 against 763 KB), at a fraction of the CPU.
+  if (level < ctx.zstdLevel && costOf(result) >= FULL_LEVEL_WORTH && (result.type === OpType.SOURCE_ZSTD || result.type === OpType.REPLACE_ZSTD)) {
+    const again = zstdEncode(ctx.zstdLevel, t, result.type === OpType.SOURCE_ZSTD ? source : NO_SOURCE, result.targetDictionary ? target : NO_TARGET);
+    if (again) keep(again);
   }
   return result;
 }
 
-/**
- * Consecutive ranges of mostly new data, compressed as one zstd operation with the blocks their
- * matcher runs found similar as the dictionary; if those do not fit the format's limit on an
- * operation's source, each range alone.
- */
-async function encodeNovelRun(ctx: DiffContext, run: Analysis[], index: number): Promise<DiffResult[]> {
-  const dictionary = dictionaryOf(run);
-  if (dictionary.blocks.length > MAX_DIFF_SOURCE_BLOCKS) return Promise.all(run.map((a) => encodeAnalysed(ctx, a, index)));
-  const length = run.reduce((n, a) => n + a.t.length, 0);
-  const t = new Uint8Array(length);
-  let at = 0;
-  for (const a of run) {
-    t.set(a.t, at);
-    at += a.t.length;
-  }
-  const count = run.reduce((n, a) => n + a.count, 0);
-  let result: DiffResult = { index, start: run[0]!.start, count, type: OpType.REPLACE, blob: t, srcExtents: [], diffBytes: 0, extraBytes: 0 };
-  const used = run.reduce((n, a) => n + a.used.size, 0);
-  const target = await targetDictionaryOf(ctx, run);
-  for (const z of zstdCandidates(ctx.zstdLevel, t, dictionary, target, used * 4 < count, false)) {
-    if (costOf(z) < costOf(result)) result = { ...z, index, start: result.start, count };
-  }
-  return [result];
-}
-
-/** The source blocks the ranges' matcher runs read, ascending, and their bytes one after another: a zstd dictionary. */
-function dictionaryOf(ranges: readonly Analysis[]): SourceDictionary {
-  const where = new Map<number, Uint8Array>();
-  for (const a of ranges) for (const [block, bytes] of a.usedBytes) where.set(block, bytes);
+/** The source blocks the range's matcher runs read, ascending, and their bytes one after another: a zstd dictionary. */
+function dictionaryOf(a: Analysis): SourceDictionary {
+  const where = a.usedBytes;
   const blocks = [...where.keys()].sort((x, y) => x - y);
   if (blocks.length > MAX_DIFF_SOURCE_BLOCKS) return { blocks, bytes: new Uint8Array(0) };
   const bytes = new Uint8Array(blocks.length * BLOCK_SIZE);
@@ -258,8 +217,10 @@ const NOVEL_SHARE = 0.5;
  */
 const ZSTD_LEVEL_ON_DIFF = 12;
 
-/** A range whose best brotli encoding costs less than this is not tried with zstd (see above). */
+/** A range whose brotli encoding is estimated (PROXY_QUALITY) below this is not tried with zstd (see above). */
 const ZSTD_WORTH = 4096;
+/** Below this share of brotli's estimate, zstd's encoding is kept without brotli's final encoding (encodeAnalysed). */
+const BROTLI_FLOOR = 0.65;
 
 /** Manifest bytes an operation's source costs: its hash and extents. */
 function manifestBytes(extents: readonly Extent[]): number {
@@ -341,35 +302,25 @@ interface TargetDictionary {
  * pair's delta 30% larger (zstd's matches into the dictionary cost more offset bits, and its
  * level had to be lowered to keep the time) (bench/RESULTS.md).
  */
-async function targetDictionaryOf(ctx: DiffContext, ranges: readonly Analysis[]): Promise<TargetDictionary> {
-  const start = ranges[0]!.start;
-  const votes = new Map<number, number>();
-  for (const a of ranges) {
-    const v = a.targetVotes;
-    if (!v) continue;
-    // Blocks from `start` on are the operation's own input: zstd sees those without a dictionary.
-    for (let i = 0; i < v.length; i += 2) if (v[i]! < start) votes.set(v[i]!, (votes.get(v[i]!) ?? 0) + v[i + 1]!);
-  }
-  if (votes.size === 0) return NO_TARGET;
-  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]);
-  const blocks = ranked.slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS).map(([block]) => block).sort((a, b) => a - b);
+async function targetDictionaryOf(ctx: DiffContext, a: Analysis): Promise<TargetDictionary> {
+  const v = a.targetVotes;
+  if (!v || v.length === 0) return NO_TARGET;
+  // Pairs come most voted first; the dictionary takes them in ascending block order.
+  const blocks: number[] = [];
+  for (let i = 0; i < v.length && blocks.length < LIMITS.MAX_TARGET_DICTIONARY_BLOCKS; i += 2) if (v[i]! < a.start) blocks.push(v[i]!);
+  blocks.sort((x, y) => x - y);
   const extents = toExtents(blocks);
   return { extents, bytes: await readExtents(ctx.target, extents, BLOCK_SIZE) };
 }
 
 /**
- * The earlier target blocks that each SUB_RANGE_BLOCKS piece of `t` (target blocks from `start`)
- * resembles, by the target's fingerprint index: (block, votes) pairs, most voted first, at most
- * the format's 4096 per piece (DiffJob.targetVotes). Runs in the main thread.
+ * The earlier target blocks that `t` (a diff job's target blocks from `start`) resembles, by the
+ * target's fingerprint index: (block, votes) pairs, most voted first, at most the format's 4096
+ * (DiffJob.targetVotes). Runs in the main thread.
  */
-export function targetVotesOf(index: AnchorIndex, t: Uint8Array, start: number): Int32Array[] {
-  const out: Int32Array[] = [];
-  for (let at = 0; at * BLOCK_SIZE < t.length; at += SUB_RANGE_BLOCKS) {
-    const piece = t.subarray(at * BLOCK_SIZE, (at + SUB_RANGE_BLOCKS) * BLOCK_SIZE);
-    const ranked = [...index.votes(piece, start + at).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
-    out.push(Int32Array.from(ranked.flat()));
-  }
-  return out;
+export function targetVotesOf(index: AnchorIndex, t: Uint8Array, start: number): Int32Array {
+  const ranked = [...index.votes(t, start).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
+  return Int32Array.from(ranked.flat());
 }
 
 /** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
