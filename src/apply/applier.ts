@@ -147,6 +147,11 @@ export class PayloadApplier {
   private readonly inflightSizes: number[] = [];
   private inflightBytes = 0;
   private readonly writes: Promise<void>[] = [];
+  /** The target blocks each write in flight covers, [start, end): what a target dictionary may have to wait for. */
+  private readonly writeRanges = new Map<Promise<void>, [number, number]>();
+  /** Every block before this one is verified and its write issued (operations complete in order). */
+  private verifiedEnd = 0;
+  private readonly verifiedWaiters: { end: number; resolve: () => void }[] = [];
   /** Bytes written since the last flush started (FLUSH_EVERY), and the flush in flight. */
   private unflushed = 0;
   private flushing: Promise<void> | undefined;
@@ -442,13 +447,40 @@ export class PayloadApplier {
     this.inflightBytes += bytes;
   }
 
-  /** The target blocks `op` takes as dictionary, once the operations before it (`before`) are verified and written. */
+  /**
+   * The target blocks `op` takes as dictionary, once the operations that write them are verified
+   * and those writes done. Not every operation before it (`before`): a dictionary names blocks far
+   * back more often than the last ones, and waiting for all drained the pipeline before each such
+   * operation. `before` still ends the wait if an earlier operation fails.
+   */
   private async targetDictionary(op: Operation, before: Promise<void>): Promise<{ targetDictionary: Uint8Array; targetDictionaryHash: Uint8Array }> {
-    await before;
-    await Promise.all(this.writes);
+    const extents = op.targetDictionary!;
+    const end = extents.reduce((n, e) => Math.max(n, e.startBlock + e.blockCount), 0);
+    await Promise.race([before, this.verifiedUpTo(end)]);
+    this.throwIfFailed();
+    const overlapping = [...this.writeRanges].filter(([, [s, e]]) => extents.some((x) => x.startBlock < e && s < x.startBlock + x.blockCount));
+    await Promise.all(overlapping.map(([write]) => write));
     this.throwIfFailed();
     const targetDictionary = await this.targetBlocks!.read(op.targetDictionary!);
     return { targetDictionary, targetDictionaryHash: op.targetDictionaryHash!.slice() };
+  }
+
+  /** Resolves once every block before `end` is verified and its write issued. */
+  private verifiedUpTo(end: number): Promise<void> {
+    if (this.verifiedEnd >= end) return Promise.resolve();
+    return new Promise((resolve) => this.verifiedWaiters.push({ end, resolve }));
+  }
+
+  /** Operations up to block `end` are verified and written or being written: wakes the dictionaries waiting for them. */
+  private advanceVerified(end: number): void {
+    this.verifiedEnd = end;
+    for (let i = this.verifiedWaiters.length - 1; i >= 0; i--) {
+      const w = this.verifiedWaiters[i]!;
+      if (w.end <= end) {
+        this.verifiedWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
   }
 
   /** An operation resume found already on the target: nothing to check, decode or write. */
@@ -457,6 +489,7 @@ export class PayloadApplier {
     this.reader.recycle(blob);
     // Progress is reported in operation order, after the operations before it.
     const step = this.tail.then(async () => {
+      this.advanceVerified(endBlockOf(op));
       this.skippedOps++;
       this.skippedBytes += length;
       this.reportDone(length);
@@ -516,9 +549,13 @@ export class PayloadApplier {
       });
       write.catch((err) => (this.failure ??= err));
       this.writes.push(write);
+      this.writeRanges.set(write, [op.dstExtents[0]!.startBlock, endBlockOf(op)]);
+      void write.finally(() => this.writeRanges.delete(write)).catch(noop);
+      this.advanceVerified(endBlockOf(op));
       if (this.writes.length > WRITE_DEPTH) await this.writes.shift();
     } else {
       recycle();
+      this.advanceVerified(endBlockOf(op));
     }
     this.reportDone(length);
   }
@@ -632,4 +669,10 @@ export async function applyPayload(input: PayloadInput, options: ApplyOptions): 
   } finally {
     await applier.close();
   }
+}
+
+/** The block after an operation's last destination block (its extents follow one another). */
+function endBlockOf(op: Operation): number {
+  const last = op.dstExtents[op.dstExtents.length - 1]!;
+  return last.startBlock + last.blockCount;
 }

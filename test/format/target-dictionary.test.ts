@@ -128,6 +128,17 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
     expect(sameBytes(await fsp.readFile(target), img)).toBe(true);
   });
 
+  it('an earlier operation that fails ends the wait of a dictionary naming its blocks: its own error, no hang', async () => {
+    const target = join(dir, 'earlier-fails.img');
+    const before = await writePatternFile(target, image.length, 13);
+    // Operation 0's output hash is of other bytes: it fails after its data is checked, before it is written.
+    const broken = good.map((op, i) => (i === 0 ? { ...op, output: last } : op));
+    const err = await rejectionOf(apply(payload(broken), target));
+    expectFastPatchError(err, 'HASH_MISMATCH', 4);
+    expect((err as Error).message).toMatch(/operation 0 \(REPLACE\)/);
+    expect(sameBytes(await fsp.readFile(target), before)).toBe(true);
+  });
+
   it('a resumed apply reads the dictionary back from what the interrupted one wrote', async () => {
     const target = join(dir, 'resumed.img');
     // As an interrupted apply leaves it: the first eight blocks written, the rest old bytes.
