@@ -178,7 +178,7 @@ export function mutateStruct(rng: Rng, base: LooseManifest, targetBlocks: number
   const what = s.what;
   const n = rng.chance(0.6) ? 1 : rng.between(2, 3);
   for (let i = 0; i < n; i++) {
-    const kind = rng.below(24);
+    const kind = rng.below(25);
     const op = pickOp(rng, m);
     if (!op && kind >= 2) continue;
     switch (kind) {
@@ -269,6 +269,20 @@ export function mutateStruct(rng: Rng, base: LooseManifest, targetBlocks: number
       case 17: {
         if (rng.chance(0.5)) op!.flags = rng.between(1, 255); else op!.reserved = rng.between(1, 0xffff);
         what.push('reserved fields set');
+        break;
+      }
+      case 24: {
+        // A target dictionary (format 2): on any operation, reaching its own or later blocks,
+        // empty, huge, past 2^32, or with a wrong hash.
+        const first = Number(op!.dst[0]?.start ?? 0n);
+        const f = rng.below(5);
+        if (f === 0) op!.tdict = [{ start: BigInt(Math.max(0, first - 1)), count: rng.pick([1, 2, 4097]) }];
+        else if (f === 1) op!.tdict = [{ start: BigInt(rng.below(targetBlocks + 2)), count: rng.pick([0, 1, 0xffffffff]) }];
+        else if (f === 2) op!.tdict = [{ start: rng.pick([0xffffffffn, 1n << 52n, 0xffffffffffffffffn]), count: 1 }];
+        else if (f === 3) op!.tdict = Array.from({ length: rng.between(2, 40) }, () => ({ start: BigInt(rng.below(Math.max(1, first))), count: 1 }));
+        else op!.tdictHash = flipHash(rng, op!.tdictHash);
+        if (rng.chance(0.2)) op!.reserved = rng.pick([0, op!.tdict.length + 1, 0xffff]);
+        what.push(`target dictionary ${op!.tdict.map((e) => `${e.start}+${e.count}`).join(',')} (declared ${op!.reserved ?? op!.tdict.length})`);
         break;
       }
       case 18: {

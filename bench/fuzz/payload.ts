@@ -21,7 +21,8 @@ export interface LooseExtent {
 export interface LooseOp {
   type: number;
   flags: number;
-  reserved: number;
+  /** Declared target dictionary extent count (offset 6; format 2, SOURCE_ZSTD); default tdict.length. */
+  reserved?: number;
   /** Declared counts; default the list lengths. */
   srcCount?: number;
   dstCount?: number;
@@ -32,6 +33,9 @@ export interface LooseOp {
   sourceHash: Uint8Array;
   src: LooseExtent[];
   dst: LooseExtent[];
+  /** Target dictionary extents and their hash, written when the declared count is not 0. */
+  tdict: LooseExtent[];
+  tdictHash: Uint8Array;
   /** The data blob put in the data section for this operation (may differ from dataLength). */
   blob: Uint8Array;
 }
@@ -96,13 +100,15 @@ export function encodeLooseManifest(m: LooseManifest): Uint8Array {
     u8(op.flags);
     u16(srcCount);
     u16(op.dstCount ?? op.dst.length);
-    u16(op.reserved);
+    const tdictCount = op.reserved ?? op.tdict.length;
+    u16(tdictCount);
     u64w(op.dataOffset);
     u32(op.dataLength);
     if (op.dataLength >>> 0 > 0) digest(op.dataHash);
     digest(op.outputHash);
     if ((srcCount & 0xffff) > 0) digest(op.sourceHash);
-    for (const e of [...op.src, ...op.dst]) {
+    if ((tdictCount & 0xffff) > 0) digest(op.tdictHash);
+    for (const e of [...op.src, ...op.dst, ...op.tdict]) {
       u64w(e.start);
       u32(e.count);
     }
@@ -170,7 +176,6 @@ export function looseFromPayload(payload: Uint8Array): LooseManifest {
     ops: m.operations.map((o) => ({
       type: o.type,
       flags: 0,
-      reserved: 0,
       dataOffset: BigInt(o.dataOffset),
       dataLength: o.dataLength,
       dataHash: (o.dataHash ? new Uint8Array(o.dataHash) : undefined) ?? new Uint8Array(DIGEST_SIZE),
@@ -178,6 +183,8 @@ export function looseFromPayload(payload: Uint8Array): LooseManifest {
       sourceHash: (o.sourceHash ? new Uint8Array(o.sourceHash) : undefined) ?? new Uint8Array(DIGEST_SIZE),
       src: o.srcExtents.map((e) => ({ start: BigInt(e.startBlock), count: e.blockCount })),
       dst: o.dstExtents.map((e) => ({ start: BigInt(e.startBlock), count: e.blockCount })),
+      tdict: (o.targetDictionary ?? []).map((e) => ({ start: BigInt(e.startBlock), count: e.blockCount })),
+      tdictHash: (o.targetDictionaryHash ? new Uint8Array(o.targetDictionaryHash) : undefined) ?? new Uint8Array(DIGEST_SIZE),
       blob: new Uint8Array(payload.subarray(dataStart + o.dataOffset, dataStart + o.dataOffset + o.dataLength)),
     })),
   };
@@ -197,6 +204,8 @@ export function cloneLoose(m: LooseManifest): LooseManifest {
       sourceHash: new Uint8Array(o.sourceHash),
       src: o.src.map((e) => ({ ...e })),
       dst: o.dst.map((e) => ({ ...e })),
+      tdict: o.tdict.map((e) => ({ ...e })),
+      tdictHash: new Uint8Array(o.tdictHash),
       blob: o.blob, // blobs are replaced, never changed in place
     })),
   };
