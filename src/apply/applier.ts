@@ -408,8 +408,10 @@ export class PayloadApplier {
     const sourceBuffer = SOURCE_OPS.has(op.type) && op.sourceHash ? this.buffers.take(op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0)) : undefined;
     // Counted now: the buffers are transferred to a worker (and read as empty here) once sent.
     // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
-    // memory lower (fewer data operations in flight beside it) at a small cost in speed.
-    const bytes = blob.buffer.byteLength + (out ? out.buffer.byteLength : outputLength) + (sourceBuffer?.buffer.byteLength ?? 0) + extentBytes(op.targetDictionary ?? [], m.targetSize);
+    // memory lower (fewer data operations in flight beside it) at a small cost in speed. A
+    // SOURCE_COPY's output is its source buffer: counted once.
+    const ownOutput = out ? out.buffer.byteLength : op.type === OpType.SOURCE_COPY && sourceBuffer ? 0 : outputLength;
+    const bytes = blob.buffer.byteLength + ownOutput + (sourceBuffer?.buffer.byteLength ?? 0) + extentBytes(op.targetDictionary ?? [], m.targetSize);
     const lent = () => ({
       ...(out ? { out } : {}),
       digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
