@@ -47,7 +47,7 @@ export interface DiffJob {
 
 export interface DiffResult {
   index: number;
-  /** The target blocks the operation writes (a job may become several operations). */
+  /** The target blocks the operation writes (one operation per job since 4 MiB jobs; the list form stays for the pool protocol). */
   start: number;
   count: number;
   /** SOURCE_ZSTD: earlier target blocks that join its dictionary after the source blocks. */
