@@ -7,8 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { constants as zlibConstants, zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { applyPayload, format, formatPublicKey, inspectPayload, loadPublicKeyFile, readPayloadChunks, type PrivateKey, type PublicKey } from '../../dist/src/index.js';
-import { signPayload } from '../../dist/src/sign/signer.js';
+import { applyPayload, format, formatPublicKey, inspectPayload, loadPublicKeyFile, readPayloadChunks, type PublicKey } from '../../dist/src/index.js';
 import { fixtureImages } from '../fixtures/v1/images.js';
 import { lines, runCli, stackLines, type CliRun } from '../helpers/cli.js';
 import { codeOf } from '../helpers/errors.js';
@@ -18,7 +17,9 @@ import {
   blockListHashRef,
   chunksOf,
   expectFastPatchError,
+  extentsOf,
   firstDifference,
+  handPayload as signedHandPayload,
   makeKeyPair,
   outcome,
   randomBytes,
@@ -28,6 +29,7 @@ import {
   tempDir,
   textBytes,
   writePatternFile,
+  type HandOp,
 } from '../helpers/payloads.js';
 
 // Most tests run the CLI a few times: on a busy 2-core machine that can pass vitest's 5 s default.
@@ -157,65 +159,12 @@ describe('payloads made by fastpatch 0.1 (test/fixtures/v1) apply with this buil
 // ---------------------------------------------------------------------------------------------
 // Hand-built payloads: any header version, any operation, signed like the generator signs.
 
-const hashOf = (data: Uint8Array) => Buffer.from(blockListHashRef(data), 'hex');
-const blocksOf = (bytes: number) => Math.ceil(bytes / BLOCK);
 
 /** The bytes `extents` ([start, count] in blocks) read from `source`, whole blocks, in order. */
-function sourceData(source: Uint8Array, extents: ReadonlyArray<readonly [number, number]>): Uint8Array {
-  const out = new Uint8Array(extents.reduce((total, [, count]) => total + count * BLOCK, 0));
-  let to = 0;
-  for (const [start, count] of extents) {
-    out.set(source.subarray(start * BLOCK, (start + count) * BLOCK), to);
-    to += count * BLOCK;
-  }
-  return out;
-}
+const sourceData = (source: Uint8Array, extents: ReadonlyArray<readonly [number, number]>) => extentsOf(source, extents.map(([startBlock, blockCount]) => ({ startBlock, blockCount })));
 
-interface HandOp {
-  type: number;
-  /** What the operation writes, from block `start` on (the image's bytes there). */
-  start: number;
-  output: Uint8Array;
-  blob?: Uint8Array;
-  src?: ReadonlyArray<readonly [number, number]>;
-}
-
-/**
- * A payload with header `version`, built from `ops` over `image` (and `source` for a delta), with
- * every hash the manifest holds computed from what is given, so a blob that lies is signed as is.
- */
-function handPayload(version: number, image: Uint8Array, ops: readonly HandOp[], source?: Uint8Array, keys: readonly PrivateKey[] = [A.key]): Buffer {
-  let dataOffset = 0;
-  const operations: format.Operation[] = ops.map((op) => {
-    const blob = op.blob ?? new Uint8Array(0);
-    const built: format.Operation = {
-      type: op.type,
-      dataOffset,
-      dataLength: blob.length,
-      dataHash: blob.length > 0 ? hashOf(blob) : undefined,
-      outputHash: hashOf(op.output),
-      sourceHash: op.src && source ? hashOf(sourceData(source, op.src)) : undefined,
-      srcExtents: (op.src ?? []).map(([startBlock, blockCount]) => ({ startBlock, blockCount })),
-      dstExtents: [{ startBlock: op.start, blockCount: blocksOf(op.output.length) }],
-    };
-    dataOffset += blob.length;
-    return built;
-  });
-  const manifest: format.Manifest = {
-    blockSize: BLOCK,
-    targetSize: image.length,
-    targetHash: hashOf(image),
-    sourceSize: source?.length ?? 0,
-    sourceHash: source ? hashOf(source) : new Uint8Array(32),
-    version: '2.0.0',
-    sourceVersion: '',
-    operations,
-  };
-  const manifestBytes = format.encodeManifest(manifest);
-  const data = Buffer.concat(ops.map((op) => op.blob ?? new Uint8Array(0)));
-  const header = format.encodeHeader({ version, manifestSize: manifestBytes.length, signaturesSize: format.signaturesSize(keys.length), dataSize: data.length });
-  return Buffer.concat([header, manifestBytes, format.encodeSignatures(signPayload(header, manifestBytes, keys)), data]);
-}
+/** A payload with header `version` over `image` (and `source` for a delta), signed by A (helpers/payloads.ts). */
+const handPayload = (version: number, image: Uint8Array, ops: readonly HandOp[], source?: Uint8Array) => signedHandPayload(version, image, ops, [A.key], source);
 
 const zstd = (data: Uint8Array, dictionary?: Uint8Array) => zstdCompressSync(data, dictionary ? { dictionary } : {});
 

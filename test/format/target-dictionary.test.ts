@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { format, type PrivateKey } from '../../dist/src/index.js';
-import { signPayload } from '../../dist/src/sign/signer.js';
-import { BLOCK, applyBytes, blockListHashRef, expectFastPatchError, makeKeyPair, rejectionOf, removeDir, sameBytes, tempDir, textBytes, randomBytes, writePatternFile } from '../helpers/payloads.js';
+import { BLOCK, applyBytes, expectFastPatchError, extentsOf, handPayload, makeKeyPair, rejectionOf, removeDir, sameBytes, tempDir, textBytes, randomBytes, writePatternFile, type HandOp } from '../helpers/payloads.js';
 
 const { OpType } = format;
 const A = makeKeyPair();
@@ -21,8 +20,6 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-const hashOf = (data: Uint8Array) => Buffer.from(blockListHashRef(data), 'hex');
-
 /** A 4-block source; a 12-block target: 4 new blocks, then those 4 again with a few bytes changed, then 4 more new ones. */
 const source = randomBytes(4 * BLOCK, 301);
 const first = textBytes(4 * BLOCK, 302);
@@ -31,51 +28,16 @@ for (let i = 100; i < again.length; i += 1500) again[i] = 0x2a;
 const last = textBytes(4 * BLOCK, 303);
 const image = new Uint8Array(Buffer.concat([first, again, last]));
 
-interface Op {
-  type: number;
-  start: number;
-  output: Uint8Array;
-  blob?: Uint8Array;
-  /** Target dictionary extents, and the bytes its hash is made from (default: the image's). */
-  tdict?: format.Extent[];
-  tdictBytes?: Uint8Array;
-}
-
-function payload(ops: readonly Op[], keys: readonly PrivateKey[] = [A.key], img: Uint8Array = image): Buffer {
-  let dataOffset = 0;
-  const operations: format.Operation[] = ops.map((op) => {
-    const blob = op.blob ?? new Uint8Array(0);
-    const built: format.Operation = {
-      type: op.type,
-      dataOffset,
-      dataLength: blob.length,
-      dataHash: blob.length > 0 ? hashOf(blob) : undefined,
-      outputHash: hashOf(op.output),
-      sourceHash: undefined,
-      srcExtents: [],
-      dstExtents: [{ startBlock: op.start, blockCount: Math.ceil(op.output.length / BLOCK) }],
-      ...(op.tdict ? { targetDictionary: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? blocksOf(op.tdict, img)) } : {}),
-    };
-    dataOffset += blob.length;
-    return built;
-  });
-  const manifest: format.Manifest = {
-    blockSize: BLOCK, targetSize: img.length, targetHash: hashOf(img), sourceSize: source.length, sourceHash: hashOf(source),
-    version: '2.0.0', sourceVersion: '', operations,
-  };
-  const manifestBytes = format.encodeManifest(manifest);
-  const data = Buffer.concat(ops.map((op) => op.blob ?? new Uint8Array(0)));
-  const header = format.encodeHeader({ version: 2, manifestSize: manifestBytes.length, signaturesSize: format.signaturesSize(keys.length), dataSize: data.length });
-  return Buffer.concat([header, manifestBytes, format.encodeSignatures(signPayload(header, manifestBytes, keys)), data]);
-}
+/** A delta payload over `img` (default: the image below) with `source` as its source, signed by `keys` (helpers/payloads.ts). */
+const payload = (ops: readonly HandOp[], keys: readonly PrivateKey[] = [A.key], img: Uint8Array = image) => handPayload(2, img, ops, keys, source);
 
 /** The image's blocks of `extents`, one after another: a target dictionary. */
-const blocksOf = (extents: readonly format.Extent[], img: Uint8Array = image) => Buffer.concat(extents.map((e) => img.subarray(e.startBlock * BLOCK, (e.startBlock + e.blockCount) * BLOCK)));
+const blocksOf = (extents: readonly format.Extent[], img: Uint8Array = image) => extentsOf(img, extents);
 // The second operation takes the first's blocks; the third a few blocks of each, out of order of
 // importance but ascending, with gaps (what an image updated in place gives).
 const secondDictionary = [{ startBlock: 0, blockCount: 4 }];
 const thirdDictionary = [{ startBlock: 1, blockCount: 2 }, { startBlock: 5, blockCount: 1 }, { startBlock: 7, blockCount: 1 }];
-const good: Op[] = [
+const good: HandOp[] = [
   { type: OpType.REPLACE, start: 0, output: first, blob: first },
   { type: OpType.SOURCE_ZSTD, start: 4, output: again, blob: zstdCompressSync(again, { dictionary: blocksOf(secondDictionary) }), tdict: secondDictionary },
   { type: OpType.SOURCE_ZSTD, start: 8, output: last, blob: zstdCompressSync(last, { dictionary: blocksOf(thirdDictionary) }), tdict: thirdDictionary },
@@ -117,7 +79,7 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
     // REPLACE 0-3, ZERO 4-7, then an operation whose dictionary spans both.
     const img = new Uint8Array(Buffer.concat([first, new Uint8Array(4 * BLOCK), again]));
     const dictionary = [{ startBlock: 2, blockCount: 6 }];
-    const ops: Op[] = [
+    const ops: HandOp[] = [
       { type: OpType.REPLACE, start: 0, output: first, blob: first },
       { type: OpType.ZERO, start: 4, output: new Uint8Array(4 * BLOCK) },
       { type: OpType.SOURCE_ZSTD, start: 8, output: again, blob: zstdCompressSync(again, { dictionary: blocksOf(dictionary, img) }), tdict: dictionary },
@@ -164,10 +126,10 @@ describe('SOURCE_ZSTD with a target dictionary', () => {
   });
 
   it.each([
-    ['reaching into its own output', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 2, blockCount: 3 }] } : op)), /target dictionary extent 2\+3 is not before block 4/],
-    ['naming a later block', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 1 }, { startBlock: 10, blockCount: 1 }] } : op)), /target dictionary extent 10\+1 is not before block 4/],
-    ['with an empty extent', (ops: Op[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 0 }] } : op)), /target dictionary extent 0\+0 is not before block 4/],
-    ['on an operation that is not SOURCE_ZSTD', (ops: Op[]) => ops.map((op, i) => (i === 2 ? { ...op, type: OpType.REPLACE_ZSTD, blob: zstdCompressSync(last), tdict: [{ startBlock: 0, blockCount: 8 }] } : op)), /only SOURCE_ZSTD may have a target dictionary/],
+    ['reaching into its own output', (ops: HandOp[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 2, blockCount: 3 }] } : op)), /target dictionary extent 2\+3 is not before block 4/],
+    ['naming a later block', (ops: HandOp[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 1 }, { startBlock: 10, blockCount: 1 }] } : op)), /target dictionary extent 10\+1 is not before block 4/],
+    ['with an empty extent', (ops: HandOp[]) => ops.map((op, i) => (i === 1 ? { ...op, tdict: [{ startBlock: 0, blockCount: 0 }] } : op)), /target dictionary extent 0\+0 is not before block 4/],
+    ['on an operation that is not SOURCE_ZSTD', (ops: HandOp[]) => ops.map((op, i) => (i === 2 ? { ...op, type: OpType.REPLACE_ZSTD, blob: zstdCompressSync(last), tdict: [{ startBlock: 0, blockCount: 8 }] } : op)), /only SOURCE_ZSTD may have a target dictionary/],
   ])('a target dictionary %s: CORRUPT_PAYLOAD before anything is written', async (_name, change, message) => {
     const target = join(dir, 'refused.img');
     const before = await writePatternFile(target, image.length, 9);

@@ -9,6 +9,7 @@ import { promises as fsp } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { format, generateDeltaPayload, type CoreBuild, type DeltaResult, type PrivateKey } from '../../dist/src/index.js';
 import { BLOCK, HEADER_SIZE, KiB, MiB, Prng, mixedImage, randomBytes, textBytes } from './payloads.js';
+export { extentsOf } from './payloads.js';
 
 // ---------------------------------------------------------------------------------------------
 // Content
@@ -231,13 +232,6 @@ export function blocksOf(extents: readonly format.Extent[]): number[] {
   return extents.flatMap((e) => Array.from({ length: e.blockCount }, (_, i) => e.startBlock + i));
 }
 
-/** `extents` of `image` one after another, a short last block padded with zeros (what an operation reads). */
-export function extentsOf(image: Uint8Array, extents: readonly format.Extent[]): Uint8Array {
-  const blocks = blocksOf(extents);
-  const out = new Uint8Array(blocks.length * BLOCK);
-  blocks.forEach((b, i) => out.set(image.subarray(b * BLOCK, (b + 1) * BLOCK), i * BLOCK));
-  return out;
-}
 
 /** For each target block, the source block a SOURCE_COPY operation copies into it, or -1. */
 export function copyMap(m: format.Manifest): Int32Array {

@@ -384,17 +384,80 @@ export async function readHead(path: string, length: number): Promise<Buffer> {
  * so tests can build validly signed payloads that lie about their data. Blobs are concatenated in
  * order as the data section; `dataSize` defaults to their total length.
  */
-export function assemblePayload(manifest: format.Manifest, blobs: readonly Uint8Array[], keys: readonly PrivateKey[], dataSize?: number): Buffer {
+export function assemblePayload(manifest: format.Manifest, blobs: readonly Uint8Array[], keys: readonly PrivateKey[], dataSize?: number, version: number = format.FORMAT_VERSION): Buffer {
   const manifestBytes = format.encodeManifest(manifest);
   const data = Buffer.concat(blobs);
   const header = format.encodeHeader({
-    version: format.FORMAT_VERSION,
+    version,
     manifestSize: manifestBytes.length,
     signaturesSize: format.signaturesSize(keys.length),
     dataSize: dataSize ?? data.length,
   });
   const signatures = format.encodeSignatures(signPayload(header, manifestBytes, keys));
   return Buffer.concat([header, manifestBytes, signatures, data]);
+}
+
+/** One operation of handPayload: what it writes from block `start` on, and what it reads. */
+export interface HandOp {
+  type: number;
+  start: number;
+  /** The image's bytes the operation writes. */
+  output: Uint8Array;
+  blob?: Uint8Array;
+  /** Source extents as [start, count] in blocks. */
+  src?: ReadonlyArray<readonly [number, number]>;
+  /** Target dictionary extents (SOURCE_ZSTD, format 2), and the bytes its hash is made from (default: the image's). */
+  tdict?: format.Extent[];
+  tdictBytes?: Uint8Array;
+}
+
+/** `extents` of `image` one after another, a short last block padded with zeros (what an operation reads). */
+export function extentsOf(image: Uint8Array, extents: readonly format.Extent[]): Uint8Array {
+  const out = new Uint8Array(extents.reduce((n, e) => n + e.blockCount, 0) * BLOCK);
+  let at = 0;
+  for (const e of extents) {
+    out.set(image.subarray(e.startBlock * BLOCK, (e.startBlock + e.blockCount) * BLOCK), at);
+    at += e.blockCount * BLOCK;
+  }
+  return out;
+}
+
+/**
+ * A payload with header `version`, built from `ops` over `image` (and `source` for a delta) and
+ * signed by `keys`, with every hash the manifest holds computed from what is given, so a blob that
+ * lies is signed as is.
+ */
+export function handPayload(version: number, image: Uint8Array, ops: readonly HandOp[], keys: readonly PrivateKey[], source?: Uint8Array): Buffer {
+  const hashOf = (data: Uint8Array) => Buffer.from(blockListHashRef(data), 'hex');
+  let dataOffset = 0;
+  const operations: format.Operation[] = ops.map((op) => {
+    const blob = op.blob ?? new Uint8Array(0);
+    const srcExtents = (op.src ?? []).map(([startBlock, blockCount]) => ({ startBlock, blockCount }));
+    const built: format.Operation = {
+      type: op.type,
+      dataOffset,
+      dataLength: blob.length,
+      dataHash: blob.length > 0 ? hashOf(blob) : undefined,
+      outputHash: hashOf(op.output),
+      sourceHash: op.src && source ? hashOf(extentsOf(source, srcExtents)) : undefined,
+      srcExtents,
+      dstExtents: [{ startBlock: op.start, blockCount: Math.ceil(op.output.length / BLOCK) }],
+      ...(op.tdict ? { targetDictionary: op.tdict, targetDictionaryHash: hashOf(op.tdictBytes ?? extentsOf(image, op.tdict)) } : {}),
+    };
+    dataOffset += blob.length;
+    return built;
+  });
+  const manifest: format.Manifest = {
+    blockSize: BLOCK,
+    targetSize: image.length,
+    targetHash: hashOf(image),
+    sourceSize: source?.length ?? 0,
+    sourceHash: source ? hashOf(source) : new Uint8Array(32),
+    version: '2.0.0',
+    sourceVersion: '',
+    operations,
+  };
+  return assemblePayload(manifest, ops.map((op) => op.blob ?? new Uint8Array(0)), keys, undefined, version);
 }
 
 /** A raw 32-byte header with every field chosen by the caller (no checks), for hostile-header tests. */
