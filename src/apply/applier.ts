@@ -13,7 +13,7 @@ import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
 import { hasTargetDictionaries, targetBlocksFromTarget, targetBlocksInTempFile, type TargetBlocks } from './target-blocks.js';
-import { GarbageMeter, enableCollection } from './collect.js';
+import { GarbageMeter, enableCollection } from '../io/collect.js';
 import { DecodePool } from './decode-pool.js';
 import { BUFFER_POOL_BYTES, BUFFER_POOL_SIZE, FLUSH_EVERY, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, checkDeclaredSize, checkReleases, needsRelease } from './limits.js';
 
@@ -156,7 +156,7 @@ export class PayloadApplier {
   private unflushed = 0;
   private flushing: Promise<void> | undefined;
   /**
-   * Collects the buffers the pools let go of (collect.ts). They are shared memory, which V8 does
+   * Collects the buffers the pools let go of (io/collect.ts). They are shared memory, which V8 does
    * not count towards collecting: without this, memory a pool dropped (a size no longer asked
    * for) would wait for a collection the JS heap's own growth may never call for.
    */
@@ -405,25 +405,29 @@ export class PayloadApplier {
     // now, with the source's, so that the window counts the buffers as they are (a pooled buffer
     // may be larger than asked for).
     const out = DECODED_OPS.has(op.type) ? this.buffers.take(outputLength) : undefined;
-    const sourceBuffer = SOURCE_OPS.has(op.type) && op.sourceHash ? this.buffers.take(op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0)) : undefined;
+    const hasDictionary = (op.targetDictionary?.length ?? 0) > 0;
+    const sourceBytes = op.sourceHash ? op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0;
+    const dictionaryBytes = hasDictionary ? op.targetDictionary!.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0;
+    // A SOURCE_ZSTD's dictionary is its source blocks, then its target blocks: one buffer, which
+    // the worker hands to zstd as it is (joining the two cost an allocation and a copy each time).
+    const sourceBuffer = SOURCE_OPS.has(op.type) && (op.sourceHash || hasDictionary) ? this.buffers.take(sourceBytes + dictionaryBytes) : undefined;
     // Counted now: the buffers are transferred to a worker (and read as empty here) once sent.
     // A ZERO operation holds no memory, but counting its length here too was measured to keep peak
     // memory lower (fewer data operations in flight beside it) at a small cost in speed. A
     // SOURCE_COPY's output is its source buffer: counted once.
     const ownOutput = out ? out.buffer.byteLength : op.type === OpType.SOURCE_COPY && sourceBuffer ? 0 : outputLength;
-    const bytes = blob.buffer.byteLength + ownOutput + (sourceBuffer?.buffer.byteLength ?? 0) + extentBytes(op.targetDictionary ?? [], m.targetSize);
+    const bytes = blob.buffer.byteLength + ownOutput + (sourceBuffer?.buffer.byteLength ?? 0);
     const lent = () => ({
       ...(out ? { out } : {}),
       digests: this.digestBuffers.take(Math.ceil(outputLength / BLOCK_SIZE) * DIGEST_SIZE),
     });
-    // A target dictionary is earlier blocks of the image: read once every earlier operation is
-    // verified (the tail) and written, and checked in the worker against its signed hash.
-    const hasDictionary = (op.targetDictionary?.length ?? 0) > 0;
-    const targetDictionary = hasDictionary ? this.targetDictionary(op, this.tail) : Promise.resolve({});
-    if (SOURCE_OPS.has(op.type) && (op.sourceHash || hasDictionary)) {
+    // A target dictionary is earlier blocks of the image, gathered once the operations that write
+    // them are verified, and checked in the worker against its signed hash.
+    const targetDictionary = hasDictionary ? this.targetDictionary(op, this.tail, sourceBuffer!.subarray(sourceBytes)) : Promise.resolve({});
+    if (sourceBuffer) {
       // Read here, checked in the worker against the signed source hash before it is used.
       const sourceHash = op.sourceHash?.slice();
-      const source = op.sourceHash ? readExtents(this.source!, op.srcExtents, BLOCK_SIZE, () => sourceBuffer!) : Promise.resolve(new Uint8Array(0));
+      const source = op.sourceHash ? readExtents(this.source!, op.srcExtents, BLOCK_SIZE, () => sourceBuffer.subarray(0, sourceBytes)) : Promise.resolve(sourceBuffer.subarray(0, 0));
       decoded = Promise.all([source, targetDictionary]).then(([source, dictionary]) =>
         this.pool.decode({
           index, type: op.type, blob, dataHash: op.dataHash?.slice(), outputLength,
@@ -450,12 +454,12 @@ export class PayloadApplier {
   }
 
   /**
-   * The target blocks `op` takes as dictionary, once the operations that write them are verified
-   * and those writes done. Not every operation before it (`before`): a dictionary names blocks far
-   * back more often than the last ones, and waiting for all drained the pipeline before each such
-   * operation. `before` still ends the wait if an earlier operation fails.
+   * The target blocks `op` takes as dictionary, read into `into` once the operations that write
+   * them are verified and those writes done. Not every operation before it (`before`): a
+   * dictionary names blocks far back more often than the last ones, and waiting for all drained
+   * the pipeline before each such operation. `before` still ends the wait if an earlier one fails.
    */
-  private async targetDictionary(op: Operation, before: Promise<void>): Promise<{ targetDictionary: Uint8Array; targetDictionaryHash: Uint8Array }> {
+  private async targetDictionary(op: Operation, before: Promise<void>, into: Uint8Array): Promise<{ targetDictionary: Uint8Array; targetDictionaryHash: Uint8Array }> {
     const extents = op.targetDictionary!;
     const end = extents.reduce((n, e) => Math.max(n, e.startBlock + e.blockCount), 0);
     await Promise.race([before, this.verifiedUpTo(end)]);
@@ -463,7 +467,7 @@ export class PayloadApplier {
     const overlapping = [...this.writeRanges].filter(([, [s, e]]) => extents.some((x) => x.startBlock < e && s < x.startBlock + x.blockCount));
     await Promise.all(overlapping.map(([write]) => write));
     this.throwIfFailed();
-    const targetDictionary = await this.targetBlocks!.read(op.targetDictionary!);
+    const targetDictionary = await this.targetBlocks!.read(extents, into);
     return { targetDictionary, targetDictionaryHash: op.targetDictionaryHash!.slice() };
   }
 

@@ -8,7 +8,7 @@ import { isCloseMessage, toFailure } from '../io/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { OpType } from '../format/constants.js';
-import { GarbageMeter } from './collect.js';
+import { GarbageMeter } from '../io/collect.js';
 import { decodeOperation, KEEP_DELTA_BYTES, type DecodeJob } from './decode.js';
 
 const build = (workerData as { build: CoreBuild }).build;
@@ -16,7 +16,7 @@ const core = WasmCore.load(build);
 // Only delta payloads need the delta module; it is made on their first SOURCE_DIFF.
 let delta: DeltaCore | undefined;
 const deltaCore = () => (delta ??= new DeltaCore(build));
-// What decoding leaves behind here: decompressed diff streams and a dropped delta module (collect.ts).
+// What decoding leaves behind here: decompressed diff streams and a dropped delta module (io/collect.ts).
 const garbage = new GarbageMeter();
 const minor = () => garbage.minor();
 

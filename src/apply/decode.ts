@@ -92,8 +92,13 @@ export type Collect = () => void;
  */
 export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength' | 'source' | 'targetDictionary'>): number {
   if (job.type === OpType.REPLACE_DEFLATE) return 64 * 1024;
-  // A target dictionary is joined to the source (one copy) and copied by zstd (another).
-  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) return (job.source?.length ?? 0) + 2 * (job.targetDictionary?.length ?? 0) + job.outputLength + 256 * 1024;
+  // zstd copies its dictionary (the source and target dictionary); one not right after the source
+  // in its buffer is joined to it first (another copy).
+  if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
+    const target = job.targetDictionary ?? new Uint8Array(0);
+    const joined = target.length > 0 && !(job.source && adjacent(job.source, target)) ? (job.source?.length ?? 0) + target.length : 0;
+    return (job.source?.length ?? 0) + target.length + joined + job.outputLength + 256 * 1024;
+  }
   if (job.type !== OpType.SOURCE_DIFF) return 0;
   let streams: DiffStream[];
   try {
@@ -155,7 +160,8 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: produces ${output.length} bytes, its extents hold ${job.outputLength}`);
   }
   // A SOURCE_DIFF's or SOURCE_ZSTD's source was only read from: handed back for reuse.
-  const handBack = (job.type === OpType.SOURCE_DIFF || job.type === OpType.SOURCE_ZSTD) && job.source && job.source.byteLength > 0 ? { source: job.source } : {};
+  // An empty source may be a view of the buffer that holds the target dictionary.
+  const handBack = (job.type === OpType.SOURCE_DIFF || job.type === OpType.SOURCE_ZSTD) && job.source && job.source.buffer.byteLength > 0 ? { source: job.source } : {};
   return { output, digests: blockDigests(core, output, job.digests), blob: job.blob, ...handBack };
 }
 
@@ -166,9 +172,10 @@ function decodeInto(core: WasmCore, job: DecodeJob, delta?: () => DeltaCore, col
  * zstd matches into it as into earlier output.
  */
 function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8Array {
-  // The dictionary: the source data, then the target blocks before the output, if any.
+  // The dictionary: the source data, then the target blocks before the output, if any. The
+  // applier puts the two one after the other in one buffer; joined here only when they are not.
   const target = job.targetDictionary;
-  const source = target && target.length > 0 ? Buffer.concat([sourceData, target]) : sourceData;
+  const source = !target || target.length === 0 ? sourceData : adjacent(sourceData, target) ? new Uint8Array(sourceData.buffer, sourceData.byteOffset, sourceData.length + target.length) : Buffer.concat([sourceData, target]);
   const into = outBuffer(job) ?? new Uint8Array(job.outputLength);
   const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
   // zstd would parse a dictionary that starts with its magic number as a formatted one.
@@ -186,6 +193,11 @@ function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - done.read} bytes follow the zstd frame`);
   }
   return into.subarray(0, done.written);
+}
+
+/** Whether `b` starts where `a` ends, in the same buffer. */
+function adjacent(a: Uint8Array, b: Uint8Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
 }
 
 /** The job's `out` when it holds exactly the output. */

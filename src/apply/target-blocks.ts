@@ -6,7 +6,7 @@
  * programs of one package share their library code), and zstd --patch-from finds that because its
  * window spans the whole new image. An operation's target dictionary names such blocks anywhere
  * before its output, by content (an image updated in place scatters a package's files over the
- * free space). They are read when every operation before has been verified and written:
+ * free space). They are read once the operations that wrote them are verified and written:
  *
  *  - apply: back from the target itself, so no copy is kept and a resumed apply needs nothing more;
  *  - verify (no target): from a sparse temporary file in a folder only this process may enter,
@@ -27,8 +27,8 @@ import { createExclusive } from '../io/safe-files.js';
 export interface TargetBlocks {
   /** Puts a verified operation's output (its destination extents' bytes, in order) where read() finds the blocks it needs. */
   keep(dstExtents: readonly Extent[], output: Uint8Array | undefined): Promise<void>;
-  /** The blocks of `extents`, one after another. */
-  read(extents: readonly Extent[]): Promise<Uint8Array>;
+  /** The blocks of `extents`, one after another, read into `into` (of their length). */
+  read(extents: readonly Extent[], into: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ export function hasTargetDictionaries(m: Manifest): boolean {
 export function targetBlocksFromTarget(target: () => OpenImage): TargetBlocks {
   return {
     keep: async () => {},
-    read: (extents) => readExtents(target(), extents, BLOCK_SIZE),
+    read: (extents, into) => readExtents(target(), extents, BLOCK_SIZE, () => into),
     close: async () => {},
   };
 }
@@ -86,7 +86,7 @@ export async function targetBlocksInTempFile(m: Manifest): Promise<TargetBlocks>
         at += e.blockCount * BLOCK_SIZE;
       }
     },
-    read: (extents) => readExtents(file, extents, BLOCK_SIZE),
+    read: (extents, into) => readExtents(file, extents, BLOCK_SIZE, () => into),
     async close() {
       await file.handle.close().catch(() => {});
       await rm(folder, { recursive: true, force: true });
