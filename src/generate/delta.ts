@@ -21,14 +21,15 @@ import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Extent, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
+import { enableCollection } from '../io/collect.js';
 import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
 import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
-import { targetVotesOf, type DiffJob, type DiffResult } from './diff-op.js';
+import { votesOf, type DiffJob, type DiffResult } from './diff-op.js';
 import type { DiffWorkerData } from './diff-worker.js';
-import { planDelta, type PlannedOp } from './delta-plan.js';
+import { DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
 import { AnchorIndex, SourceIndex } from './source-index.js';
@@ -114,15 +115,17 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const plan = planDelta(scan.blocks, scan.zero, scan.match);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
-    // The pool holds the only reference to the tables, and drops it once the workers have them.
+    enableCollection(); // before the diff workers start (io/collect.ts)
     pool = new WorkerPool<DiffJob, DiffResult[]>(
       new URL('./diff-worker.js', import.meta.url),
-      { build, sourcePath: options.source, targetPath: options.target, anchors: index.anchorTables(), quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
+      { build, sourcePath: options.source, targetPath: options.target, quality, formatVersion, zstdLevel } satisfies DiffWorkerData,
       'diff worker',
       options.workers ?? defaultWorkers(),
     );
 
-    const votes = targetAnchors ? oneAtATime((p: PlannedOp) => targetVotesIn(target!, targetAnchors, p)) : undefined;
+    // One range's bytes at a time (oneAtATime), read into one buffer: nothing left per job for the collector.
+    const range = new Uint8Array(DIFF_OP_BLOCKS * BLOCK_SIZE);
+    const votes = oneAtATime((p: PlannedOp) => votesIn(target!, index, targetAnchors, p, range));
     const operations: Operation[] = [];
     const queue: Promise<Built[]>[] = [];
     let dataSize = 0;
@@ -213,17 +216,17 @@ function outputHashOf(core: WasmCore, scan: TargetScan, start: number, count: nu
   return core.sha256().update(scan.digests.subarray(start * DIGEST_SIZE, (start + count) * DIGEST_SIZE)).digest();
 }
 
-/** The target's votes for a diff job (diff-op.ts, targetVotesOf), from its bytes read here. */
-async function targetVotesIn(target: OpenImage, index: AnchorIndex, p: PlannedOp): Promise<Int32Array> {
-  const bytes = new Uint8Array(Math.min(p.count * BLOCK_SIZE, target.size - p.start * BLOCK_SIZE));
+/** A diff job's votes (diff-op.ts, votesOf), from its bytes read here into `buffer`. */
+async function votesIn(target: OpenImage, index: SourceIndex, targetAnchors: AnchorIndex | undefined, p: PlannedOp, buffer: Uint8Array): Promise<Pick<DiffJob, 'sourceVotes' | 'targetVotes'>> {
+  const bytes = buffer.subarray(0, Math.min(p.count * BLOCK_SIZE, target.size - p.start * BLOCK_SIZE));
   await readFully(target, bytes, bytes.length, p.start * BLOCK_SIZE);
-  return targetVotesOf(index, bytes, p.start);
+  return votesOf(index.anchorIndex, targetAnchors, bytes, p.start, index.blocks);
 }
 
 /**
- * `work`, run for one call at a time: DISPATCH_WINDOW jobs start at once, and each holds its
- * 16 MiB of target while it reads and votes (all at once took 64 MiB more peak memory on the
- * 64 MiB Debian pair).
+ * `work`, run for one call at a time: DISPATCH_WINDOW jobs start at once, and each reads its range
+ * of the target to vote; one at a time, they share one buffer (all at once took 64 MiB more peak
+ * memory on the 64 MiB Debian pair).
  */
 function oneAtATime<A, T>(work: (arg: A) => Promise<T>): (arg: A) => Promise<T> {
   let tail: Promise<unknown> = Promise.resolve();
@@ -250,7 +253,7 @@ interface Built {
 
 async function buildOperation(
   i: number, p: PlannedOp, core: WasmCore, index: SourceIndex, scan: TargetScan, pool: WorkerPool<DiffJob, DiffResult[]>,
-  votes: ((p: PlannedOp) => Promise<Int32Array>) | undefined,
+  votes: (p: PlannedOp) => Promise<Pick<DiffJob, 'sourceVotes' | 'targetVotes'>>,
 ): Promise<Built[]> {
   const dstExtents = [{ startBlock: p.start, blockCount: p.count }];
   const base = { dataOffset: 0, dataLength: 0, dataHash: undefined, sourceHash: undefined, srcExtents: [], dstExtents };
@@ -261,8 +264,11 @@ async function buildOperation(
     return [{ op: { ...base, type: OpType.SOURCE_COPY, outputHash: outputHashOf(core, scan, p.start, p.count), sourceHash: index.extentsHash(p.source), srcExtents: p.source } }];
   }
   const copies = scan.match.slice(p.start, p.start + p.count);
-  const targetVotes = await votes?.(p);
-  const diffs = await pool.run({ index: i, start: p.start, count: p.count, copies, ...(targetVotes ? { targetVotes } : {}) }, [copies.buffer, ...(targetVotes ? [targetVotes.buffer as ArrayBuffer] : [])]);
+  const { sourceVotes, targetVotes } = await votes(p);
+  const diffs = await pool.run(
+    { index: i, start: p.start, count: p.count, copies, sourceVotes, ...(targetVotes ? { targetVotes } : {}) },
+    [copies.buffer, sourceVotes.buffer as ArrayBuffer, ...(targetVotes ? [targetVotes.buffer as ArrayBuffer] : [])],
+  );
   // A job's operations cover its blocks in order, one after another (diff-op.ts).
   let next = p.start;
   const built = diffs.map((diff) => {

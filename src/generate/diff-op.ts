@@ -22,7 +22,7 @@ import type { Extent } from '../format/manifest.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
-import { anchorVotes, type AnchorIndex, type AnchorTables } from './source-index.js';
+import type { AnchorIndex } from './source-index.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
 export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;
@@ -38,9 +38,13 @@ export interface DiffJob {
   /** Per target block of the range: the source block with the same bytes, or -1. */
   copies: Int32Array;
   /**
+   * The source blocks the range's anchors point to, as (block, votes) pairs (votesOf, in the main
+   * thread, which holds the source's fingerprint index: the workers need no copy of it).
+   */
+  sourceVotes: Int32Array;
+  /**
    * Format 2: the earlier target blocks the range's anchors point to, as (block, votes) pairs,
-   * most voted first (targetVotesOf, in the main thread, which holds the target's fingerprint
-   * index: one copy instead of one per worker).
+   * most voted first, at most the format's 4096 (votesOf, from the target's fingerprint index).
    */
   targetVotes?: Int32Array;
 }
@@ -64,20 +68,13 @@ export interface DiffContext {
   delta: DeltaCore;
   source: OpenImage;
   target: OpenImage;
-  /** Offsets of the fingerprint tables inside `delta`. */
-  anchors: { keys: number; positions: number; mask: number };
   quality: number;
   /** Format version of the payload: 2 adds the zstd encodings (SOURCE_ZSTD, REPLACE_ZSTD). */
   formatVersion: number;
   /** zstd level of those encodings. */
   zstdLevel: number;
-}
-
-/** Copies the fingerprint tables into the worker's delta module. */
-export function loadAnchors(delta: DeltaCore, tables: AnchorTables, loaded?: () => void): DiffContext['anchors'] {
-  const anchors = { keys: delta.put(tables.keys), positions: delta.put(tables.positions), mask: tables.mask };
-  loaded?.();
-  return anchors;
+  /** A young-generation collection (io/collect.ts): frees what the job let go before zstd's peak. */
+  collect?: () => void;
 }
 
 /**
@@ -92,7 +89,7 @@ export async function encodeDiffJob(ctx: DiffContext, job: DiffJob): Promise<Dif
   const length = Math.min(job.count * BLOCK_SIZE, ctx.target.size - job.start * BLOCK_SIZE);
   const t = new Uint8Array(length);
   await readFully(ctx.target, t, length, job.start * BLOCK_SIZE);
-  const a = await analyse(ctx, t, job.start, job.copies, job.targetVotes);
+  const a = await analyse(ctx, t, job.start, job.copies, job.sourceVotes, job.targetVotes);
   return [await encodeAnalysed(ctx, a, job.index)];
 }
 
@@ -113,10 +110,10 @@ interface Analysis {
   targetVotes: Int32Array | undefined;
 }
 
-async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: Int32Array, targetVotes: Int32Array | undefined): Promise<Analysis> {
+async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: Int32Array, sourceVotes: Int32Array, targetVotes: Int32Array | undefined): Promise<Analysis> {
   const { delta, source } = ctx;
   const count = copies.length;
-  const chosen = chooseSourceBlocks(ctx, t, count, copies);
+  const chosen = chooseSourceBlocks(count, copies, sourceVotes);
   const s = await readExtents(source, toExtents(chosen), BLOCK_SIZE);
   // Candidates, judged by a fast compression of their streams plus their manifest bytes; only the
   // winner is compressed at full quality. Metadata (inode tables, directories) gains from short
@@ -125,24 +122,35 @@ async function analyse(ctx: DiffContext, t: Uint8Array, start: number, copies: I
   let best: Candidate | undefined;
   let bestCost = Infinity;
   const used = new Set<number>();
+  const candidates: Candidate[] = [];
   for (const minMatch of MIN_MATCH_CANDIDATES) {
     const enc = delta.diffEncode(s, t, minMatch);
     if (!enc) continue;
     const candidate = diffCandidate(enc, chosen);
     for (const e of candidate.srcExtents) for (let b = e.startBlock; b < e.startBlock + e.blockCount; b++) used.add(b);
-    const cost = candidateCost(delta, candidate);
-    if (cost < bestCost) {
-      best = candidate;
-      bestCost = cost;
-    }
+    candidates.push(candidate);
   }
-  // Without source only wins where the source explains little.
-  if (best === undefined || best.extra.length * 2 > t.length) {
-    const plain = plainCandidate(t);
-    const cost = candidateCost(delta, plain);
-    if (best === undefined || cost < bestCost) {
-      best = plain;
-      bestCost = cost;
+  // New data, whichever candidate wins, goes to zstd (format 2), which needs only the used blocks:
+  // judging the candidates would cost brotli on megabytes for nothing (0.45 of the 64 MiB Debian
+  // pair's 5.2 CPU-s of jobs).
+  if (ctx.formatVersion >= 2 && candidates.every((c) => c.extra.length > NOVEL_SHARE * t.length)) {
+    best = plainCandidate(t); // bestCost stays unknown: nothing reads it for new data
+  } else {
+    for (const candidate of candidates) {
+      const cost = candidateCost(delta, candidate);
+      if (cost < bestCost) {
+        best = candidate;
+        bestCost = cost;
+      }
+    }
+    // Without source only wins where the source explains little.
+    if (best === undefined || best.extra.length * 2 > t.length) {
+      const plain = plainCandidate(t);
+      const cost = candidateCost(delta, plain);
+      if (best === undefined || cost < bestCost) {
+        best = plain;
+        bestCost = cost;
+      }
     }
   }
   const usedBytes = new Map<number, Uint8Array>();
@@ -179,8 +187,19 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
     return result;
   }
   const level = a.novel ? ctx.zstdLevel : Math.min(ctx.zstdLevel, ZSTD_LEVEL_ON_DIFF);
-  const source = dictionaryOf(a);
-  const target = await targetDictionaryOf(ctx, a);
+  // The source blocks, then the target blocks, in one buffer: zstd takes either part or both as
+  // they are (joining them cost up to 32 MiB more per worker at the memory peak).
+  const sourceBlocks = [...a.usedBytes.keys()].sort((x, y) => x - y);
+  const sourceBytes = sourceBlocks.length > MAX_DIFF_SOURCE_BLOCKS ? 0 : sourceBlocks.length * BLOCK_SIZE;
+  const targetExtents = targetDictionaryOf(a);
+  const dictionaries = new Uint8Array(sourceBytes + targetExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0));
+  const source = dictionaryOf(a, sourceBlocks, dictionaries.subarray(0, sourceBytes));
+  const target: TargetDictionary = { extents: targetExtents, bytes: await readExtents(ctx.target, targetExtents, BLOCK_SIZE, () => dictionaries.subarray(sourceBytes)) };
+  // zstd's tables and its copy of the dictionary are the worker's peak: the matcher's source
+  // buffer and the used blocks' copies (now in the dictionary) are freed first. With the collection
+  // after each job, the 512 MiB pairs' peak went from 510-515 to 468-474 MiB.
+  a.usedBytes.clear();
+  ctx.collect?.();
   const plain = a.used.size * 4 < a.count;
   for (const z of zstdCandidates(level, t, source, target, plain, !a.novel)) keep(z);
   // brotli's diff at full quality, unless zstd already beat what it can reach: its final size was
@@ -196,14 +215,14 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   return result;
 }
 
-/** The source blocks the range's matcher runs read, ascending, and their bytes one after another: a zstd dictionary. */
-function dictionaryOf(a: Analysis): SourceDictionary {
-  const where = a.usedBytes;
-  const blocks = [...where.keys()].sort((x, y) => x - y);
-  if (blocks.length > MAX_DIFF_SOURCE_BLOCKS) return { blocks, bytes: new Uint8Array(0) };
-  const bytes = new Uint8Array(blocks.length * BLOCK_SIZE);
-  blocks.forEach((block, i) => bytes.set(where.get(block)!, i * BLOCK_SIZE));
-  return { blocks, bytes };
+/**
+ * The source blocks the range's matcher runs read (`blocks`, ascending) and their bytes one after
+ * another in `into`: a zstd dictionary. Empty `into` when they are more than an operation may read.
+ */
+function dictionaryOf(a: Analysis, blocks: number[], into: Uint8Array): SourceDictionary {
+  if (blocks.length > MAX_DIFF_SOURCE_BLOCKS) return { blocks, bytes: into };
+  blocks.forEach((block, i) => into.set(a.usedBytes.get(block)!, i * BLOCK_SIZE));
+  return { blocks, bytes: into };
 }
 
 /** A range whose extra stream (bytes the source does not explain) exceeds this share of it is "new data": zstd alone. */
@@ -264,7 +283,7 @@ function zstdCandidates(level: number, t: Uint8Array, source: SourceDictionary, 
 /** One zstd encoding of `t`: REPLACE_ZSTD without dictionary, else SOURCE_ZSTD; undefined where zstd would take the dictionary for a structured one. */
 function zstdEncode(level: number, t: Uint8Array, source: SourceDictionary, target: TargetDictionary): Omit<DiffResult, 'index' | 'start' | 'count'> | undefined {
   const params = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0, ...ZSTD_TABLES };
-  const bytes = target.bytes.length > 0 ? Buffer.concat([source.bytes, target.bytes]) : source.bytes;
+  const bytes = target.bytes.length === 0 ? source.bytes : source.bytes.length === 0 ? target.bytes : joined(source.bytes, target.bytes);
   if (bytes.length === 0) {
     if (source.blocks.length > 0 || target.extents.length > 0) return undefined;
     return { type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 };
@@ -275,10 +294,12 @@ function zstdEncode(level: number, t: Uint8Array, source: SourceDictionary, targ
 }
 
 /**
- * zstd's match-finder tables, capped: level 19's own (chain log 24, hash log 22) take 80 MiB per
- * worker; these take 40 MiB, and kept the delta's peak memory under the brotli-only generator's.
+ * zstd's match-finder tables, capped: level 19's own (chain log 24, hash log 22) take 144 MiB per
+ * worker (its binary tree is 8 bytes a chain entry), chain log 23 took 72, these 24 MiB. With both
+ * workers at it, chain log 23 held the 512 MiB pairs' generation peak at 560-600 MiB, 21 at
+ * 463-508, for deltas 0.1% (64 MiB pair) to 0.4% (512 MiB pairs) larger.
  */
-const ZSTD_TABLES = { [zc.ZSTD_c_chainLog]: 23, [zc.ZSTD_c_hashLog]: 21 };
+const ZSTD_TABLES = { [zc.ZSTD_c_chainLog]: 21, [zc.ZSTD_c_hashLog]: 21 };
 
 /** A window that spans the dictionary and the range (at most 64 MiB: 16 MiB of source, of target dictionary and of range). */
 function windowLogFor(bytes: number): number {
@@ -302,25 +323,33 @@ interface TargetDictionary {
  * pair's delta 30% larger (zstd's matches into the dictionary cost more offset bits, and its
  * level had to be lowered to keep the time) (bench/RESULTS.md).
  */
-async function targetDictionaryOf(ctx: DiffContext, a: Analysis): Promise<TargetDictionary> {
+function targetDictionaryOf(a: Analysis): Extent[] {
   const v = a.targetVotes;
-  if (!v || v.length === 0) return NO_TARGET;
+  if (!v || v.length === 0) return [];
   // Pairs come most voted first; the dictionary takes them in ascending block order.
   const blocks: number[] = [];
   for (let i = 0; i < v.length && blocks.length < LIMITS.MAX_TARGET_DICTIONARY_BLOCKS; i += 2) if (v[i]! < a.start) blocks.push(v[i]!);
   blocks.sort((x, y) => x - y);
-  const extents = toExtents(blocks);
-  return { extents, bytes: await readExtents(ctx.target, extents, BLOCK_SIZE) };
+  return toExtents(blocks);
+}
+
+/** `a` then `b`: a view of both where `b` follows `a` in one buffer (encodeAnalysed lays them out so), else a copy. */
+function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
+  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset ? new Uint8Array(a.buffer, a.byteOffset, a.length + b.length) : Buffer.concat([a, b]);
 }
 
 /**
- * The earlier target blocks that `t` (a diff job's target blocks from `start`) resembles, by the
- * target's fingerprint index: (block, votes) pairs, most voted first, at most the format's 4096
- * (DiffJob.targetVotes). Runs in the main thread.
+ * What `t` (a diff job's target blocks from `start`) resembles, by the fingerprint indexes: the
+ * source blocks (DiffJob.sourceVotes) and, given the target's index, the earlier target blocks,
+ * most voted first, at most the format's 4096 (DiffJob.targetVotes). Runs in the main thread, which
+ * holds both indexes: one copy of each instead of one per worker (the source's is 24 MiB for a
+ * 512 MiB image).
  */
-export function targetVotesOf(index: AnchorIndex, t: Uint8Array, start: number): Int32Array {
-  const ranked = [...index.votes(t, start).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
-  return Int32Array.from(ranked.flat());
+export function votesOf(source: AnchorIndex, target: AnchorIndex | undefined, t: Uint8Array, start: number, sourceBlocks: number): Pick<DiffJob, 'sourceVotes' | 'targetVotes'> {
+  const sourceVotes = Int32Array.from([...source.votes(t, sourceBlocks)].flat());
+  if (!target) return { sourceVotes };
+  const ranked = [...target.votes(t, start).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
+  return { sourceVotes, targetVotes: Int32Array.from(ranked.flat()) };
 }
 
 /** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
@@ -335,10 +364,12 @@ function transferable(data: Uint8Array): Uint8Array {
 const MIN_MATCH_CANDIDATES = [8, 32];
 /**
  * Streams up to this size get brotli's best quality: its optimal parsing gains 5-10% over the
- * default quality but runs at ~0.3 MB/s, affordable on the many small streams (controls, metadata
- * changes), not on megabytes of new binaries (bench/RESULTS.md, "Delta codec").
+ * default quality but runs at ~0.3-1.3 MB/s, affordable on the many small streams (controls,
+ * metadata changes), not on megabytes of new binaries (bench/RESULTS.md, "Delta codec"). 64 KiB,
+ * not 256: the streams between took 0.6 of the 64 MiB Debian pair's 5 CPU-s for 450 bytes, and
+ * 13% of the 512 MiB pairs' CPU for 0.16-0.24% of their deltas.
  */
-const SMALL_STREAM = 256 * 1024;
+const SMALL_STREAM = 64 * 1024;
 const SMALL_STREAM_QUALITY = 11;
 /** Brotli quality of the comparison between candidates: ~10x faster than the final quality, and it ranks them as well as 5 did (64 MiB and 512 MiB Debian pairs). */
 const PROXY_QUALITY = 3;
@@ -398,16 +429,14 @@ function candidateCost(delta: DeltaCore, c: Candidate): number {
  * The source blocks S is made of, ascending: every exact copy the block index found in the range,
  * then the blocks most voted for by anchor hits, up to the budget.
  */
-function chooseSourceBlocks(ctx: DiffContext, t: Uint8Array, count: number, copies: Int32Array): number[] {
-  const { anchors, source } = ctx;
-  const sourceBlocks = Math.ceil(source.size / BLOCK_SIZE);
+function chooseSourceBlocks(count: number, copies: Int32Array, sourceVotes: Int32Array): number[] {
   const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, count * (1 + SOURCE_PER_TARGET));
   const picked = new Set<number>();
   for (const c of copies) if (c >= 0) picked.add(c);
 
-  const votes = anchorVotes(ctx.delta, anchors, t, sourceBlocks);
-  for (const block of picked) votes.delete(block);
-  const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  const ranked: [number, number][] = [];
+  for (let i = 0; i + 1 < sourceVotes.length; i += 2) if (!picked.has(sourceVotes[i]!)) ranked.push([sourceVotes[i]!, sourceVotes[i + 1]!]);
+  ranked.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
   for (const [block] of ranked) {
     if (picked.size >= budget) break;
     picked.add(block);

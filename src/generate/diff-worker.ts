@@ -1,21 +1,21 @@
 /**
- * Worker thread body of the diff pool: each worker owns a delta WASM instance holding a copy of
- * the source fingerprint index, and its own handles on the two images, so the machine's cores
- * encode different diff ranges at once. Messages: DiffJob in, DiffResult[] out (blobs by transfer).
+ * Worker thread body of the diff pool: each worker owns a delta WASM instance (the matcher's) and
+ * its own handles on the two images, so the machine's cores encode different diff ranges at once.
+ * The fingerprint indexes stay in the main thread, which sends each job's votes (diff-op.ts,
+ * votesOf). Messages: DiffJob in, DiffResult[] out (blobs by transfer).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openImageForRead } from '../io/device.js';
+import { GarbageMeter } from '../io/collect.js';
 import { isCloseMessage, toFailure } from '../io/worker-pool.js';
 import { DeltaCore } from '../wasm/delta.js';
 import type { CoreBuild } from '../wasm/core.js';
-import { encodeDiffJob, loadAnchors, type DiffContext, type DiffJob } from './diff-op.js';
-import type { AnchorTables } from './source-index.js';
+import { encodeDiffJob, type DiffContext, type DiffJob } from './diff-op.js';
 
 export interface DiffWorkerData {
   build: CoreBuild;
   sourcePath: string;
   targetPath: string;
-  anchors: AnchorTables;
   quality: number;
   formatVersion: number;
   zstdLevel: number;
@@ -23,17 +23,17 @@ export interface DiffWorkerData {
 
 const data = workerData as DiffWorkerData;
 const delta = new DeltaCore(data.build);
+// Each job lets go of ~40 MiB of buffers (the range, its source blocks, dictionaries, streams);
+// V8 would collect them at its own pace, and the two workers' piles added up at the peak.
+const garbage = new GarbageMeter();
 const ready: Promise<DiffContext> = (async () => ({
   delta,
   source: await openImageForRead(data.sourcePath),
   target: await openImageForRead(data.targetPath),
-  anchors: loadAnchors(delta, data.anchors, () => {
-    // Loaded into this worker's WASM memory: let go of the shared copy (the last worker to do so frees it).
-    data.anchors = { keys: new Uint8Array(0), positions: new Uint8Array(0), mask: data.anchors.mask };
-  }),
   quality: data.quality,
   formatVersion: data.formatVersion,
   zstdLevel: data.zstdLevel,
+  collect: () => garbage.minor(),
 }))();
 
 // One job at a time per worker: the delta module's scratch memory is reused from job to job.
@@ -47,6 +47,7 @@ parentPort!.on('message', (message: { id: number; job: DiffJob }) => {
     try {
       const result = await encodeDiffJob(await ready, message.job);
       parentPort!.postMessage({ id: message.id, result }, result.map((r) => r.blob.buffer as ArrayBuffer));
+      garbage.minor();
     } catch (err) {
       parentPort!.postMessage({ id: message.id, failure: toFailure(err) });
     }

@@ -17,17 +17,6 @@ import { BlockListHasher, type WasmCore } from '../wasm/core.js';
 /** One anchor per 512 bytes on average (assembly/delta/anchors.ts), with room for a dense source. */
 const ANCHOR_SPACING = 512;
 
-/**
- * The fingerprint index's tables as they travel to the diff workers: views of one
- * SharedArrayBuffer, so every worker reads the same copy (a structured clone per worker would cost
- * the table's size again for each; at 8 GiB of source the table is 384 MiB).
- */
-export interface AnchorTables {
-  keys: Uint8Array;
-  positions: Uint8Array;
-  mask: number;
-}
-
 export class SourceIndex {
   readonly blocks: number;
   /** Block-list hash of the source image, as the manifest records it. */
@@ -37,7 +26,8 @@ export class SourceIndex {
   private readonly digests: number;
   private readonly table: number;
   private readonly tableMask: number;
-  private readonly anchorIndex: AnchorIndex;
+  /** The source's fingerprint index (diff-op.ts, votesOf). */
+  readonly anchorIndex: AnchorIndex;
   private readonly scratch: number;
 
   private constructor(private readonly delta: DeltaCore, private readonly core: WasmCore, readonly size: number) {
@@ -125,10 +115,6 @@ export class SourceIndex {
     return this.anchorIndex.count;
   }
 
-  /** One shared copy of the fingerprint tables for the diff workers. */
-  anchorTables(): AnchorTables {
-    return this.anchorIndex.tables();
-  }
 }
 
 /**
@@ -172,17 +158,6 @@ export class AnchorIndex {
     return anchorVotes(this.delta, { keys: this.keys, positions: this.positions, mask: this.mask }, t, limit);
   }
 
-  /** One shared copy of the tables, for worker threads. */
-  tables(): AnchorTables {
-    const mem = this.delta.bytes();
-    const slots = this.mask + 1;
-    const shared = new SharedArrayBuffer(slots * 12);
-    const keys = new Uint8Array(shared, 0, slots * 4);
-    const positions = new Uint8Array(shared, slots * 4, slots * 8);
-    keys.set(mem.subarray(this.keys, this.keys + slots * 4));
-    positions.set(mem.subarray(this.positions, this.positions + slots * 8));
-    return { keys, positions, mask: this.mask };
-  }
 }
 
 function pow2AtLeast(n: number): number {

@@ -1,5 +1,5 @@
 /**
- * Collecting the garbage of an apply as it goes. V8 frees a dead ArrayBuffer's memory only when it
+ * Collecting the garbage of an apply, and of delta generation's diff workers, as it goes. V8 frees a dead ArrayBuffer's memory only when it
  * collects the JS object that owns it, and it collects an isolate when its JS heap fills or its
  * external memory grows by a wide margin. An applier's JS heap hardly grows (small objects, with
  * megabytes of buffers each), so the buffers its operations let go of (inflated outputs, patch
@@ -20,6 +20,9 @@
  * otherwise collected only at a limit sized for the whole application), and young-generation ones
  * after a SOURCE_DIFF's decompressed streams. The decode workers' heaps are also kept small
  * (decode-pool.ts, WORKER_HEAP_LIMITS).
+ *
+ * The diff workers of delta generation (generate/diff-worker.ts) run a young-generation collection
+ * after each job and before its zstd encodings, whose tables are the worker's peak.
  *
  * Node exposes no collection call without a command-line flag; the flag is set at run time, once,
  * and the function taken from a fresh context (the documented effect of --expose-gc). Where that
