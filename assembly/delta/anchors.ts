@@ -30,6 +30,41 @@ export function initDelta(): void {
   return load<u32>(GEAR_OFFSET + (<usize>b << 2));
 }
 
+/** Gear hash state carried between skipToAnchor's calls (AssemblyScript returns one value). */
+let rolling: u32 = 0;
+
+/**
+ * From position `i` with the hash `rolling` of the bytes before it, hashes on to the first
+ * position p >= i where an anchor may end (the hash of bytes ..p has its top bits zero) and
+ * returns p, with `rolling` updated through byte p; returns `len` when none is left. Eight bytes
+ * per step while none of them is one (one load, the minimum of the eight hashes): the byte-wise
+ * loop ran at ~400 MB/s and was a third of a 64 MiB delta's time before the first diff job.
+ */
+@inline function skipToAnchor(data: usize, len: usize, i: usize): usize {
+  let h = rolling;
+  while (i + 8 <= len) {
+    const w = load<u64>(data + i);
+    const h1 = (h << 1) + gear(<u32>(w & 0xff));
+    const h2 = (h1 << 1) + gear(<u32>((w >> 8) & 0xff));
+    const h3 = (h2 << 1) + gear(<u32>((w >> 16) & 0xff));
+    const h4 = (h3 << 1) + gear(<u32>((w >> 24) & 0xff));
+    const h5 = (h4 << 1) + gear(<u32>((w >> 32) & 0xff));
+    const h6 = (h5 << 1) + gear(<u32>((w >> 40) & 0xff));
+    const h7 = (h6 << 1) + gear(<u32>((w >> 48) & 0xff));
+    const h8 = (h7 << 1) + gear(<u32>(w >> 56));
+    const m = min(min(min(h1, h2), min(h3, h4)), min(min(h5, h6), min(h7, h8)));
+    if (m >> ANCHOR_SHIFT == 0) break;
+    h = h8;
+    i += 8;
+  }
+  for (; i < len; i++) {
+    h = (h << 1) + gear(load<u8>(data + i));
+    if (h >> ANCHOR_SHIFT == 0) break;
+  }
+  rolling = h;
+  return i;
+}
+
 /** Key of the WINDOW bytes ending at `end` (exclusive): never 0, which marks an empty slot. */
 @inline function windowKey(end: usize): u32 {
   const p = end - WINDOW;
@@ -50,10 +85,9 @@ export function initDelta(): void {
 export function anchorIndexAdd(data: usize, len: usize, baseF: f64, keys: usize, positions: usize, mask: u32, count: u32, limit: u32): u32 {
   // The position arrives as f64 (exact below 2^53) so that JS passes a plain number.
   const base = <u64>baseF;
-  let h: u32 = 0;
-  for (let i: usize = 0; i < len; i++) {
-    h = (h << 1) + gear(load<u8>(data + i));
-    if (h >> ANCHOR_SHIFT != 0 || i + 1 < WINDOW) continue;
+  rolling = 0;
+  for (let i: usize = skipToAnchor(data, len, 0); i < len; i = skipToAnchor(data, len, i + 1)) {
+    if (i + 1 < WINDOW) continue;
     if (count >= limit) return count;
     const key = windowKey(data + i + 1);
     let slot = key & mask;
@@ -78,11 +112,10 @@ export function anchorIndexAdd(data: usize, len: usize, baseF: f64, keys: usize,
  * first byte, 16 bytes each, at most `maxHits`. Returns the number of hits.
  */
 export function anchorIndexHits(data: usize, len: usize, keys: usize, positions: usize, mask: u32, out: usize, maxHits: u32): u32 {
-  let h: u32 = 0;
   let hits: u32 = 0;
-  for (let i: usize = 0; i < len; i++) {
-    h = (h << 1) + gear(load<u8>(data + i));
-    if (h >> ANCHOR_SHIFT != 0 || i + 1 < WINDOW) continue;
+  rolling = 0;
+  for (let i: usize = skipToAnchor(data, len, 0); i < len; i = skipToAnchor(data, len, i + 1)) {
+    if (i + 1 < WINDOW) continue;
     const key = windowKey(data + i + 1);
     let slot = key & mask;
     while (true) {
