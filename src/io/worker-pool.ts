@@ -2,9 +2,9 @@
  * A fixed set of worker threads running one kind of job, for the CPU-heavy stages that must use
  * both cores (decoding operations on apply, diffing ranges on generate). Jobs wait in one queue and
  * go to a worker when it holds fewer than JOBS_PER_WORKER; buffers listed for transfer move
- * instead of being copied. Workers start on the first job,
- * so work that fails early never pays for them, or on start(), when the caller knows they will be
- * needed and has other work to overlap their start-up with. A worker that dies fails every pending and later
+ * instead of being copied. Workers start on the first job, so work that fails early never pays
+ * for them, or on start(), when the caller knows they will be needed and has other work to
+ * overlap their start-up with. A worker that dies fails every pending and later
  * job: its jobs cannot be told apart from the others'.
  *
  * Protocol with the worker body: it receives { id, job } and answers { id, result } or
@@ -19,13 +19,11 @@ interface Pending<R> {
   reject: (e: Error) => void;
 }
 
-/** A worker, the jobs it was given (ids) and how many of them are not answered yet. */
+/** A worker and the jobs (ids) it was given and has not answered yet. */
 interface Slot {
   worker: Worker;
-  busy: number;
   jobs: Set<number>;
 }
-
 
 /**
  * Jobs a worker holds at once: the one it runs and the next, so that it never waits for a round
@@ -101,10 +99,9 @@ export class WorkerPool<J, R> {
   /** Gives queued jobs to the workers that hold fewer than JOBS_PER_WORKER. */
   private dispatch(): void {
     while (this.queued.length > 0 && !this.closed && !this.broken) {
-      const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-      if (slot.busy >= JOBS_PER_WORKER) return;
+      const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+      if (slot.jobs.size >= JOBS_PER_WORKER) return;
       const { id, job, transfer } = this.queued.shift()!;
-      slot.busy++;
       slot.jobs.add(id);
       slot.worker.postMessage({ id, job }, [...transfer]);
     }
@@ -139,12 +136,11 @@ export class WorkerPool<J, R> {
     this.workerData = undefined;
     for (let i = 0; i < this.size; i++) {
       const worker = new Worker(this.script, { workerData, ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}) });
-      const slot: Slot = { worker, busy: 0, jobs: new Set() };
+      const slot: Slot = { worker, jobs: new Set() };
       worker.on('message', (m: { id: number; result?: R; failure?: JobFailure }) => {
         const p = this.pending.get(m.id);
         if (!p || !slot.jobs.delete(m.id)) return;
         this.pending.delete(m.id);
-        slot.busy--;
         if (m.failure) p.reject(fromFailure(m.failure, this.name));
         else p.resolve(m.result!);
         this.dispatch();
