@@ -12,10 +12,10 @@
  *           return SOURCE_DIFF, SOURCE_ZSTD, REPLACE_ZSTD or REPLACE data; operations are written
  *           in target order.
  *
- * Memory: the source's two indexes and the target's fingerprint index (~2.2% of each image), 37
- * bytes per target block (digest, zero flag, match), and per worker a copy of the source's
- * fingerprint index plus one diff job's buffers (at most 16 MiB of source, 16 MiB of target,
- * their encoder tables and one zstd level-19 compression): README.md, "Memory".
+ * Memory: the source's two indexes and the target's fingerprint index (~2.2% of each image), all in
+ * the main thread, which computes each job's votes from them; 37 bytes per target block (digest,
+ * zero flag, match); and per worker one diff job's buffers (at most 16 MiB of source, 4 MiB of
+ * target, their encoder tables and one zstd level-19 compression): README.md, "Memory".
  */
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';

@@ -110,11 +110,6 @@ export class SourceIndex {
     return hasher.digest();
   }
 
-  /** Anchors indexed (for reports). */
-  get anchors(): number {
-    return this.anchorIndex.count;
-  }
-
 }
 
 /**
@@ -157,7 +152,6 @@ export class AnchorIndex {
   votes(t: Uint8Array, limit: number): Map<number, number> {
     return anchorVotes(this.delta, { keys: this.keys, positions: this.positions, mask: this.mask }, t, limit);
   }
-
 }
 
 function pow2AtLeast(n: number): number {
@@ -167,7 +161,7 @@ function pow2AtLeast(n: number): number {
 }
 
 /** Where a fingerprint index's tables sit in a delta module's memory. */
-export interface AnchorTablesAt {
+interface AnchorTablesAt {
   keys: number;
   positions: number;
   mask: number;
@@ -178,7 +172,7 @@ export interface AnchorTablesAt {
  * indexed image below `limit`: the block holding each hit and its neighbours, compared along the
  * hit's diagonal (2 for the hit's own block, 1 for each neighbour).
  */
-export function anchorVotes(delta: DeltaCore, anchors: AnchorTablesAt, t: Uint8Array, limit: number): Map<number, number> {
+function anchorVotes(delta: DeltaCore, anchors: AnchorTablesAt, t: Uint8Array, limit: number): Map<number, number> {
   const votes = new Map<number, number>();
   const vote = (block: number, weight: number) => {
     if (block >= 0 && block < limit) votes.set(block, (votes.get(block) ?? 0) + weight);
