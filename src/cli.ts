@@ -5,6 +5,7 @@
  * class (README.md, "Exit codes"). The only place that prints or exits.
  */
 import './commands/runtime.js'; // first: refuses an old Node.js before anything else loads
+import './commands/allocator.js'; // second: delta generation restarts itself with glibc's trim threshold set
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { EXIT, FastPatchError } from './errors.js';
