@@ -66,7 +66,7 @@ export class WorkerPool<J, R> {
   private workers: Slot[] = [];
   private readonly pending = new Map<number, Pending<R>>();
   /** Jobs not yet given to a worker, in the order they came. */
-  private queued: { id: number; job: J; transfer: readonly ArrayBuffer[] }[] = [];
+  private queued: { id: number; job: J; transfer: readonly ArrayBuffer[]; priority: number }[] = [];
   private nextId = 0;
   private closed = false;
   private broken: Error | undefined;
@@ -84,14 +84,19 @@ export class WorkerPool<J, R> {
     private readonly resourceLimits?: ResourceLimits,
   ) {}
 
-  run(job: J, transfer: readonly ArrayBuffer[] = []): Promise<R> {
+  /**
+   * Queues a job; a free worker takes the queued job of highest `priority` first, and of equal
+   * priority the oldest. A caller that knows what its jobs cost gives the costliest the highest:
+   * started last, one long job leaves the other workers idle while it runs.
+   */
+  run(job: J, transfer: readonly ArrayBuffer[] = [], priority = 0): Promise<R> {
     if (this.closed) return Promise.reject(new Error(`${this.name} pool is closed`));
     if (this.broken) return Promise.reject(this.broken);
     this.start();
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.queued.push({ id, job, transfer });
+      this.queued.push({ id, job, transfer, priority });
       this.dispatch();
     });
   }
@@ -101,7 +106,9 @@ export class WorkerPool<J, R> {
     while (this.queued.length > 0 && !this.closed && !this.broken) {
       const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
       if (slot.jobs.size >= JOBS_PER_WORKER) return;
-      const { id, job, transfer } = this.queued.shift()!;
+      let next = 0;
+      for (let i = 1; i < this.queued.length; i++) if (this.queued[i]!.priority > this.queued[next]!.priority) next = i;
+      const { id, job, transfer } = this.queued.splice(next, 1)[0]!;
       slot.jobs.add(id);
       slot.worker.postMessage({ id, job }, [...transfer]);
     }

@@ -1,5 +1,6 @@
 // The worker pool hands jobs out from one queue, at most two per worker: short jobs given after a
-// long one run on the free worker instead of waiting behind it, and every job is answered once.
+// long one run on the free worker instead of waiting behind it, the costliest queued job goes
+// first, and every job is answered once.
 import { describe, expect, it } from 'vitest';
 import { WorkerPool } from '../../dist/src/io/worker-pool.js';
 
@@ -27,6 +28,27 @@ describe('WorkerPool', () => {
       const behindLong = done.slice(1).filter((d) => d.thread === longThread).length;
       expect(behindLong).toBeLessThanOrEqual(1);
       expect(done.map((d) => d.tag)).toEqual(['long', ...short.map((_, i) => `short ${i}`)]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a free worker takes the queued job of highest priority first, equal ones in order', async () => {
+    const pool = new WorkerPool<Job, Done>(script, undefined, 'test worker', 1);
+    const started: string[] = [];
+    try {
+      // The one worker holds two jobs at most: 'first' and 'second' go at once, the rest queue.
+      const jobs = [
+        pool.run({ ms: 150, tag: 'first' }),
+        pool.run({ ms: 10, tag: 'second' }),
+        pool.run({ ms: 10, tag: 'low' }, [], 1),
+        pool.run({ ms: 10, tag: 'high' }, [], 9),
+        pool.run({ ms: 10, tag: 'middle a' }, [], 5),
+        pool.run({ ms: 10, tag: 'middle b' }, [], 5),
+      ];
+      jobs.forEach((j) => void j.then((d) => started.push(d.tag)));
+      await Promise.all(jobs);
+      expect(started).toEqual(['first', 'second', 'high', 'middle a', 'middle b', 'low']);
     } finally {
       await pool.close();
     }
