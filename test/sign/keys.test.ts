@@ -90,6 +90,22 @@ describe('payload signatures', () => {
     expect(codeOf(() => verifyPayload(header, changed, entries, [publicKeyOf(a)]))).toBe('BAD_SIGNATURE');
   });
 
+  it('refuses a malleated signature: S + L verifies the same equation, but is not canonical (RFC 8032)', () => {
+    const entries = signPayload(header, manifest, [a]);
+    expect(verifyPayload(header, manifest, entries, [publicKeyOf(a)]).index).toBe(0);
+    // S is the little-endian scalar in bytes 32..63; adding the group order L gives the same point.
+    const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+    let s = 0n;
+    for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(entries[0]!.signature[i]!);
+    const malleated = Uint8Array.from(entries[0]!.signature);
+    let t = s + L;
+    for (let i = 32; i < 64; i++, t >>= 8n) malleated[i] = Number(t & 0xffn);
+    expect(t).toBe(0n); // S + L still fits in 32 bytes (S < L < 2^253)
+    expect(codeOf(() => verifyPayload(header, manifest, [{ keyId: a.keyId, signature: malleated }], [publicKeyOf(a)]))).toBe('BAD_SIGNATURE');
+    // A signature of the wrong length is refused the same way, not thrown as something else.
+    expect(codeOf(() => verifyPayload(header, manifest, [{ keyId: a.keyId, signature: entries[0]!.signature.subarray(0, 63) }], [publicKeyOf(a)]))).toBe('BAD_SIGNATURE');
+  });
+
   it('signs with domain separation: a raw ed25519 signature over the same bytes does not verify', () => {
     const raw = ed.sign(new Uint8Array([...header, ...manifest]), a.seed);
     const entries = [{ keyId: a.keyId, signature: raw }];
