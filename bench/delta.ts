@@ -17,6 +17,7 @@ import { ensureDeltaCorpus, type DeltaPair } from './delta-corpus.js';
 import { CLI, CommandError, fmtRss, fmtSeconds, HAVE_TIME, makeTools, oneLine, runTimed, sha256, type Run, type Tool, type ToolId } from './delta-peers.js';
 import { fmtMiB, fmtPaired, fmtRange, fmtRate, fmtRuns, measureInterleaved, median, onInterrupt, out, paired, progress, table, withCanary, type Case, type Paired, type Stats } from './harness.js';
 import { isTmpfs } from './rootfs.js';
+import { measureCheckFloor, type CheckFloor } from './check-floor.js';
 
 const MiB = 1024 * 1024;
 
@@ -59,6 +60,8 @@ export interface DeltaApplyFigures {
   applyRssKiB: number | undefined;
   /** The device held the new image after the last (FastPatch) run. */
   deviceMatches: boolean;
+  /** The SHA-256 the payload's checks need, on every core from memory: no apply can be faster. */
+  floor: CheckFloor;
 }
 
 export interface DeltaFigures {
@@ -261,9 +264,15 @@ async function measureApply(pair: DeltaPair, payload: { patch: string | undefine
     table(`Apply of ${pair.name} (${fmtMiB(bytes)}) onto ${attached} (MB/s of image bytes, each run ends with fsync; dd and apply alternate)`,
       ['writer', 'MB/s median (min–max)', 'seconds', 'CPU-s per run', '× dd', 'clean runs', 'others\' cores'],
       [dd, apply].map((x) => [x.name, fmtRange(x), x.seconds.toFixed(2), (bytes / x.perCpuSecond / 1e6).toFixed(2), fmtPaired(paired(x, dd)), fmtRuns(x), x.othersCores.toFixed(2)]));
+    progress('delta apply: the floor, hashing what the checks hash on every core');
+    const floor = await measureCheckFloor(patch, pair.source, pair.target);
+    const allowed = dd.seconds / 0.8;
+    out(`The checks of this payload hash ${fmtMiB(floor.total)} (source blocks ${fmtMiB(floor.source)}, target dictionaries ${fmtMiB(floor.dictionary)}, decoded outputs ${fmtMiB(floor.output)}, data ${fmtMiB(floor.data)}): `
+      + `${floor.seconds.toFixed(2)} s for the WASM hasher on ${floor.threads} threads from memory (best of 3), with no I/O or decoding; `
+      + `80% of dd's speed leaves ${allowed.toFixed(2)} s for the whole apply.\n`);
     const applyRssKiB = rss.length > 0 ? Math.max(...rss) : undefined;
     out(`After the last run ${attached} ${deviceMatches ? 'held' : '**did not hold**'} the new image (cmp).${applyRssKiB === undefined ? '' : ` Peak RSS of \`fastpatch apply --source\`: ${(applyRssKiB / 1024).toFixed(0)} MiB (max over ${rss.length} runs).`}\n`);
-    return { apply: { pair: pair.name, bytes, dd, apply, ratio: paired(apply, dd), applyRssKiB, deviceMatches } };
+    return { apply: { pair: pair.name, bytes, dd, apply, ratio: paired(apply, dd), applyRssKiB, deviceMatches, floor } };
   } catch (err) {
     return skip(message(err));
   } finally {
@@ -332,7 +341,8 @@ export function deltaBarRows(f: DeltaFigures): string[][] {
   rows.push(['(d2) delta generate ≥ 5× as fast as `zstd -19 --long=31 --patch-from` (zstd s / FastPatch s)', perPair(speed), overall(speed.map((s) => s.ok))]);
   if (f.apply) {
     const a = f.apply;
-    const text = `${a.pair}: ${fmtRate(a.apply.median)} vs ${fmtRate(a.dd.median)} MB/s; paired ${(a.ratio.ratio * 100).toFixed(0)}%${a.ratio.noisy ? ' ⚠' : ''}${a.deviceMatches ? '' : '; **device content wrong**'}`;
+    const floor = `; the checks alone: ${a.floor.seconds.toFixed(2)} s on ${a.floor.threads} threads, 80% of dd leaves ${(a.dd.seconds / 0.8).toFixed(2)} s`;
+    const text = `${a.pair}: ${fmtRate(a.apply.median)} vs ${fmtRate(a.dd.median)} MB/s; paired ${(a.ratio.ratio * 100).toFixed(0)}%${a.ratio.noisy ? ' ⚠' : ''}${a.deviceMatches ? '' : '; **device content wrong**'}${floor}`;
     rows.push(['(d3) delta apply onto a block device ≥ 80% of `dd bs=4M conv=fsync` of the new image', text, verdict(a.ratio.ratio >= 0.8 && a.deviceMatches, a.ratio.noisy)]);
   } else {
     rows.push(['(d3) delta apply onto a block device ≥ 80% of `dd bs=4M conv=fsync` of the new image', cell(`not measured: ${f.applySkipped ?? 'no pair'}`), '**not measured**']);

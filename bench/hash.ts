@@ -191,13 +191,13 @@ async function measure(rounds: number): Promise<HashFigures> {
 }
 
 /** Starts one worker with its own copy of `data` and resolves once it has loaded its core. */
-function startWorker(mode: WorkerMode, data: Uint8Array): Promise<Worker> {
+export function startWorker(mode: WorkerMode, data: Uint8Array): Promise<Worker> {
   const workerData: HashWorkerData = { mode, data };
   const worker = new Worker(new URL('./hash-worker.js', import.meta.url), { workerData });
   return reply(worker).then(() => worker);
 }
 
-function runWorker(worker: Worker): Promise<void> {
+export function runWorker(worker: Worker): Promise<void> {
   const done = reply(worker);
   worker.postMessage('run');
   return done;
