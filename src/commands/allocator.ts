@@ -7,8 +7,8 @@
  * of each large block freed (up to 32 MiB) and its trim threshold to twice that, so after the first
  * few ranges such blocks come from each thread's arena and their memory stays with the process
  * once freed. Setting the trim threshold turns that dynamic adjustment off: freed memory goes back
- * to the system. Measured on the 512 MiB bench pairs (bench/RESULTS.md, "Generation memory: the
- * allocator"): peak RSS 482-501 -> 424-447 MiB, the same deltas, the same elapsed time within noise,
+ * to the system. Measured on the 512 MiB bench pairs (bench/RESULTS.md, "Fourth session of issue
+ * 12"): peak RSS 482-501 -> 424-447 MiB by hand, the same deltas, the same elapsed time within noise,
  * for 1.5 s more system time (the blocks are mapped and faulted in afresh).
  *
  * The threshold is read once, when the process starts, so the command restarts itself with it
