@@ -33,5 +33,10 @@ export function allocatorRestart(args: readonly string[], env: NodeJS.ProcessEnv
 
 const restart = allocatorRestart(process.argv.slice(2), process.env, process.platform);
 if (restart && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], restart);
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], restart);
+  } catch {
+    // The restart only saves memory: where it cannot happen (the binary moved, a sandbox denies
+    // execve), the command goes on in this process, as it did before the restart existed.
+  }
 }

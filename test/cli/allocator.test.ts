@@ -43,6 +43,14 @@ describe('allocator restart', () => {
       expect(delta.run.stderr).toMatch(/^fastpatch: /);
       const full = starts(args.filter((_, i) => i !== 1 && i !== 2));
       expect(full.lines).toHaveLength(1);
+      // Where execve fails (a sandbox denies it), the command goes on in its first process:
+      // the usual one-line error for the missing images, no stack trace.
+      writeFileSync(hook, `${readFileSync(hook, 'utf8')}process.execve = () => { throw Object.assign(new Error('EACCES'), { code: 'EACCES' }); };\n`);
+      const denied = starts(args);
+      expect(denied.lines).toEqual([[null, args]]);
+      expect(denied.run.stderr).toMatch(/^fastpatch: [A-Z_]+: /);
+      expect(denied.run.stderr).not.toMatch(/\n\s+at /);
+      expect(denied.run.stderr.trim().split('\n')).toHaveLength(1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
