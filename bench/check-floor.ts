@@ -11,7 +11,7 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import { BLOCK_SIZE, decodeHeader, decodeManifest, HEADER_SIZE, OpType, type Extent } from '../src/format/index.js';
+import { blockBytes, BLOCK_SIZE, decodeHeader, decodeManifest, HEADER_SIZE, OpType, type Extent } from '../src/format/index.js';
 import { runWorker, startWorker } from './hash.js';
 
 export interface CheckFloor {
@@ -25,8 +25,6 @@ export interface CheckFloor {
   /** Best of the rounds: the floor, not a typical run. */
   seconds: number;
 }
-
-const blocksOf = (extents: readonly Extent[] | undefined) => (extents ?? []).reduce((n, e) => n + e.blockCount, 0);
 
 /** What a payload's checks hash, by kind, and where: extents of the source image and of the target. */
 export function checkedBytes(payload: Uint8Array): Omit<CheckFloor, 'threads' | 'seconds'> & { sourceExtents: Extent[]; targetExtents: Extent[]; dataRanges: [number, number][] } {
@@ -47,11 +45,11 @@ export function checkedBytes(payload: Uint8Array): Omit<CheckFloor, 'threads' | 
     }
     if (op.type !== OpType.SOURCE_COPY && op.type !== OpType.ZERO) {
       targetExtents.push(...op.dstExtents);
-      output += blocksOf(op.dstExtents) * BLOCK_SIZE;
+      output += blockBytes(op.dstExtents);
     }
     if (op.dataLength > 0) dataRanges.push([dataStart + op.dataOffset, op.dataLength]);
   }
-  const source = blocksOf(sourceExtents) * BLOCK_SIZE;
+  const source = blockBytes(sourceExtents);
   const data = dataRanges.reduce((n, [, length]) => n + length, 0);
   return { source, dictionary, output, data, total: source + dictionary + output + data, sourceExtents, targetExtents, dataRanges };
 }

@@ -37,6 +37,7 @@ const forbidden: Record<string, string[]> = {
   gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
   update: ['commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
+  'bytes.ts': ['*'],
   'text.ts': ['*'],
 };
 

@@ -1,7 +1,7 @@
 import { FastPatchError, ioError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, HEADER_SIZE, LIMITS, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
-import { extentBytes, type Extent, type Operation } from '../format/manifest.js';
+import { blockBytes, extentBytes, type Extent, type Operation } from '../format/manifest.js';
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
@@ -406,8 +406,8 @@ export class PayloadApplier {
     // may be larger than asked for).
     const out = DECODED_OPS.has(op.type) ? this.buffers.take(outputLength) : undefined;
     const hasDictionary = (op.targetDictionary?.length ?? 0) > 0;
-    const sourceBytes = op.sourceHash ? op.srcExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0;
-    const dictionaryBytes = hasDictionary ? op.targetDictionary!.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0) : 0;
+    const sourceBytes = op.sourceHash ? blockBytes(op.srcExtents) : 0;
+    const dictionaryBytes = blockBytes(op.targetDictionary ?? []);
     // A SOURCE_ZSTD's dictionary is its source blocks, then its target blocks: one buffer, which
     // the worker hands to zstd as it is (joining the two cost an allocation and a copy each time).
     const sourceBuffer = SOURCE_OPS.has(op.type) && (op.sourceHash || hasDictionary) ? this.buffers.take(sourceBytes + dictionaryBytes) : undefined;

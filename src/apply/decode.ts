@@ -1,4 +1,5 @@
 import { brotliDecompressSync } from 'node:zlib';
+import { followedBy, joined } from '../bytes.js';
 import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, decodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
@@ -96,7 +97,7 @@ export function workerBytes(job: Pick<DecodeJob, 'type' | 'blob' | 'outputLength
   // in its buffer is joined to it first (another copy).
   if (job.type === OpType.REPLACE_ZSTD || job.type === OpType.SOURCE_ZSTD) {
     const target = job.targetDictionary ?? new Uint8Array(0);
-    const joined = target.length > 0 && !(job.source && adjacent(job.source, target)) ? (job.source?.length ?? 0) + target.length : 0;
+    const joined = target.length > 0 && !(job.source && followedBy(job.source, target)) ? (job.source?.length ?? 0) + target.length : 0;
     return (job.source?.length ?? 0) + target.length + joined + job.outputLength + 256 * 1024;
   }
   if (job.type !== OpType.SOURCE_DIFF) return 0;
@@ -175,7 +176,7 @@ function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8
   // The dictionary: the source data, then the target blocks before the output, if any. The
   // applier puts the two one after the other in one buffer; joined here only when they are not.
   const target = job.targetDictionary;
-  const source = !target || target.length === 0 ? sourceData : adjacent(sourceData, target) ? new Uint8Array(sourceData.buffer, sourceData.byteOffset, sourceData.length + target.length) : Buffer.concat([sourceData, target]);
+  const source = !target || target.length === 0 ? sourceData : joined(sourceData, target);
   const into = outBuffer(job) ?? new Uint8Array(job.outputLength);
   const codec = job.type === OpType.REPLACE_DEFLATE ? 'deflate' : 'zstd';
   // zstd would parse a dictionary that starts with its magic number as a formatted one.
@@ -193,11 +194,6 @@ function decompress(job: DecodeJob, sourceData: Uint8Array, what: string): Uint8
     throw new FastPatchError('CORRUPT_PAYLOAD', `${what}: ${job.blob.length - done.read} bytes follow the zstd frame`);
   }
   return into.subarray(0, done.written);
-}
-
-/** Whether `b` starts where `a` ends, in the same buffer. */
-function adjacent(a: Uint8Array, b: Uint8Array): boolean {
-  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
 }
 
 /** The job's `out` when it holds exactly the output. */

@@ -240,6 +240,11 @@ function readOperation(r: Reader, index: number): Operation {
   return { type, dataOffset, dataLength, dataHash, outputHash, sourceHash, srcExtents, dstExtents, ...(dictCount > 0 ? { targetDictionary, targetDictionaryHash } : {}) };
 }
 
+/** Bytes of the whole blocks `extents` name: what a buffer that reads them holds (readExtents). */
+export function blockBytes(extents: readonly Extent[]): number {
+  return extents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0);
+}
+
 /** Number of bytes `extents` cover in an image of `imageSize` bytes (the last block may be short). */
 export function extentBytes(extents: readonly Extent[], imageSize: number): number {
   let total = 0;

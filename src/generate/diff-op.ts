@@ -18,7 +18,8 @@
 import { brotliCompressSync, constants as zc, zstdCompressSync } from 'node:zlib';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
-import type { Extent } from '../format/manifest.js';
+import { blockBytes, type Extent } from '../format/manifest.js';
+import { joined } from '../bytes.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
@@ -192,7 +193,7 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   const sourceBlocks = [...a.usedBytes.keys()].sort((x, y) => x - y);
   const sourceBytes = sourceBlocks.length > MAX_DIFF_SOURCE_BLOCKS ? 0 : sourceBlocks.length * BLOCK_SIZE;
   const targetExtents = targetDictionaryOf(a);
-  const dictionaries = new Uint8Array(sourceBytes + targetExtents.reduce((n, e) => n + e.blockCount * BLOCK_SIZE, 0));
+  const dictionaries = new Uint8Array(sourceBytes + blockBytes(targetExtents));
   const source = dictionaryOf(a, sourceBlocks, dictionaries.subarray(0, sourceBytes));
   const target: TargetDictionary = { extents: targetExtents, bytes: await readExtents(ctx.target, targetExtents, BLOCK_SIZE, () => dictionaries.subarray(sourceBytes)) };
   // zstd's tables and its copy of the dictionary are the worker's peak: the matcher's source
@@ -334,11 +335,6 @@ function targetDictionaryOf(a: Analysis): Extent[] {
   for (let i = 0; i < v.length && blocks.length < LIMITS.MAX_TARGET_DICTIONARY_BLOCKS; i += 2) if (v[i]! < a.start) blocks.push(v[i]!);
   blocks.sort((x, y) => x - y);
   return toExtents(blocks);
-}
-
-/** `a` then `b`: a view of both where `b` follows `a` in one buffer (encodeAnalysed lays them out so), else a copy. */
-function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
-  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset ? new Uint8Array(a.buffer, a.byteOffset, a.length + b.length) : Buffer.concat([a, b]);
 }
 
 /**

@@ -65,7 +65,7 @@ export function defaultWorkers(): number {
 export class WorkerPool<J, R> {
   private workers: Slot[] = [];
   private readonly pending = new Map<number, Pending<R>>();
-  /** Jobs not yet given to a worker, in the order they came. */
+  /** Jobs not yet given to a worker, in the order they came (dispatch takes the highest priority first). */
   private queued: { id: number; job: J; transfer: readonly ArrayBuffer[]; priority: number }[] = [];
   private nextId = 0;
   private closed = false;
