@@ -5,6 +5,7 @@ import { blockBytes, extentBytes, type Extent, type Operation } from '../format/
 import { hex } from '../hex.js';
 import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
+import { DirectWriter } from '../io/direct-writer.js';
 import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, openExistingTarget, openImageForRead, readExtents, readFully, removeCreatedTarget, writeFully, type OpenImage } from '../io/device.js';
 import { hashOpenImage } from '../io/hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
@@ -130,6 +131,8 @@ export class PayloadApplier {
   private head: PayloadHead | undefined;
   private keyId = '';
   private target: OpenImage | undefined;
+  /** Writes to a block device target, past the page cache (io/direct-writer.ts); none for a file. */
+  private direct: DirectWriter | undefined;
   private source: OpenImage | undefined;
   /** The source as given (the whole file or device, or its range), for the overlap check. */
   private sourceExtent: OpenImage | undefined;
@@ -295,6 +298,9 @@ export class PayloadApplier {
     this.target = undefined;
     // A refused apply leaves no new empty file behind; one with bytes written stays, for --resume.
     if (target && this.createdPath !== undefined && !this.finished && !this.wroteAny) await removeCreatedTarget(this.createdPath, target);
+    const direct = this.direct;
+    this.direct = undefined;
+    await direct?.close();
     await target?.handle.close();
     const source = this.source;
     this.source = undefined;
@@ -353,6 +359,7 @@ export class PayloadApplier {
       throw new FastPatchError('TARGET_TOO_SMALL', `target ${target.path} holds ${target.size} bytes, the image needs ${size}`);
     }
     if (existing) await checkOtherNamesFree(target);
+    this.direct = await DirectWriter.open(target);
     if (this.options.resume && !target.created) {
       const onScan = this.options.onScanProgress;
       this.done = (await scanTarget(this.core, target, head.manifest, onScan && ((bytes) => onScan(bytes, size)))).done;
@@ -611,11 +618,14 @@ export class PayloadApplier {
       const bytes = extentBytes([e], size);
       if (output) {
         this.wroteAny = true;
-        await writeFully(target, output.subarray(from, from + bytes), start);
+        if (this.direct) await this.direct.write(output.subarray(from, from + bytes), start);
+        else await writeFully(target, output.subarray(from, from + bytes), start);
       } else if (!this.targetIsFresh) {
         this.wroteAny = true;
         for (let done = 0; done < bytes; done += ZERO_CHUNK.length) {
-          await writeFully(target, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, bytes - done)), start + done);
+          const zeros = ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, bytes - done));
+          if (this.direct) await this.direct.write(zeros, start + done);
+          else await writeFully(target, zeros, start + done);
         }
       }
       from += bytes;

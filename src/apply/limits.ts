@@ -9,6 +9,7 @@ import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, LIMITS } from '../format/constants.js';
 import { compareVersions } from '../format/version.js';
 import { imageSize } from '../io/device.js';
+import { SLOT_BYTES, SLOTS } from '../io/direct-writer.js';
 import type { ApplyOptions } from './applier.js';
 import { COLLECT_EVERY } from '../io/collect.js';
 import { KEEP_DELTA_BYTES } from './decode.js';
@@ -60,6 +61,8 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  * + digests     PIPELINE_DEPTH × L/128       their digest lists (4 MiB)
  * + filling     L                            the blob being read (16 MiB)
  * + writes      (WRITE_DEPTH + 1) × L        outputs being written, apply only (80 MiB)
+ * + staging     SLOTS × SLOT_BYTES           their copies on the way to a block device past the
+ *                                            page cache (io/direct-writer.ts), apply only (16 MiB)
  * + pools       2 × BUFFER_POOL_BYTES + BUFFER_POOL_SIZE × L/128   idle buffers kept for reuse (101 MiB)
  * + garbage     COLLECT_EVERY                buffers the pools dropped, before the collection that
  *                                            frees them (32 MiB)
@@ -72,7 +75,7 @@ export const BUFFER_POOL_BYTES = PIPELINE_BYTES + 16 * 1024 * 1024;
  *
  * The window term is max(PIPELINE_BYTES, 4L) + 4L since a SOURCE_ZSTD may hold a target dictionary
  * (≤ L, read back from the target when its turn comes) beside its blob, source and output.
- * verify: 423 MiB + 8 × manifest with 4 workers (≤ 551 MiB); apply: 80 MiB more (≤ 631 MiB).
+ * verify: 423 MiB + 8 × manifest with 4 workers (≤ 551 MiB); apply: 96 MiB more (≤ 647 MiB).
  * Enforced by the window (startOperation), the write queue, the pools' limits, DecodePool's budget
  * and the workers dropping a grown delta module; test/apply/worker-memory.test.ts measures it.
  */
@@ -85,7 +88,7 @@ export function memoryBound(options: { manifestBytes?: number; writes: boolean; 
     Math.max(PIPELINE_BYTES, 4 * L) + 4 * L +
     PIPELINE_DEPTH * digestList +
     L +
-    (options.writes ? (WRITE_DEPTH + 1) * L : 0) +
+    (options.writes ? (WRITE_DEPTH + 1) * L + SLOTS * SLOT_BYTES : 0) +
     2 * BUFFER_POOL_BYTES + BUFFER_POOL_SIZE * digestList +
     COLLECT_EVERY +
     2 * 1024 * 1024 +
