@@ -18,6 +18,7 @@ import { CLI, CommandError, fmtRss, fmtSeconds, HAVE_TIME, makeTools, oneLine, r
 import { fmtMiB, fmtPaired, fmtRange, fmtRate, fmtRuns, measureInterleaved, median, onInterrupt, out, paired, progress, table, withCanary, type Case, type Paired, type Stats } from './harness.js';
 import { isTmpfs } from './rootfs.js';
 import { measureCheckFloor, type CheckFloor } from './check-floor.js';
+import { ddCases } from './dd.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,10 +54,14 @@ export interface DeltaPairFigures {
 export interface DeltaApplyFigures {
   pair: string;
   bytes: number;
+  /** dd right after dd (the device's cache warm): the bar's peer (bench/dd.ts). */
   dd: Stats;
+  /** dd right after the apply (the device's cache empty). */
+  ddCold: Stats;
   apply: Stats;
   /** apply / dd throughput, paired by round: bar (d3). */
   ratio: Paired;
+  ratioCold: Paired;
   applyRssKiB: number | undefined;
   /** The device held the new image after the last (FastPatch) run. */
   deviceMatches: boolean;
@@ -211,8 +216,8 @@ function printPair(f: DeltaPairFigures, rounds: number): void {
 }
 
 /**
- * Bar (d3) on the largest pair: dd of the new image and `fastpatch apply --source old` onto the
- * same loop device, alternating, both ending with the data durable (conv=fsync; apply syncs).
+ * Bar (d3) on the largest pair: dd of the new image (three ways, bench/dd.ts) and `fastpatch apply
+ * --source old` onto the same loop device, alternating, all ending with the data durable (conv=fsync; apply syncs).
  * `payload.patch` is FastPatch's payload for the pair, or `whyNot` says why there is none.
  */
 async function measureApply(pair: DeltaPair, payload: { patch: string | undefined; whyNot: string | undefined }, key: string, rounds: number, dir: string): Promise<Pick<DeltaFigures, 'apply' | 'applySkipped'>> {
@@ -238,8 +243,11 @@ async function measureApply(pair: DeltaPair, payload: { patch: string | undefine
     const rss: number[] = [];
     // measureInterleaved times the runs and syncs between them; runTimed only adds peak RSS.
     const opts = { timeout: 600, sync: false, log: false, scratch: dir };
+    const ddRuns = ddCases(pair.target, attached, bytes, (cmd, args) => runTimed(cmd, { cmd, args }, opts));
     const cases: Case[] = [
-      { name: `dd if=new of=${attached} bs=4M conv=fsync`, bytes, cores: 0, run: () => runTimed('dd', { cmd: 'dd', args: [`if=${pair.target}`, `of=${attached}`, 'bs=4M', 'conv=fsync', 'status=none'] }, opts) },
+      ddRuns.cold,
+      ddRuns.warm,
+      ddRuns.direct,
       {
         name: `\`fastpatch apply --source old\` → ${attached} (CLI child${HAVE_TIME ? ' under /usr/bin/time' : ''}, incl. node start-up)`,
         bytes,
@@ -259,11 +267,12 @@ async function measureApply(pair: DeltaPair, payload: { patch: string | undefine
     } catch {
       deviceMatches = false;
     }
-    const dd = stats.get(cases[0]!.name)!;
-    const apply = stats.get(cases[1]!.name)!;
-    table(`Apply of ${pair.name} (${fmtMiB(bytes)}) onto ${attached} (MB/s of image bytes, each run ends with fsync; dd and apply alternate)`,
+    const ddCold = stats.get(ddRuns.cold.name)!;
+    const dd = stats.get(ddRuns.warm.name)!;
+    const apply = stats.get(cases[3]!.name)!;
+    table(`Apply of ${pair.name} (${fmtMiB(bytes)}) onto ${attached} (MB/s of image bytes, each run ends with fsync; in this order each round; × dd: paired with the second dd, bench/dd.ts)`,
       ['writer', 'MB/s median (min–max)', 'seconds', 'CPU-s per run', '× dd', 'clean runs', 'others\' cores'],
-      [dd, apply].map((x) => [x.name, fmtRange(x), x.seconds.toFixed(2), (bytes / x.perCpuSecond / 1e6).toFixed(2), fmtPaired(paired(x, dd)), fmtRuns(x), x.othersCores.toFixed(2)]));
+      cases.map((c) => stats.get(c.name)!).map((x) => [x.name, fmtRange(x), x.seconds.toFixed(2), (bytes / x.perCpuSecond / 1e6).toFixed(2), fmtPaired(paired(x, dd)), fmtRuns(x), x.othersCores.toFixed(2)]));
     progress('delta apply: the floor, hashing what the checks hash on every core');
     const floor = await measureCheckFloor(patch, pair.source, pair.target);
     const allowed = dd.seconds / 0.8;
@@ -272,7 +281,7 @@ async function measureApply(pair: DeltaPair, payload: { patch: string | undefine
       + `80% of dd's speed leaves ${allowed.toFixed(2)} s for the whole apply.\n`);
     const applyRssKiB = rss.length > 0 ? Math.max(...rss) : undefined;
     out(`After the last run ${attached} ${deviceMatches ? 'held' : '**did not hold**'} the new image (cmp).${applyRssKiB === undefined ? '' : ` Peak RSS of \`fastpatch apply --source\`: ${(applyRssKiB / 1024).toFixed(0)} MiB (max over ${rss.length} runs).`}\n`);
-    return { apply: { pair: pair.name, bytes, dd, apply, ratio: paired(apply, dd), applyRssKiB, deviceMatches, floor } };
+    return { apply: { pair: pair.name, bytes, dd, ddCold, apply, ratio: paired(apply, dd), ratioCold: paired(apply, ddCold), applyRssKiB, deviceMatches, floor } };
   } catch (err) {
     return skip(message(err));
   } finally {
@@ -342,8 +351,9 @@ export function deltaBarRows(f: DeltaFigures): string[][] {
   if (f.apply) {
     const a = f.apply;
     const floor = `; the checks alone: ${a.floor.seconds.toFixed(2)} s on ${a.floor.threads} threads, 80% of dd leaves ${(a.dd.seconds / 0.8).toFixed(2)} s`;
-    const text = `${a.pair}: ${fmtRate(a.apply.median)} vs ${fmtRate(a.dd.median)} MB/s; paired ${(a.ratio.ratio * 100).toFixed(0)}%${a.ratio.noisy ? ' ⚠' : ''}${a.deviceMatches ? '' : '; **device content wrong**'}${floor}`;
-    rows.push(['(d3) delta apply onto a block device ≥ 80% of `dd bs=4M conv=fsync` of the new image', text, verdict(a.ratio.ratio >= 0.8 && a.deviceMatches, a.ratio.noisy)]);
+    const cold = `; against dd right after the apply (device cache empty) ${fmtRate(a.ddCold.median)} MB/s, ${(a.ratioCold.ratio * 100).toFixed(0)}%`;
+    const text = `${a.pair}: ${fmtRate(a.apply.median)} vs ${fmtRate(a.dd.median)} MB/s; paired ${(a.ratio.ratio * 100).toFixed(0)}%${a.ratio.noisy ? ' ⚠' : ''}${a.deviceMatches ? '' : '; **device content wrong**'}${cold}${floor}`;
+    rows.push(['(d3) delta apply onto a block device ≥ 80% of `dd bs=4M conv=fsync` of the new image (dd after dd)', text, verdict(a.ratio.ratio >= 0.8 && a.deviceMatches, a.ratio.noisy)]);
   } else {
     rows.push(['(d3) delta apply onto a block device ≥ 80% of `dd bs=4M conv=fsync` of the new image', cell(`not measured: ${f.applySkipped ?? 'no pair'}`), '**not measured**']);
   }

@@ -21,6 +21,7 @@ import { writeKeyPair } from '../src/sign/files.js';
 import { generateKey, publicKeyOf } from '../src/sign/keys.js';
 import { fmtMiB, fmtPaired, fmtRange, fmtRatio, fmtRuns, measureInterleaved, median, paired, onInterrupt, progress, table, withCanary, type Case, type Paired, type Stats } from './harness.js';
 import { ensureRootfs, isTmpfs, type RootfsInfo } from './rootfs.js';
+import { ddCases } from './dd.js';
 
 const MiB = 1024 * 1024;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -34,10 +35,15 @@ export interface FullFigures {
   generate: Stats;
   /** generate / gzip speed: bar (b2). */
   generateRatio: Paired;
+  /** dd right after dd (the device's cache warm): the bar's peer (bench/dd.ts). */
   dd: Stats | undefined;
+  /** dd right after an apply (the device's cache empty). */
+  ddCold: Stats | undefined;
   apply: Stats | undefined;
   /** apply / dd speed onto the loop device: bar (c). */
   applyRatio: Paired | undefined;
+  /** apply / dd right after it. */
+  applyRatioCold: Paired | undefined;
   applyRssKiB: number | undefined;
 }
 
@@ -125,6 +131,7 @@ async function measure(rounds: { generate: number; apply: number }, workDir: str
 
   // --- apply vs dd -----------------------------------------------------------------------
   let dd: Stats | undefined;
+  let ddCold: Stats | undefined;
   let apply: Stats | undefined;
   let applyRssKiB: number | undefined;
   const backing = join(workDir, 'loop-backing.img');
@@ -137,7 +144,7 @@ async function measure(rounds: { generate: number; apply: number }, workDir: str
     loop = attached;
     unhook = onInterrupt(() => execFileSync('losetup', ['-d', attached]));
     progress(`full: ${loop} on ${backing}`);
-    ({ dd, apply, applyRssKiB } = await measureApply(rounds.apply, { img, payload, loop, keyPath: `${keyPath}.pub`, workDir, bytes: rootfs.bytes, trusted: publicKeyOf(key) }));
+    ({ dd, ddCold, apply, applyRssKiB } = await measureApply(rounds.apply, { img, payload, loop, keyPath: `${keyPath}.pub`, workDir, bytes: rootfs.bytes, trusted: publicKeyOf(key) }));
   } catch (err) {
     progress(`full: apply rows skipped: ${(err as Error).message}`);
     process.stdout.write(`Apply rows skipped: ${(err as Error).message}\n\n`);
@@ -149,7 +156,7 @@ async function measure(rounds: { generate: number; apply: number }, workDir: str
     await fsp.rm(keyPath, { force: true });
     await fsp.rm(`${keyPath}.pub`, { force: true });
   }
-  return { rootfs, gzipBytes, payloadBytes, gzip, generate, generateRatio: paired(generate, gzip), dd, apply, applyRatio: dd && apply ? paired(apply, dd) : undefined, applyRssKiB };
+  return { rootfs, gzipBytes, payloadBytes, gzip, generate, generateRatio: paired(generate, gzip), dd, ddCold, apply, applyRatio: dd && apply ? paired(apply, dd) : undefined, applyRatioCold: ddCold && apply ? paired(apply, ddCold) : undefined, applyRssKiB };
 }
 
 interface ApplySetup {
@@ -162,7 +169,7 @@ interface ApplySetup {
   trusted: ReturnType<typeof publicKeyOf>;
 }
 
-async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats; apply: Stats; applyRssKiB: number | undefined }> {
+async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats; ddCold: Stats; apply: Stats; applyRssKiB: number | undefined }> {
   const fileTarget = join(s.workDir, 'apply-target.img');
   const haveTime = existsSync(TIME);
   const rss: number[] = [];
@@ -180,8 +187,12 @@ async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats;
   // (Interleaving the regular-file runs here too made dd 3–4× slower: their 1 GiB of file cache
   // takes the pages the device's cache would otherwise recycle, and dd, one thread doing
   // read-then-write, pays the page allocation serially while apply overlaps it with decoding.)
+  // The three dd runs each round and why: bench/dd.ts.
+  const ddRuns = ddCases(s.img, s.loop, s.bytes, run);
   const device: Case[] = io([
-    { name: `dd if=img of=${s.loop} bs=4M conv=fsync`, bytes: s.bytes, run: () => run('dd', [`if=${s.img}`, `of=${s.loop}`, 'bs=4M', 'conv=fsync', 'status=none']) },
+    ddRuns.cold,
+    ddRuns.warm,
+    ddRuns.direct,
     { name: `\`applyPayload\` → ${s.loop} (in process)`, bytes: s.bytes, run: () => applyLib(s.loop) },
     {
       name: `\`fastpatch apply --json\` → ${s.loop} (CLI child${haveTime ? ' under /usr/bin/time -v' : ''}, incl. node start-up)`,
@@ -199,8 +210,9 @@ async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats;
   // Whatever the timings say, the device must hold the image (the CLI wrote it last).
   progress('full: checking the loop device holds the image');
   await assertSameBytes(s.loop, s.img, s.bytes);
-  const dd = dstats.get(device[0]!.name)!;
-  const apply = dstats.get(device[1]!.name)!;
+  const ddCold = dstats.get(ddRuns.cold.name)!;
+  const dd = dstats.get(ddRuns.warm.name)!;
+  const apply = dstats.get(device[3]!.name)!;
 
   // Set 2, for reference: regular-file targets on the same disk, with dd onto the same file as peer.
   const files: Case[] = io([
@@ -221,7 +233,7 @@ async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats;
   const ddFile = fstats.get(files[0]!.name)!;
 
   const row = (x: Stats, peer: Stats) => [x.name, fmtRange(x), x.seconds.toFixed(2), (s.bytes / x.perCpuSecond / 1e6).toFixed(2), fmtPaired(paired(x, peer)), fmtRuns(x), x.othersCores.toFixed(2)];
-  table(`Apply of the ${fmtMiB(s.bytes)} image onto ${s.loop} (MB/s of image bytes, each run ends with fsync; dd and apply alternate)`,
+  table(`Apply of the ${fmtMiB(s.bytes)} image onto ${s.loop} (MB/s of image bytes, each run ends with fsync; in this order each round; × dd: paired with the second dd, bench/dd.ts)`,
     ['writer', 'MB/s median (min–max)', 'seconds', 'CPU-s per run', '× dd', 'clean runs', 'others\' cores'],
     device.map((c) => row(dstats.get(c.name)!, dd)));
   table('Reference: apply onto a regular file in the same directory as the loop backing file',
@@ -231,11 +243,11 @@ async function measureApply(rounds: number, s: ApplySetup): Promise<{ dd: Stats;
   if (applyRssKiB !== undefined) {
     process.stdout.write(`Peak RSS of \`fastpatch apply\` onto ${s.loop} (512 MiB image): ${(applyRssKiB / 1024).toFixed(0)} MiB (max over ${rss.length} runs; range ${(Math.min(...rss) / 1024).toFixed(0)}–${(Math.max(...rss) / 1024).toFixed(0)} MiB).\n`);
   }
-  const cli = dstats.get(device[2]!.name)!;
+  const cli = dstats.get(device[4]!.name)!;
   if (cliSeconds.length > 0) {
     process.stdout.write(`The CLI's own timer (applyPayload start to finish) read ${median(cliSeconds).toFixed(2)} s median against ${cli.seconds.toFixed(2)} s wall: the rest is process start-up, module loading and cold JIT.\n\n`);
   }
-  return { dd, apply, applyRssKiB };
+  return { dd, ddCold, apply, applyRssKiB };
 }
 
 /** Streams both files and throws at the first difference in the first `bytes` bytes. */
