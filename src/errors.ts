@@ -40,6 +40,10 @@ export const ERROR_CODES = {
   SOURCE_MISMATCH: EXIT.SOURCE_MISMATCH,
   /** The disk's GPT is corrupt, or its two copies disagree: nothing is changed until it is repaired. */
   GPT_CORRUPT: EXIT.DISK,
+  /** A GPT structure shorter than its header says (an entry array or header sector cut short). */
+  GPT_TRUNCATED: EXIT.DISK,
+  /** A GPT FastPatch will not write: a header size other than 92 bytes or a revision other than 1.0. */
+  GPT_UNSUPPORTED: EXIT.DISK,
   /** A slot change was refused because it would leave no bootable slot or drop the running one's fallback. */
   GPT_UNSAFE: EXIT.DISK,
   /**

@@ -3,21 +3,9 @@
  * (UEFI 2.10 §5.3.2; reference notes §4.2, §4.7; docs/GPT.md, "Header"). No I/O: one sector in,
  * one sector out.
  */
+import { FastPatchError } from '../errors.js';
 import { crc32 } from './crc32.js';
 import { guidFromBytes, guidToBytesInto } from './guid.js';
-
-/** Codes of GptError: bad on-disk data ('GPT_CORRUPT', 'GPT_TRUNCATED') or a table FastPatch refuses to write. */
-export type GptErrorCode = 'GPT_CORRUPT' | 'GPT_TRUNCATED' | 'GPT_UNSUPPORTED';
-
-/** A failure caused by the bytes on a disk (not by a bug or a bad argument). `message` is one line. */
-export class GptError extends Error {
-  readonly code: GptErrorCode;
-  constructor(code: GptErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'GptError';
-    this.code = code;
-  }
-}
 
 export const SIGNATURE = 'EFI PART';
 /** The only revision vboot and GRUB accept: 1.0. */
@@ -64,8 +52,8 @@ export function entrySectors(count: number, size: number, sectorSize: number): n
   return Math.ceil((count * size) / sectorSize);
 }
 
-function corrupt(message: string): GptError {
-  return new GptError('GPT_CORRUPT', message);
+function corrupt(message: string): FastPatchError {
+  return new FastPatchError('GPT_CORRUPT', message);
 }
 
 function isPowerOfTwo(x: number): boolean {
@@ -88,13 +76,13 @@ export function headerCrc(bytes: Uint8Array, headerSize: number): number {
  * anything is sized by them), FirstUsable <= LastUsable < diskSectors, and the usable range, both
  * header LBAs and this copy's entry array (inside the disk, past LBA 0) not overlapping.
  * Checks that need the entries or the other copy are readGpt's. Never allocates more than one
- * header. Throws GptError ('GPT_TRUNCATED' for a short buffer, 'GPT_CORRUPT' otherwise) and
+ * header. Throws FastPatchError ('GPT_TRUNCATED' for a short buffer, 'GPT_CORRUPT' otherwise) and
  * RangeError for bad arguments.
  */
 export function decodeHeader(sector: Uint8Array, lba: number, sectorSize: number, diskSectors: number): GptHeader {
   checkGeometryArgs(sectorSize, diskSectors);
   const at = `header at LBA ${lba}`;
-  if (sector.length < HEADER_SIZE) throw new GptError('GPT_TRUNCATED', `${at}: ${sector.length} bytes, a header needs ${HEADER_SIZE}`);
+  if (sector.length < HEADER_SIZE) throw new FastPatchError('GPT_TRUNCATED', `${at}: ${sector.length} bytes, a header needs ${HEADER_SIZE}`);
   const v = new DataView(sector.buffer, sector.byteOffset, Math.min(sector.length, sectorSize));
   for (let i = 0; i < 8; i++) {
     if (v.getUint8(i) !== SIGNATURE.charCodeAt(i)) throw corrupt(`${at}: no "EFI PART" signature`);
@@ -103,7 +91,7 @@ export function decodeHeader(sector: Uint8Array, lba: number, sectorSize: number
   if (revision !== REVISION) throw corrupt(`${at}: revision 0x${revision.toString(16).padStart(8, '0')}, expected 0x00010000`);
   const headerSize = v.getUint32(12, true);
   if (headerSize < HEADER_SIZE || headerSize > sectorSize) throw corrupt(`${at}: header size ${headerSize} outside ${HEADER_SIZE}..${sectorSize}`);
-  if (headerSize > v.byteLength) throw new GptError('GPT_TRUNCATED', `${at}: ${v.byteLength} bytes, header size says ${headerSize}`);
+  if (headerSize > v.byteLength) throw new FastPatchError('GPT_TRUNCATED', `${at}: ${v.byteLength} bytes, header size says ${headerSize}`);
   const headerCrc32 = v.getUint32(16, true);
   const computed = headerCrc(sector, headerSize);
   if (computed !== headerCrc32) {
@@ -167,14 +155,14 @@ function checkHeaderGeometry(h: GptHeader, lba: number, sectorSize: number, disk
  * Encodes `h` as one sector of `sectorSize` bytes (bytes past 92 are zero), with the header CRC
  * recomputed; `h.entriesCrc32` must already be the entry array's CRC, and `h.headerCrc32` is ignored.
  * The result is checked like decodeHeader checks what it reads, for a disk of `diskSectors`.
- * Throws GptError('GPT_UNSUPPORTED') for a HeaderSize other than 92 or a revision other than 1.0
- * (GRUB refuses to write those), GptError('GPT_CORRUPT') for impossible geometry, RangeError for
+ * Throws FastPatchError('GPT_UNSUPPORTED') for a HeaderSize other than 92 or a revision other than 1.0
+ * (GRUB refuses to write those), FastPatchError('GPT_CORRUPT') for impossible geometry, RangeError for
  * bad arguments.
  */
 export function encodeHeader(h: GptHeader, sectorSize: number, diskSectors: number): Uint8Array {
   checkGeometryArgs(sectorSize, diskSectors);
-  if (h.headerSize !== HEADER_SIZE) throw new GptError('GPT_UNSUPPORTED', `header size ${h.headerSize}: only ${HEADER_SIZE} is written`);
-  if (h.revision !== REVISION) throw new GptError('GPT_UNSUPPORTED', `revision 0x${hex32(h.revision)}: only 0x00010000 is written`);
+  if (h.headerSize !== HEADER_SIZE) throw new FastPatchError('GPT_UNSUPPORTED', `header size ${h.headerSize}: only ${HEADER_SIZE} is written`);
+  if (h.revision !== REVISION) throw new FastPatchError('GPT_UNSUPPORTED', `revision 0x${hex32(h.revision)}: only 0x00010000 is written`);
   for (const [name, x] of [['myLba', h.myLba], ['alternateLba', h.alternateLba], ['firstUsableLba', h.firstUsableLba], ['lastUsableLba', h.lastUsableLba], ['partitionEntryLba', h.partitionEntryLba]] as const) {
     if (!Number.isSafeInteger(x) || x < 0) throw new RangeError(`${name} ${x} is not an LBA`);
   }

@@ -3,10 +3,11 @@
  * writes for a table (UEFI 2.10 §5.3; reference notes §4.3, §4.7, §5.3; docs/GPT.md). No I/O:
  * the caller supplies a sector reader and performs the writes, in the order it chooses.
  */
+import { FastPatchError } from '../errors.js';
 import { crc32 } from './crc32.js';
 import { guidFromBytes, guidToBytesInto, normalizeGuid, PARTITION_TYPES } from './guid.js';
 import {
-  GptError, type GptHeader, HEADER_SIZE, MAX_ENTRY_ARRAY_BYTES, MIN_ENTRY_ARRAY_BYTES, REVISION, SIGNATURE, STANDARD_ENTRY_COUNT, STANDARD_ENTRY_SIZE,
+  type GptHeader, HEADER_SIZE, MAX_ENTRY_ARRAY_BYTES, MIN_ENTRY_ARRAY_BYTES, REVISION, SIGNATURE, STANDARD_ENTRY_COUNT, STANDARD_ENTRY_SIZE,
   checkGeometryArgs, decodeHeader, encodeHeader, entrySectors, hex32,
 } from './header.js';
 import { buildProtectiveMbr, type MbrInfo, parseMbr } from './mbr.js';
@@ -42,13 +43,13 @@ export function isUsed(e: GptEntry): boolean {
 
 /**
  * Decodes the `count` entries of `size` bytes at the start of `bytes` (all of them, used or not).
- * Throws GptError('GPT_TRUNCATED') if `bytes` is shorter than count × size, GptError('GPT_CORRUPT')
+ * Throws FastPatchError('GPT_TRUNCATED') if `bytes` is shorter than count × size, FastPatchError('GPT_CORRUPT')
  * for a used entry whose LBAs are beyond 2^53, RangeError for a bad size.
  */
 export function decodeEntries(bytes: Uint8Array, count: number, size: number): GptEntry[] {
   if (!Number.isInteger(size) || size < ENTRY_FIXED || size % ENTRY_FIXED !== 0) throw new RangeError(`entry size ${size} is not a multiple of 128`);
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`entry count ${count} is not a count`);
-  if (count * size > bytes.length) throw new GptError('GPT_TRUNCATED', `entry array has ${bytes.length} bytes, ${count} entries of ${size} need ${count * size}`);
+  if (count * size > bytes.length) throw new FastPatchError('GPT_TRUNCATED', `entry array has ${bytes.length} bytes, ${count} entries of ${size} need ${count * size}`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: GptEntry[] = [];
   for (let i = 0; i < count; i++) {
@@ -58,7 +59,7 @@ export function decodeEntries(bytes: Uint8Array, count: number, size: number): G
       const x = v.getBigUint64(at + offset, true);
       if (x <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(x);
       if (typeGuid === PARTITION_TYPES.UNUSED) return -1; // garbage in an unused entry: kept by encodeEntries' base
-      throw new GptError('GPT_CORRUPT', `partition ${i + 1}: ${what} ${x} out of range`);
+      throw new FastPatchError('GPT_CORRUPT', `partition ${i + 1}: ${what} ${x} out of range`);
     };
     let label = '';
     for (let u = 0; u < NAME_UNITS; u++) {
@@ -288,7 +289,7 @@ function readCopy(read: SectorReader, lba: number, sectorSize: number, diskSecto
   try {
     copy.header = decodeHeader(read(lba, 1), lba, sectorSize, diskSectors);
   } catch (e) {
-    if (!(e instanceof GptError)) throw e;
+    if (!(e instanceof FastPatchError)) throw e;
     add(place, 'invalid', e.message);
     return copy;
   }
@@ -369,13 +370,13 @@ export interface TableRegion {
  * caller chooses the order it writes them in). `table.lba0` is kept as it is when it holds a
  * protective or hybrid MBR of the right size, else a protective MBR is built over it. The entry array CRC and both header CRCs are
  * computed here; HeaderSize is 92 and revision 1.0. Each header is checked as decodeHeader checks
- * it, and the two entry arrays must not overlap. Throws GptError('GPT_CORRUPT'/'GPT_UNSUPPORTED')
+ * it, and the two entry arrays must not overlap. Throws FastPatchError('GPT_CORRUPT'/'GPT_UNSUPPORTED')
  * for geometry no reader would accept, RangeError/TypeError for bad values.
  */
 export function writeGptPlan(table: GptTable, sectorSize: number, diskSectors: number): TableRegion[] {
   checkGeometryArgs(sectorSize, diskSectors);
   if (!Number.isInteger(table.entryCount) || !Number.isInteger(table.entrySize) || table.entryCount * table.entrySize > MAX_ENTRY_ARRAY_BYTES) {
-    throw new GptError('GPT_CORRUPT', `${table.entryCount} entries of ${table.entrySize} bytes exceed ${MAX_ENTRY_ARRAY_BYTES} bytes`);
+    throw new FastPatchError('GPT_CORRUPT', `${table.entryCount} entries of ${table.entrySize} bytes exceed ${MAX_ENTRY_ARRAY_BYTES} bytes`);
   }
   const entries = encodeEntries(table.entries, table.entryCount, table.entrySize, table.entriesBase);
   const n = entrySectors(table.entryCount, table.entrySize, sectorSize);
@@ -390,7 +391,7 @@ export function writeGptPlan(table: GptTable, sectorSize: number, diskSectors: n
   const backup = encodeHeader({ ...common, myLba: table.backupHeaderLba, alternateLba: 1, partitionEntryLba: table.backupEntriesLba }, sectorSize, diskSectors);
   const pEnd = table.primaryEntriesLba + n - 1, bEnd = table.backupEntriesLba + n - 1;
   if (table.primaryEntriesLba <= bEnd && table.backupEntriesLba <= pEnd) {
-    throw new GptError('GPT_CORRUPT', `primary (LBA ${table.primaryEntriesLba}..${pEnd}) and backup (LBA ${table.backupEntriesLba}..${bEnd}) entry arrays overlap`);
+    throw new FastPatchError('GPT_CORRUPT', `primary (LBA ${table.primaryEntriesLba}..${pEnd}) and backup (LBA ${table.backupEntriesLba}..${bEnd}) entry arrays overlap`);
   }
   // A valid protective or hybrid MBR of the right size is kept byte for byte; anything else is rebuilt.
   const old = table.lba0 !== undefined && table.lba0.length >= sectorSize ? parseMbr(table.lba0, diskSectors) : undefined;

@@ -3,8 +3,9 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { crc32, crc32Update } from '../../dist/src/gpt/crc32.js';
 import { guidFromBytes, guidToBytes, normalizeGuid, PARTITION_TYPES, FLATCAR_SLOT_GUIDS } from '../../dist/src/gpt/guid.js';
 import { buildProtectiveMbr, parseMbr } from '../../dist/src/gpt/mbr.js';
-import { decodeHeader, encodeHeader, GptError, headerCrc, MAX_ENTRY_ARRAY_BYTES, type GptHeader } from '../../dist/src/gpt/header.js';
+import { decodeHeader, encodeHeader, headerCrc, MAX_ENTRY_ARRAY_BYTES, type GptHeader } from '../../dist/src/gpt/header.js';
 import { decodeEntries, encodeEntries, isUsed, readGpt, writeGptPlan, type GptEntry, type GptTable } from '../../dist/src/gpt/table.js';
+import { FastPatchError } from '../../dist/src/errors.js';
 
 const enc = new TextEncoder();
 const DISK_GUID = '00000000-0000-0000-0000-000000000001';
@@ -162,8 +163,8 @@ describe('header', () => {
       for (let k = 0; k < 92; k++) {
         let err: unknown;
         try { decodeHeader(bytes.subarray(0, k), 1, ss, sectors); } catch (e) { err = e; }
-        expect(err).toBeInstanceOf(GptError);
-        expect((err as GptError).code).toBe('GPT_TRUNCATED');
+        expect(err).toBeInstanceOf(FastPatchError);
+        expect((err as FastPatchError).code).toBe('GPT_TRUNCATED');
       }
       for (let k = 92; k <= ss; k += k < 200 ? 1 : 97) expect(decodeHeader(bytes.subarray(0, k), 1, ss, sectors).myLba).toBe(1);
     });
@@ -178,7 +179,7 @@ describe('header', () => {
     expect(() => encodeHeader({ ...h, headerSize: 92, firstUsableLba: 33 }, 512, 1000)).toThrow(/overlaps the usable range/);
     expect(() => encodeHeader({ ...h, headerSize: 92 }, 1024, 1000)).toThrow(RangeError);
   });
-  it('never throws anything but GptError for random damage', () => {
+  it('never throws anything but FastPatchError for random damage', () => {
     const h = encodeHeader({
       revision: 0x10000, headerSize: 92, headerCrc32: 0, myLba: 1, alternateLba: 999, firstUsableLba: 34, lastUsableLba: 966,
       diskGuid: DISK_GUID, partitionEntryLba: 2, entryCount: 128, entrySize: 128, entriesCrc32: 0,
@@ -190,7 +191,7 @@ describe('header', () => {
       b[rnd() % 92] = rnd() & 0xff;
       // Fix the CRC half of the time so the field checks are reached.
       if (i % 2 === 0) new DataView(b.buffer).setUint32(16, headerCrc(b, Math.min(Math.max(new DataView(b.buffer).getUint32(12, true), 92), 512)), true);
-      try { decodeHeader(b, 1, 512, 1000); } catch (e) { expect(e).toBeInstanceOf(GptError); }
+      try { decodeHeader(b, 1, 512, 1000); } catch (e) { expect(e).toBeInstanceOf(FastPatchError); }
     }
   });
 });
@@ -397,7 +398,7 @@ describe('readGpt and writeGptPlan', () => {
 
   it('refuses plans no reader accepts', () => {
     const t = flatcarTable(512, 16384);
-    expect(() => writeGptPlan({ ...t, backupEntriesLba: 20 }, 512, 16384)).toThrow(GptError);
+    expect(() => writeGptPlan({ ...t, backupEntriesLba: 20 }, 512, 16384)).toThrow(FastPatchError);
     expect(() => writeGptPlan({ ...t, backupHeaderLba: 16384 }, 512, 16384)).toThrow(/beyond the last LBA/);
     expect(() => writeGptPlan({ ...t, entryCount: 1 << 20 }, 512, 16384)).toThrow(/exceed/);
     expect(() => writeGptPlan(t, 520, 16384)).toThrow(RangeError);
