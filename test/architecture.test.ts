@@ -38,6 +38,7 @@ const forbidden: Record<string, string[]> = {
   update: ['commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
   'bytes.ts': ['*'],
+  'block.ts': ['*'],
   'text.ts': ['*'],
 };
 

@@ -3,6 +3,8 @@
  * import nothing else from each other.
  */
 
+import { BLOCK_SIZE, DIGEST_SIZE } from '../block.js';
+
 /** First 8 bytes of every payload: "FPAY" then CR LF SUB LF, so text-mode transfers show up as corruption. */
 export const MAGIC = Uint8Array.of(0x46, 0x50, 0x41, 0x59, 0x0d, 0x0a, 0x1a, 0x0a);
 /**
@@ -15,9 +17,8 @@ export const FORMAT_VERSION = 2;
 /** The oldest version this build reads: payloads made by earlier releases of the tool still apply. */
 export const MIN_FORMAT_VERSION = 1;
 export const HEADER_SIZE = 32;
-/** The only block size of v1: the WASM core hashes 4 KiB blocks, as dm-verity does. */
-export const BLOCK_SIZE = 4096;
-export const DIGEST_SIZE = 32;
+/** The only block size of versions 1 and 2, and the digest size (src/block.ts). */
+export { BLOCK_SIZE, DIGEST_SIZE };
 
 /** Operation types. Numbers are stable; 3 and 4 read the source image and appear in delta payloads only. */
 export const OpType = {

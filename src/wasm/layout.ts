@@ -3,14 +3,12 @@
  * offsets read from a module instance (never hard-coded), checked against the ABI version.
  */
 
+import { BLOCK_SIZE, DIGEST_SIZE } from '../block.js';
 import { wasmApi, type WasmMemory } from './webassembly.js';
 
+export { BLOCK_SIZE, DIGEST_SIZE };
 /** ABI version this wrapper speaks; a module reporting another one is refused. */
 export const ABI_VERSION = 1;
-/** Bytes per block for per-block hashing and zero flags. */
-export const BLOCK_SIZE = 4096;
-/** Bytes of one SHA-256 digest. */
-export const DIGEST_SIZE = 32;
 
 /** The raw exports of the core module: numbers in, numbers out (see assembly/index.ts). */
 export interface CoreExports {
