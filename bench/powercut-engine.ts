@@ -18,7 +18,7 @@
  * Caveat: SIGKILL is not a power cut. The kernel keeps every write() the process completed (in the
  * page cache, written back later), so this tests the process dying at any instruction, not lost
  * or torn sector writes. Sector-level crash injection (the disk stopped after every single sector
- * write of a GPT flip) lives in test/gpt/cycle.test.ts; resume's distrust of torn operations is in
+ * write of a GPT flip) lives in test/disk/cycle.test.ts; resume's distrust of torn operations is in
  * test/apply/resume.test.ts.
  *
  * Needs root (losetup). Loop devices are always detached, the temporary folder always removed.

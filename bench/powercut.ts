@@ -10,7 +10,7 @@
  *
  * SIGKILL is not a real power cut: the kernel keeps every write the process completed (page cache),
  * so this tests the process dying at any point, not lost or torn sector writes. Sector-level crash
- * injection of GPT flips lives in test/gpt/cycle.test.ts.
+ * injection of GPT flips lives in test/disk/cycle.test.ts.
  */
 import { failuresOf, formatSummary, runPowercut } from './powercut-engine.js';
 

@@ -4,7 +4,7 @@
  * --sizes, in GiB), each operation in a fresh child process (this file, run as `rss.js child ...`)
  * that prints its own process.resourceUsage().maxRSS (all threads, worker threads included) when
  * done. Apply is measured twice over: as `fastpatch apply` runs (the CLI itself, in the child),
- * and as a program calling applyPayload with V8's defaults (apply/optimizer.ts says what differs);
+ * and as a program calling applyPayload after tuneRuntime() with V8's optimizing compiler left on (runtime/tune.ts);
  * each apply N times (--runs, default 3), reporting the median.
  *
  * Images: sparse files with DATA_FRACTION of their bytes as data (the same density at every size),
@@ -41,6 +41,8 @@ type Operation = (typeof OPERATIONS)[number];
 
 async function child(args: string[]): Promise<void> {
   const lib = await import('../src/index.js');
+  // What a program embedding the library would choose: collections, and V8's compiler left on.
+  lib.tuneRuntime({ collections: true });
   const [op, keyPath, ...paths] = args;
   const started = performance.now();
   let detail = '';
@@ -249,7 +251,7 @@ async function main(argv: string[]): Promise<void> {
   const fixedData = option('--fixed-data');
   const density = fixedData !== undefined ? `${fixedData} MiB of data in every image (only the zero space grows)` : `${DATA_FRACTION * 1024} MiB of data per GiB (same density at every size)`;
   console.log(`Peak RSS (MiB), one fresh process per operation (apply: median of ${runs_}); images sparse, ${density}, node ${process.version}`);
-  console.log('apply = `fastpatch apply` (the CLI); apply, library = applyPayload in a program with V8 defaults\n');
+  console.log('apply = `fastpatch apply` (the CLI); apply, library = applyPayload in a program after tuneRuntime(), the optimizing compiler on\n');
   console.log(`| operation | ${sizes.map((s) => `${s} GiB`).join(' | ')} |`);
   console.log(`|---|${sizes.map(() => '---:').join('|')}|`);
   for (const op of OPERATIONS) console.log(`| ${op} | ${sizes.map((s) => mib(op, s).toFixed(0)).join(' | ')} |`);

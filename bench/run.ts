@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tuneRuntime } from '../src/runtime/tune.js';
 import { runCodec, type CodecFigures } from './codec.js';
 import { deltaBarRows, runDelta, type DeltaFigures } from './delta.js';
 import { runDeltaCodec } from './delta-codec.js';
@@ -141,6 +142,8 @@ function printBars(f: Figures): void {
 
 async function main(): Promise<void> {
   const { sections, rounds, pairs } = parseArgs(process.argv.slice(2));
+  // The in-process apply rows collect as they go, as they did when the applier set this itself.
+  tuneRuntime({ collections: true });
   printMachine(sections);
   const workDir = makeWorkDir();
   const figures: Figures = {};

@@ -2,8 +2,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-// The dependency direction of STYLE.md: cli -> commands -> generate | apply | gpt ->
-// format | sign | wasm | io -> errors. Checked on import lines so it stays true.
+// The dependency direction of STYLE.md: cli -> commands -> update -> generate | apply | disk ->
+// gpt | format | sign | wasm | io -> errors. Checked on import lines so it stays true.
 const root = join(import.meta.dirname, '..');
 
 function files(dir: string): string[] {
@@ -29,12 +29,15 @@ const forbidden: Record<string, string[]> = {
   // sign/files.ts reads and writes key files through io/'s exclusive creation and capped reads.
   sign: ['apply', 'generate', 'wasm', 'commands', 'cli.ts', 'demo'],
   wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo'],
-  io: ['apply', 'generate', 'commands', 'cli.ts', 'demo'],
+  // runtime/: the process (worker threads, collections, V8 flags), below everything that uses it.
+  runtime: ['apply', 'generate', 'gpt', 'disk', 'update', 'format', 'sign', 'io', 'wasm', 'commands', 'cli.ts', 'demo'],
+  io: ['apply', 'generate', 'gpt', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
   apply: ['generate', 'commands', 'cli.ts', 'demo'],
   generate: ['apply', 'commands', 'cli.ts', 'demo'],
-  // gpt/ sits beside apply/ and generate/: its codec and models work on plain buffers, its
-  // transaction writes through io/.
-  gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'commands', 'cli.ts', 'demo'],
+  // gpt/ is pure beside format/: its codec, models and write order work on plain buffers.
+  gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'io', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
+  // disk/ carries out gpt/'s plans on a real disk, through io/.
+  disk: ['apply', 'generate', 'sign', 'format', 'update', 'commands', 'cli.ts', 'demo'],
   update: ['commands', 'cli.ts', 'demo'],
   'hex.ts': ['*'],
   'bytes.ts': ['*'],
@@ -53,6 +56,14 @@ describe('module boundaries', () => {
         const banned = forbidden[from]!;
         const ok = !(banned.includes('*') ? target !== from && target !== `${from}.ts` : banned.includes(target));
         expect(ok, `${relative(root, file)} imports ${spec}`).toBe(true);
+      }
+    }
+  });
+
+  it.each(['gpt', 'format'])('%s/ touches no file system, process or network (pure: buffers in, buffers out)', (dir) => {
+    for (const file of sources.filter((f) => area(f) === dir)) {
+      for (const spec of importsOf(file)) {
+        expect(/^(node:)?(fs|fs\/promises|child_process|net|http|https|worker_threads)$/.test(spec), `${relative(root, file)} imports ${spec}`).toBe(false);
       }
     }
   });

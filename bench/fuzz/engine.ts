@@ -25,7 +25,7 @@ import { grubNext, vbootNext } from '../../src/gpt/boot-model.js';
 import { PARTITION_TYPES } from '../../src/gpt/guid.js';
 import { setNext } from '../../src/gpt/prioritize.js';
 import { isUsed } from '../../src/gpt/table.js';
-import { changeSlots, createFlatcarDisk, findSlot, readDiskGpt } from '../../src/gpt/transaction.js';
+import { changeSlots, createFlatcarDisk, findSlot, readDiskGpt } from '../../src/disk/transaction.js';
 import { generateKey, publicKeyOf, type PrivateKey, type PublicKey } from '../../src/sign/keys.js';
 import { DISK_SIZE, EDGE, mutateGpt, writeDisk, type GptTemplate } from './gpt.js';
 import { mutateRaw, mutateStruct } from './mutate.js';

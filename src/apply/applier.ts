@@ -7,14 +7,14 @@ import { type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { verifyPayload } from '../sign/signer.js';
 import { DirectWriter } from '../io/direct-writer.js';
 import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, openExistingTarget, openImageForRead, readExtents, readFully, removeCreatedTarget, writeFully, type OpenImage } from '../io/device.js';
-import { hashOpenImage } from '../io/hash-image.js';
+import { hashOpenImage } from './hash-image.js';
 import { isSeekable, readRange, type PayloadInput } from '../io/payload-source.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import type { Decoded } from './decode.js';
 import { BufferPool } from './buffer-pool.js';
 import { hasTargetDictionaries, targetBlocksFromTarget, targetBlocksInTempFile, type TargetBlocks } from './target-blocks.js';
-import { GarbageMeter, enableCollection } from '../io/collect.js';
+import { GarbageMeter } from '../runtime/collect.js';
 import { DecodePool } from './decode-pool.js';
 import { BUFFER_POOL_BYTES, BUFFER_POOL_SIZE, FLUSH_EVERY, PIPELINE_BYTES, PIPELINE_DEPTH, WRITE_DEPTH, checkDeclaredSize, checkReleases, needsRelease } from './limits.js';
 
@@ -159,7 +159,7 @@ export class PayloadApplier {
   private unflushed = 0;
   private flushing: Promise<void> | undefined;
   /**
-   * Collects the buffers the pools let go of (io/collect.ts). They are shared memory, which V8 does
+   * Collects the buffers the pools let go of (runtime/collect.ts). They are shared memory, which V8 does
    * not count towards collecting: without this, memory a pool dropped (a size no longer asked
    * for) would wait for a collection the JS heap's own growth may never call for.
    */
@@ -186,7 +186,6 @@ export class PayloadApplier {
   constructor(private readonly options: ApplyOptions) {
     if (options.trustedKeys.length === 0) throw new TypeError('trustedKeys: at least one public key is needed');
     this.core = WasmCore.load(options.build);
-    enableCollection(); // before the decode workers exist
     this.pool = new DecodePool(options.build ?? 'release', options.decodeWorkers);
     // The workers start now, not on the first operation: their start-up (~0.1 s of wall, more on a
     // busy machine) then runs beside the head's signature check and the target's checks instead of

@@ -1,6 +1,6 @@
 import { FastPatchError } from '../errors.js';
 import type { CoreBuild } from '../wasm/core.js';
-import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
+import { defaultWorkers, WorkerPool } from '../runtime/worker-pool.js';
 import { workerBytes, type Decoded, type DecodeJob } from './decode.js';
 
 /**

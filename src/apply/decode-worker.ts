@@ -1,14 +1,14 @@
 /**
  * Worker thread body of the decode pool: each worker owns its WASM cores, so the machine's cores
  * check, inflate and patch different operations at once. Messages are DecodeJob in, Decoded out
- * (io/worker-pool.ts protocol); buffers move by transfer, never by copy.
+ * (runtime/worker-pool.ts protocol); buffers move by transfer, never by copy.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { isCloseMessage, toFailure } from '../io/worker-pool.js';
+import { isCloseMessage, toFailure } from '../runtime/worker-pool.js';
 import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { OpType } from '../format/constants.js';
-import { GarbageMeter } from '../io/collect.js';
+import { GarbageMeter } from '../runtime/collect.js';
 import { decodeOperation, KEEP_DELTA_BYTES, type DecodeJob } from './decode.js';
 
 const build = (workerData as { build: CoreBuild }).build;
@@ -16,7 +16,7 @@ const core = WasmCore.load(build);
 // Only delta payloads need the delta module; it is made on their first SOURCE_DIFF.
 let delta: DeltaCore | undefined;
 const deltaCore = () => (delta ??= new DeltaCore(build));
-// What decoding leaves behind here: decompressed diff streams and a dropped delta module (io/collect.ts).
+// What decoding leaves behind here: decompressed diff streams and a dropped delta module (runtime/collect.ts).
 const garbage = new GarbageMeter();
 const minor = () => garbage.minor();
 

@@ -11,7 +11,7 @@ import { compareVersions } from '../format/version.js';
 import { imageSize } from '../io/device.js';
 import { SLOT_BYTES, SLOTS } from '../io/direct-writer.js';
 import type { ApplyOptions } from './applier.js';
-import { COLLECT_EVERY } from '../io/collect.js';
+import { COLLECT_EVERY } from '../runtime/collect.js';
 import { KEEP_DELTA_BYTES } from './decode.js';
 import { DECODE_MEMORY_BUDGET, WORKER_HEAP_LIMITS } from './decode-pool.js';
 

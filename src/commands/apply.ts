@@ -1,11 +1,11 @@
-import { disableOptimizingCompiler, applyPayload, escapeText, FastPatchError, installSlot, openPayload, type InstallResult } from '../index.js';
+import { tuneRuntime, applyPayload, escapeText, FastPatchError, installSlot, openPayload, type InstallResult } from '../index.js';
 import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';
 
 /** `apply` and, with no target, `verify`. */
 export async function run(payload: string, opts: { target?: string; slot?: string; source?: string; checkSource?: boolean; resume?: boolean; pubkey: string[]; json?: boolean; maxImageSize?: number; status?: string } & HttpFlags): Promise<void> {
-  disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
+  tuneRuntime({ collections: true, optimizingCompiler: false }); // flat peak memory on long runs (runtime/tune.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   if (opts.status !== undefined && opts.slot === undefined) throw new FastPatchError('USAGE', '--status goes with --slot: it is where a first install records the release it wrote');
   const progress = progressLine(opts.target ? `apply to ${opts.target}` : `verify ${payload}`);

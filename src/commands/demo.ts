@@ -1,7 +1,8 @@
-import { FastPatchError, runDemo } from '../index.js';
+import { FastPatchError, runDemo, tuneRuntime } from '../index.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { keep?: boolean; json?: boolean }): Promise<void> {
+  tuneRuntime({ collections: true, optimizingCompiler: false }); // as apply and update (runtime/tune.ts)
   const result = await runDemo({ keep: opts.keep === true, log: opts.json ? undefined : print });
   if (opts.json) printJson(result);
   else if (opts.keep) print(`kept ${result.dir}`);

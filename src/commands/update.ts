@@ -1,4 +1,4 @@
-import { disableOptimizingCompiler, FastPatchError, RUNNING_HOW, openPayload, readUpdateConfig, updateDisk, type UnknownReleasePolicy } from '../index.js';
+import { tuneRuntime, FastPatchError, RUNNING_HOW, openPayload, readUpdateConfig, updateDisk, type UnknownReleasePolicy } from '../index.js';
 import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printError, printJson, progressLine } from './output.js';
@@ -17,7 +17,7 @@ export async function run(
   const config = await readUpdateConfig(opts.config);
   for (const note of config.notes) printError(`note: ${note}`);
   const unknownRelease = opts.unknownRelease ?? config.unknownRelease;
-  disableOptimizingCompiler(); // flat peak memory on long runs (apply/optimizer.ts)
+  tuneRuntime({ collections: true, optimizingCompiler: false }); // flat peak memory on long runs (runtime/tune.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
   const progress = progressLine(`update ${opts.disk}`);
   const result = await updateDisk(openPayload(payload, { http: httpOptions(opts) }), {

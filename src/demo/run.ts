@@ -11,7 +11,7 @@ import { generateKey, publicKeyOf, type PublicKey } from '../sign/keys.js';
 import { markGood } from '../gpt/prioritize.js';
 import { grubNext } from '../gpt/boot-model.js';
 import { isUsed, type GptEntry } from '../gpt/table.js';
-import { changeSlots, createFlatcarDisk, readDiskGpt } from '../gpt/transaction.js';
+import { changeSlots, createFlatcarDisk, readDiskGpt } from '../disk/transaction.js';
 import { defaultStatusPath, writeStatus } from '../update/status.js';
 import { updateDisk } from '../update/update.js';
 import { sampleImage } from './sample.js';

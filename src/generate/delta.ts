@@ -21,8 +21,7 @@ import { FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, OpType } from '../format/constants.js';
 import { checkReleaseVersion, type Extent, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
-import { enableCollection } from '../io/collect.js';
-import { defaultWorkers, WorkerPool } from '../io/worker-pool.js';
+import { defaultWorkers, WorkerPool } from '../runtime/worker-pool.js';
 import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
@@ -109,7 +108,6 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const progress = options.onProgress ?? (() => {});
     // Started before the two reads: the workers load their modules and WASM on the core the reads
     // leave idle (0.1 s of the 64 MiB pair's 0.5 s before the first range was sent).
-    enableCollection(); // before the diff workers start (io/collect.ts)
     pool = new WorkerPool<DiffJob, DiffResult[]>(
       new URL('./diff-worker.js', import.meta.url),
       { build, sourcePath: options.source, targetPath: options.target, quality, formatVersion, zstdLevel } satisfies DiffWorkerData,

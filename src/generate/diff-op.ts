@@ -74,7 +74,7 @@ export interface DiffContext {
   formatVersion: number;
   /** zstd level of those encodings. */
   zstdLevel: number;
-  /** A young-generation collection (io/collect.ts): frees what the job let go before zstd's peak. */
+  /** A young-generation collection (runtime/collect.ts): frees what the job let go before zstd's peak. */
   collect?: () => void;
 }
 

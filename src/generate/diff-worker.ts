@@ -6,8 +6,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openImageForRead } from '../io/device.js';
-import { GarbageMeter } from '../io/collect.js';
-import { isCloseMessage, toFailure } from '../io/worker-pool.js';
+import { GarbageMeter } from '../runtime/collect.js';
+import { isCloseMessage, toFailure } from '../runtime/worker-pool.js';
 import { DeltaCore } from '../wasm/delta.js';
 import type { CoreBuild } from '../wasm/core.js';
 import { encodeDiffJob, type DiffContext, type DiffJob } from './diff-op.js';

@@ -4,12 +4,12 @@
  * as `update` notes what it writes, so that the disk's first update knows the release it runs
  * (its downgrade check refuses an unknown release by default).
  *
- * Which slots may be written is gpt/slot-target.ts's rule (slotForInstall); the slot bits are not
+ * Which slots may be written is disk/slot-target.ts's rule (slotForInstall); the slot bits are not
  * changed (on a new disk USR-A already boots next).
  */
 import { applyPayload, type ApplyOptions, type ApplyResult } from '../apply/applier.js';
 import { FastPatchError } from '../errors.js';
-import { slotForInstall } from '../gpt/slot-target.js';
+import { slotForInstall } from '../disk/slot-target.js';
 import type { PayloadInput } from '../io/payload-source.js';
 import { escapeText } from '../text.js';
 import { probeStatusWritable, recordSlotImage, statusPathFor } from './status.js';

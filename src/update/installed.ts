@@ -7,7 +7,7 @@
 import type { ApplyResult } from '../apply/applier.js';
 import { inspectPayload } from '../apply/inspect.js';
 import { imageRange, openImageForRead } from '../io/device.js';
-import { hashOpenImage } from '../io/hash-image.js';
+import { hashOpenImage } from '../apply/hash-image.js';
 import { isSeekable, type PayloadInput } from '../io/payload-source.js';
 import { hex } from '../hex.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';

@@ -16,7 +16,7 @@ import { FastPatchError } from '../errors.js';
 import { getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext } from '../gpt/boot-model.js';
 import type { GptEntry } from '../gpt/table.js';
-import { findSlot } from '../gpt/transaction.js';
+import { findSlot } from '../disk/transaction.js';
 import { majorMinor } from '../io/device.js';
 import { rangeUsers } from '../io/mounts.js';
 

@@ -25,9 +25,9 @@ import { FastPatchError } from '../errors.js';
 import { FLATCAR_USR_TYPE, MAX_TRIES, getSlotBits, sameGuid } from '../gpt/attributes.js';
 import { grubNext, type BootDecision } from '../gpt/boot-model.js';
 import { setNext } from '../gpt/prioritize.js';
-import { slotDevice } from '../gpt/slot-target.js';
+import { slotDevice } from '../disk/slot-target.js';
 import type { GptEntry } from '../gpt/table.js';
-import { changeSlots, checkInvariants, readDiskGpt, repairGpt, usableEntries } from '../gpt/transaction.js';
+import { changeSlots, checkInvariants, readDiskGpt, repairGpt, usableEntries } from '../disk/transaction.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
 import type { CoreBuild } from '../wasm/core.js';
 

@@ -4,7 +4,7 @@
 // head plus the data of the operations the target lacked after the kill; and `gpt set-next` /
 // `gpt mark-good` killed at random points: the disk reads back (repaired if need be) in the old or
 // the new state and stays bootable. SIGKILL keeps completed writes (page cache): this is not a
-// sector-level power cut; that lives in test/gpt/cycle.test.ts. Root only (loop devices).
+// sector-level power cut; that lives in test/disk/cycle.test.ts. Root only (loop devices).
 import { describe, expect, it } from 'vitest';
 import { failuresOf, formatSummary, runPowercut } from '../../dist/bench/powercut-engine.js';
 import { rootOrWarn } from '../helpers/payloads.js';

@@ -20,7 +20,7 @@ import { FLATCAR_SLOT_GUIDS, PARTITION_TYPES, guidFromBytes, guidToBytes } from 
 import { headerCrc } from '../../dist/src/gpt/header.js';
 import { markGood, prioritize, setNext } from '../../dist/src/gpt/prioritize.js';
 import { encodeEntries, isUsed, readGpt, writeGptPlan, type GptReadResult, type GptTable } from '../../dist/src/gpt/table.js';
-import { checkInvariants } from '../../dist/src/gpt/transaction.js';
+import { checkInvariants } from '../../dist/src/disk/transaction.js';
 import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf, codeOf } from '../helpers/errors.js';
 import { MiB, removeDir, rootOrWarn, tempDir } from '../helpers/payloads.js';

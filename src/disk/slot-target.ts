@@ -13,9 +13,9 @@ import { FastPatchError, ioError } from '../errors.js';
 import { majorMinor } from '../io/device.js';
 import { diskPartitions, rangeUsers } from '../io/mounts.js';
 import { escapeText } from '../text.js';
-import { FLATCAR_USR_TYPE, getSlotBits, isBootable, sameGuid } from './attributes.js';
-import { grubNext } from './boot-model.js';
-import type { GptEntry } from './table.js';
+import { FLATCAR_USR_TYPE, getSlotBits, isBootable, sameGuid } from '../gpt/attributes.js';
+import { grubNext } from '../gpt/boot-model.js';
+import type { GptEntry } from '../gpt/table.js';
 import { findSlot, readDiskGpt, usableEntries } from './transaction.js';
 
 /** Bytes [offset, offset + length) of a disk. */

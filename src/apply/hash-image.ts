@@ -2,7 +2,7 @@ import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
 import { hex } from '../hex.js';
 import { FastPatchError } from '../errors.js';
 import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
-import { openImageForRead, readFully, type OpenImage } from './device.js';
+import { openImageForRead, readFully, type OpenImage } from '../io/device.js';
 
 /**
  * Block-list hash of the first `size` bytes of an open image. Reads go to a buffer of our own, not

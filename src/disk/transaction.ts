@@ -12,20 +12,20 @@
  */
 import { promises as fsp } from 'node:fs';
 import { FastPatchError, ioError } from '../errors.js';
-import { directSectorReader, flushDisk, openDisk, sectorReader, writeSectors, type Disk } from '../io/disk.js';
-import { withDiskLock } from '../io/lock.js';
+import { directSectorReader, flushDisk, openDisk, sectorReader, writeSectors, type Disk } from './disk.js';
+import { withDiskLock } from './lock.js';
 import { commitTemp, createTempBeside, discardTemp } from '../io/safe-files.js';
 import { escapeText } from '../text.js';
-import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from './attributes.js';
-import { commitPlan, type CommitPlan, type GptRegion } from './commit.js';
-import { FLATCAR_MIN_DISK_BYTES, flatcarLayout } from './layout.js';
-import { entrySectors } from './header.js';
-import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type GptTable, type SectorReader } from './table.js';
+import { FLATCAR_USR_TYPE, SLOT_BITS_MASK, getSlotBits, isBootable, sameGuid } from '../gpt/attributes.js';
+import { commitPlan, type CommitPlan, type GptRegion } from '../gpt/commit.js';
+import { FLATCAR_MIN_DISK_BYTES, flatcarLayout } from '../gpt/layout.js';
+import { entrySectors } from '../gpt/header.js';
+import { isUsed, readGpt, writeGptPlan, type GptEntry, type GptReadResult, type GptTable, type SectorReader } from '../gpt/table.js';
 
 export interface DiskOptions {
   /** Logical sector size of an image file (block devices report theirs). */
   sectorSize?: number;
-  /** How long to wait for another program's lock on the disk (default io/lock.ts LOCK_WAIT_SECONDS). */
+  /** How long to wait for another program's lock on the disk (default disk/lock.ts LOCK_WAIT_SECONDS). */
   lockWaitSeconds?: number;
 }
 
@@ -103,7 +103,7 @@ export async function changeSlots(path: string, change: (entries: GptEntry[]) =>
 }
 
 /**
- * Opens the disk for writing and holds its advisory lock (io/lock.ts) while `work` reads and
+ * Opens the disk for writing and holds its advisory lock (disk/lock.ts) while `work` reads and
  * writes it, so no other partitioning tool or udev probe sees or makes a change in between.
  */
 async function editDisk<T>(path: string, options: DiskOptions, work: (disk: Disk, read: SectorReader) => Promise<T>): Promise<T> {

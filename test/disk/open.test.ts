@@ -1,4 +1,4 @@
-// io/disk openDisk, the opening of a GPT disk: only a regular file or a block device is opened (a
+// disk/disk.ts openDisk, the opening of a GPT disk: only a regular file or a block device is opened (a
 // FIFO would hang the open); a GPT-editing command follows no symlink and no extra hard link
 // outside /dev (a planted link in a shared folder would redirect the write to a file of root's),
 // and writes only block devices under /dev, where udev's symlinks are followed.

@@ -2,7 +2,7 @@
 // long one run on the free worker instead of waiting behind it, the costliest queued job goes
 // first, and every job is answered once.
 import { describe, expect, it } from 'vitest';
-import { WorkerPool } from '../../dist/src/io/worker-pool.js';
+import { WorkerPool } from '../../dist/src/runtime/worker-pool.js';
 
 const script = new URL('./fixtures/busy-worker.mjs', import.meta.url);
 

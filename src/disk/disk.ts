@@ -12,8 +12,8 @@ import { closeSync, constants, openSync, promises as fsp, readSync } from 'node:
 import { readFile } from 'node:fs/promises';
 import { FastPatchError, ioError } from '../errors.js';
 import { wasmApi } from '../wasm/webassembly.js';
-import { imageSize, majorMinor, readFully, targetPlace, writeAllAt } from './device.js';
-import { fileKind } from './safe-files.js';
+import { imageSize, majorMinor, readFully, targetPlace, writeAllAt } from '../io/device.js';
+import { fileKind } from '../io/safe-files.js';
 
 export interface Disk {
   handle: fsp.FileHandle;

@@ -1,10 +1,10 @@
-// Disks as sectors (src/io/disk.ts): the sector size of image files (from where the GPT header
+// Disks as sectors (src/disk/disk.ts): the sector size of image files (from where the GPT header
 // sits) and of loop devices (from sysfs), and reads and writes kept inside the disk.
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flushDisk, openDisk, readSectors, writeSectors } from '../../dist/src/io/disk.js';
+import { flushDisk, openDisk, readSectors, writeSectors } from '../../dist/src/disk/disk.js';
 import { asyncCodeOf } from '../helpers/errors.js';
 import { MiB, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 

@@ -1,4 +1,4 @@
-// Slot changes on real disks (src/gpt/transaction.ts, `fastpatch gpt ...`): what cgpt, sgdisk and
+// Slot changes on real disks (src/disk/transaction.ts, `fastpatch gpt ...`): what cgpt, sgdisk and
 // sfdisk read after each step of an update cycle, at 512 and 4096-byte sectors; refusals of corrupt
 // tables and unsafe changes; and crash injection: the disk stopped after every single sector write
 // of a flip is always the old table or the new one, and always bootable.
