@@ -68,6 +68,15 @@ describe('module boundaries', () => {
     }
   });
 
+  it('no pointer into WASM memory outside src/wasm/: the delta module is used through its typed methods', () => {
+    for (const file of sources.filter((f) => area(f) !== 'wasm')) {
+      const text = readFileSync(file, 'utf8');
+      if (!/\bDeltaCore\b|wasm\/(delta|indexes)\.js/.test(text)) continue;
+      const raw = [...text.matchAll(/(?<!Buffer)\.(alloc|put|mark|reset|bytes)\(|\.exports\b/g)].map((m) => m[0]);
+      expect(raw, relative(root, file)).toEqual([]);
+    }
+  });
+
   it('commands/ reach the library only through index.ts (the CLI is a thin layer over the public API)', () => {
     for (const file of sources.filter((f) => area(f) === 'commands')) {
       for (const spec of importsOf(file)) {

@@ -31,7 +31,8 @@ import type { DiffWorkerData } from './diff-worker.js';
 import { DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
-import { AnchorIndex, SourceIndex } from './source-index.js';
+import { SourceIndex } from './source-index.js';
+import { AnchorIndex } from '../wasm/indexes.js';
 import { discardTemp, type TempFile } from '../io/safe-files.js';
 import { createDataTemp, writeAndDescribe } from './writer.js';
 

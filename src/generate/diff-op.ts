@@ -23,7 +23,7 @@ import { joined } from '../bytes.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
-import type { AnchorIndex } from './source-index.js';
+import type { AnchorIndex } from '../wasm/indexes.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
 export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;

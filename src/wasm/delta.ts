@@ -64,7 +64,12 @@ export class DeltaCore {
     this.#top = this.#heapStart;
   }
 
-  /** Reserves `bytes` (16-byte aligned) and returns its offset. Regions live until reset(to). */
+  /**
+   * Reserves `bytes` (16-byte aligned) and returns its offset. Regions live until reset(to).
+   * This and the other pointer members below are for src/wasm/ only (indexes.ts), and the kernel
+   * tests; they are left out of the published types.
+   * @internal
+   */
   alloc(bytes: number): number {
     const at = this.#top;
     const end = at + Math.ceil(bytes / 16) * 16;
@@ -77,26 +82,27 @@ export class DeltaCore {
     return at;
   }
 
-  /** Current allocation mark, for reset(). */
+  /** Current allocation mark, for reset(). @internal */
   mark(): number {
     return this.#top;
   }
 
-  /** Frees every region allocated after `mark` (memory itself never shrinks). */
+  /** Frees every region allocated after `mark` (memory itself never shrinks). @internal */
   reset(mark: number = this.#heapStart): void {
     this.#top = mark;
   }
 
-  /** A fresh view of all memory: valid until the next alloc. */
+  /** A fresh view of all memory: valid until the next alloc. @internal */
   bytes(): Uint8Array {
     return new Uint8Array(this.#x.memory.buffer);
   }
 
+  /** The module's raw exports. @internal */
   get exports(): DeltaExports {
     return this.#x;
   }
 
-  /** Copies `data` into a new region and returns its offset. */
+  /** Copies `data` into a new region and returns its offset. @internal */
   put(data: Uint8Array): number {
     const at = this.alloc(data.length);
     this.bytes().set(data, at);
