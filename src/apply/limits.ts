@@ -10,7 +10,7 @@ import { BLOCK_SIZE, DIGEST_SIZE, LIMITS } from '../format/constants.js';
 import { compareVersions } from '../format/version.js';
 import { imageSize } from '../io/device.js';
 import { SLOT_BYTES, SLOTS } from '../io/direct-writer.js';
-import type { ApplyOptions } from './applier.js';
+import type { ApplyOptions } from './options.js';
 import { COLLECT_EVERY } from '../runtime/collect.js';
 import { KEEP_DELTA_BYTES } from './decode.js';
 import { DECODE_MEMORY_BUDGET, WORKER_HEAP_LIMITS } from './decode-pool.js';
