@@ -8,6 +8,7 @@ import { FastPatchError } from '../errors.js';
 import { codeOf, formatMs, isRetryable, reasonOf, RetryableError, shown, UNREACHED_CODE } from './http-failures.js';
 import { checkOptions, type HttpChunksOptions } from './http-options.js';
 import { decimal, Exchange, getFollowing, header } from './http-request.js';
+import { Transfer, type Validators } from './http-transfer.js';
 
 export { HTTP_DEFAULTS, MAX_TIMER_MS, type HttpChunksOptions, type HttpRetryInfo } from './http-options.js';
 
@@ -22,12 +23,6 @@ function contentRange(value: string | undefined): { start?: number; end?: number
   if (!m) return undefined;
   const num = (s: string | undefined) => (s === undefined || s === '*' ? undefined : Number(s));
   return { start: num(m[1]), end: num(m[2]), total: num(m[3]) };
-}
-
-/** ETag and Last-Modified of a response: what identifies one version of the payload on the server. */
-interface Validators {
-  etag?: string;
-  lastModified?: string;
 }
 
 function validatorsOf(res: IncomingMessage): Validators {
@@ -71,43 +66,6 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/**
- * The transfer's rate over a sliding window of a clock that excludes the consumer's time.
- * Samples are kept at most every window/32, so memory stays constant whatever the chunk rate.
- */
-class RateWindow {
-  private samples: { t: number; bytes: number }[] = [];
-  private start = 0;
-  constructor(
-    private readonly minRate: number,
-    private readonly windowMs: number,
-  ) {}
-
-  /** Starts a new window at clock `t`, with `bytes` delivered so far. */
-  restart(t: number, bytes: number): void {
-    this.samples = [{ t, bytes }];
-    this.start = t;
-  }
-
-  /**
-   * Records `bytes` delivered by clock `t` and judges the last window: 'filling' until one has
-   * passed since the (re)start, then 'ok', or the rate in bytes per second when below the minimum.
-   */
-  check(t: number, bytes: number): 'off' | 'filling' | 'ok' | number {
-    if (this.minRate === 0) return 'off';
-    const last = this.samples[this.samples.length - 1]!;
-    if (t - last.t >= this.windowMs / 32) this.samples.push({ t, bytes });
-    if (t - this.start < this.windowMs) return 'filling';
-    // The base is the newest sample at least a window old; older ones are no longer needed.
-    let base = 0;
-    while (base + 1 < this.samples.length && this.samples[base + 1]!.t <= t - this.windowMs) base++;
-    if (base > 0) this.samples.splice(0, base);
-    const from = this.samples[0]!;
-    const rate = ((bytes - from.bytes) * 1000) / Math.max(t - from.t, 1);
-    return rate < this.minRate ? rate : 'ok';
-  }
-}
-
 /** `signal` and `deadline` as one signal: aborted when either is. */
 function eitherSignal(signal: AbortSignal | undefined, deadline: AbortSignal | undefined): AbortSignal | undefined {
   if (!signal || !deadline) return signal ?? deadline;
@@ -140,47 +98,17 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
   }
   const opts = checkOptions(options);
   const { onRetry } = options;
-  const name = shown(origin);
-  const fail = (what: string) => new FastPatchError('IO', `download ${name}: ${what}`);
 
-  let offset = opts.from;
   // The deadline aborts like the caller's signal, with its own reason: a final error, never retried.
   const deadline = opts.deadlineMs === undefined ? undefined : new AbortController();
-  const deadlineTimer = deadline && setTimeout(() => deadline.abort(deadlineError(url, opts.deadlineMs!, offset)), opts.deadlineMs);
   const signal = eitherSignal(options.signal, deadline?.signal);
-
-  /** Size of the whole payload, once a response told it. */
-  let total: number | undefined;
-  /** Validators of the first response: every later one must be the same version. */
-  let first: Validators | undefined;
-  /** Whether the server answered once (a response head): before that, a failure is likely a wrong URL. */
-  let answered = false;
-  let attempts = 0;
-  let failures = 0;
-  /** A too-slow verdict since the last full window at the minimum rate: progress alone then does not reset `failures`. */
-  let slowStreak = false;
-
-  // The rate clock leaves out the time the consumer holds a chunk (a slow disk pauses the socket).
-  let consumerMs = 0;
-  const clock = () => performance.now() - consumerMs;
-  const rate = new RateWindow(opts.minRateBytesPerSec, opts.rateWindowMs);
-  rate.restart(clock(), offset);
-  /** Judges the rate now; returns the error that ends this connection, if too slow. */
-  const checkRate = (): RetryableError | undefined => {
-    const verdict = rate.check(clock(), offset);
-    if (verdict === 'ok' && slowStreak) {
-      slowStreak = false;
-      failures = 0;
-    }
-    if (typeof verdict !== 'number') return undefined;
-    const seconds = formatMs(opts.rateWindowMs);
-    return new RetryableError(`too slow: ${Math.floor(verdict)} B/s over the last ${seconds}, below the minimum of ${opts.minRateBytesPerSec} B/s`, undefined, true);
-  };
+  const t = new Transfer(origin, opts, signal);
+  const deadlineTimer = deadline && setTimeout(() => deadline.abort(deadlineError(url, opts.deadlineMs!, t.offset)), opts.deadlineMs);
 
   try {
     for (;;) {
       signal?.throwIfAborted();
-      attempts++;
+      t.attempts++;
       const exchange = new Exchange();
       const onAbort = () => exchange.destroy(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -191,13 +119,13 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
           'accept-encoding': 'identity',
           'user-agent': 'fastpatch',
         };
-        if (offset > 0) {
-          headers.range = `bytes=${offset}-`;
-          const ifRange = first && ifRangeOf(first);
+        if (t.offset > 0) {
+          headers.range = `bytes=${t.offset}-`;
+          const ifRange = t.first && ifRangeOf(t.first);
           if (ifRange) headers['if-range'] = ifRange;
         }
         const res = await getFollowing(origin, headers, { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
-        answered = true;
+        t.answered = true;
         const status = res.statusCode ?? 0;
         const validators = validatorsOf(res);
         const length = decimal(header(res.headers, 'content-length'));
@@ -211,24 +139,24 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
         if (status === 200) {
           // The whole payload: the first answer, a server that does not do ranges, or (If-Range) a
           // payload that changed, which the validators tell apart.
-          skip = offset;
+          skip = t.offset;
           expected = length;
           bodyTotal = length;
         } else if (status === 206) {
           const range = contentRange(header(res.headers, 'content-range'));
           if (range?.start === undefined || range.end === undefined || range.end < range.start) {
-            throw fail(`HTTP 206 without a usable Content-Range (${header(res.headers, 'content-range') ?? 'none'})`);
+            throw t.fail(`HTTP 206 without a usable Content-Range (${header(res.headers, 'content-range') ?? 'none'})`);
           }
-          if (range.start !== offset) throw fail(`asked for bytes from ${offset}, the server sent bytes from ${range.start}`);
+          if (range.start !== t.offset) throw t.fail(`asked for bytes from ${t.offset}, the server sent bytes from ${range.start}`);
           expected = range.end - range.start + 1;
           bodyTotal = range.total;
-          if (bodyTotal !== undefined && range.end >= bodyTotal) throw fail(`Content-Range ${header(res.headers, 'content-range')} ends past the total`);
+          if (bodyTotal !== undefined && range.end >= bodyTotal) throw t.fail(`Content-Range ${header(res.headers, 'content-range')} ends past the total`);
         } else if (status === 416) {
           res.destroy();
           const range = contentRange(header(res.headers, 'content-range'));
           // `from` exactly at the end: nothing left to send, which is not an error.
-          if (range?.total === offset && (total === undefined || total === offset)) return;
-          throw fail(`HTTP 416 Range Not Satisfiable for bytes from ${offset}${range?.total !== undefined ? ` (size ${range.total})` : ''}`);
+          if (range?.total === t.offset && (t.total === undefined || t.total === t.offset)) return;
+          throw t.fail(`HTTP 416 Range Not Satisfiable for bytes from ${t.offset}${range?.total !== undefined ? ` (size ${range.total})` : ''}`);
         } else if (status >= 500 || status === 408 || status === 429) {
           res.destroy();
           const after = decimal(header(res.headers, 'retry-after'));
@@ -236,31 +164,31 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
         } else {
           res.destroy();
           // 404, 403, 410 and the like: the URL is wrong, or not ours to read; asking again will not help.
-          throw fail(`HTTP ${status} ${res.statusMessage ?? ''}`.trim() + (status >= 400 && status < 500 ? '; check the URL' : ''));
+          throw t.fail(`HTTP ${status} ${res.statusMessage ?? ''}`.trim() + (status >= 400 && status < 500 ? '; check the URL' : ''));
         }
 
         const encoding = header(res.headers, 'content-encoding');
-        if (encoding && encoding.toLowerCase() !== 'identity') throw fail(`unexpected Content-Encoding ${encoding}`);
+        if (encoding && encoding.toLowerCase() !== 'identity') throw t.fail(`unexpected Content-Encoding ${encoding}`);
 
         // Never mix two versions of the payload: a different validator or size means it was replaced.
-        if (first) {
-          const change = versionChange(first, validators);
-          if (change) throw fail(`the payload changed on the server during the download (${change})`);
+        if (t.first) {
+          const change = versionChange(t.first, validators);
+          if (change) throw t.fail(`the payload changed on the server during the download (${change})`);
         } else {
-          first = validators;
+          t.first = validators;
         }
-        if (total !== undefined && bodyTotal !== undefined && bodyTotal !== total) {
-          throw fail(`the payload changed on the server during the download (size ${total} became ${bodyTotal})`);
+        if (t.total !== undefined && bodyTotal !== undefined && bodyTotal !== t.total) {
+          throw t.fail(`the payload changed on the server during the download (size ${t.total} became ${bodyTotal})`);
         }
-        total ??= bodyTotal;
-        if (total !== undefined && offset > total) throw fail(`start offset ${offset} is past the end of the ${total}-byte payload`);
+        t.total ??= bodyTotal;
+        if (t.total !== undefined && t.offset > t.total) throw t.fail(`start offset ${t.offset} is past the end of the ${t.total}-byte payload`);
 
         let received = 0;
         const body = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
         for (;;) {
           // The stall timer and the rate check run only while we wait for the server, not while the
           // consumer holds a chunk: a slow disk pauses the socket (backpressure) and is not the server's fault.
-          const step = await watchServer(body.next(), opts.stallTimeoutMs, rateTickMs(opts.rateWindowMs, opts.stallTimeoutMs), checkRate, (err) => res.destroy(err));
+          const step = await watchServer(body.next(), opts.stallTimeoutMs, rateTickMs(opts.rateWindowMs, opts.stallTimeoutMs), () => t.checkRate(), (err) => res.destroy(err));
           if (step.done) break;
           let chunk: Buffer = step.value;
           received += chunk.length;
@@ -271,63 +199,63 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
             chunk = chunk.subarray(drop);
             if (chunk.length === 0) continue;
           }
-          offset += chunk.length;
+          t.offset += chunk.length;
           progressed = true;
-          if (!slowStreak) failures = 0;
+          if (!t.slowStreak) t.failures = 0;
           const handedAt = performance.now();
           yield chunk;
-          consumerMs += performance.now() - handedAt;
+          t.consumerMs += performance.now() - handedAt;
           // Judged after the chunk is handed on: a chunk received is never dropped.
-          const slow = checkRate();
+          const slow = t.checkRate();
           if (slow) throw slow;
         }
         if (expected !== undefined && received < expected) {
           throw new RetryableError(`the body ended after ${received} of ${expected} bytes`);
         }
-        if (skip > 0) throw fail(`the server's payload is shorter than the start offset ${offset}`);
+        if (skip > 0) throw t.fail(`the server's payload is shorter than the start offset ${t.offset}`);
         // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
         // send less than asked (a 206 of a smaller range) and the next request continues.
-        if (total === undefined || offset >= total) {
+        if (t.total === undefined || t.offset >= t.total) {
           signal?.throwIfAborted();
           return;
         }
-        if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${offset}`);
+        if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${t.offset}`);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const code = codeOf(err);
         const error = err as Error;
         // A host name that does not resolve, before the server ever answered: a typo, not an outage.
-        if (!answered && code === 'ENOTFOUND') throw fail(`${reasonOf(error)}; check the host name in the URL`);
+        if (!t.answered && code === 'ENOTFOUND') throw t.fail(`${reasonOf(error)}; check the host name in the URL`);
         if (!isRetryable(err)) {
           if (err instanceof FastPatchError) throw err;
-          throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}`, { cause: err });
+          throw new FastPatchError('IO', `download ${t.name}: ${reasonOf(error)}`, { cause: err });
         }
-        failures++;
+        t.failures++;
         // A server that accepts connections but never answers (a wrong port, a firewall that
         // swallows them) is as unreached as one that refuses them.
-        const unreached = !answered && ((code !== undefined && UNREACHED_CODE.has(code)) || (err instanceof RetryableError && err.noResponse));
+        const unreached = !t.answered && ((code !== undefined && UNREACHED_CODE.has(code)) || (err instanceof RetryableError && err.noResponse));
         const limit = unreached ? opts.unreachableRetries : opts.retries;
         if (err instanceof RetryableError && err.slow) {
-          slowStreak = true;
-          rate.restart(clock(), offset);
+          t.slowStreak = true;
+          t.rate.restart(t.clock(), t.offset);
         }
-        if (failures > limit) {
+        if (t.failures > limit) {
           if (unreached) {
-            throw new FastPatchError('IO', `download ${name}: ${reasonOf(error)}; gave up after ${plural(attempts, 'attempt')}: check the URL and that the server is up (--retries and --timeout set how long to try)`, { cause: err });
+            throw new FastPatchError('IO', `download ${t.name}: ${reasonOf(error)}; gave up after ${plural(t.attempts, 'attempt')}: check the URL and that the server is up (--retries and --timeout set how long to try)`, { cause: err });
           }
           throw new FastPatchError(
             'IO',
-            `download ${name}: gave up at byte ${offset} after ${plural(attempts, 'attempt')} (${plural(failures, 'failure')} in a row): last error: ${reasonOf(error)}; once the server answers again, the same command with --resume fetches only what is missing (--retries and --timeout set how long to try)`,
+            `download ${t.name}: gave up at byte ${t.offset} after ${plural(t.attempts, 'attempt')} (${plural(t.failures, 'failure')} in a row): last error: ${reasonOf(error)}; once the server answers again, the same command with --resume fetches only what is missing (--retries and --timeout set how long to try)`,
             { cause: err },
           );
         }
         // Doubling backoff with jitter (half fixed, half random) so that many devices dropped by
         // the same outage do not come back in lockstep; a server's Retry-After is honoured up to the cap.
-        const base = Math.min(opts.backoffMs * 2 ** (failures - 1), opts.maxBackoffMs);
+        const base = Math.min(opts.backoffMs * 2 ** (t.failures - 1), opts.maxBackoffMs);
         const jittered = Math.round(base / 2 + Math.random() * (base / 2));
         const retryAfter = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, opts.maxBackoffMs) : 0;
         const delayMs = Math.max(jittered, retryAfter);
-        onRetry?.({ attempt: attempts, failures, offset, delayMs, error, reason: reasonOf(error), limit });
+        onRetry?.({ attempt: t.attempts, failures: t.failures, offset: t.offset, delayMs, error, reason: reasonOf(error), limit });
         await sleep(delayMs, signal);
       } finally {
         signal?.removeEventListener('abort', onAbort);
