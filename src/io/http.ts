@@ -5,9 +5,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { FastPatchError } from '../errors.js';
-import { codeOf, formatMs, isRetryable, reasonOf, RetryableError, shown, UNREACHED_CODE } from './http-failures.js';
+import { formatMs, RetryableError, shown } from './http-failures.js';
 import { checkOptions, type HttpChunksOptions } from './http-options.js';
 import { decimal, Exchange, getFollowing, header } from './http-request.js';
+import { retryDelayAfter, sleep } from './http-retry.js';
 import { Transfer, type Validators } from './http-transfer.js';
 
 export { HTTP_DEFAULTS, MAX_TIMER_MS, type HttpChunksOptions, type HttpRetryInfo } from './http-options.js';
@@ -48,22 +49,6 @@ function versionChange(first: Validators, now: Validators): string | undefined {
     return `Last-Modified ${first.lastModified} became ${now.lastModified}`;
   }
   return undefined;
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** `signal` and `deadline` as one signal: aborted when either is. */
@@ -221,42 +206,7 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
         }
         if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${t.offset}`);
       } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        const code = codeOf(err);
-        const error = err as Error;
-        // A host name that does not resolve, before the server ever answered: a typo, not an outage.
-        if (!t.answered && code === 'ENOTFOUND') throw t.fail(`${reasonOf(error)}; check the host name in the URL`);
-        if (!isRetryable(err)) {
-          if (err instanceof FastPatchError) throw err;
-          throw new FastPatchError('IO', `download ${t.name}: ${reasonOf(error)}`, { cause: err });
-        }
-        t.failures++;
-        // A server that accepts connections but never answers (a wrong port, a firewall that
-        // swallows them) is as unreached as one that refuses them.
-        const unreached = !t.answered && ((code !== undefined && UNREACHED_CODE.has(code)) || (err instanceof RetryableError && err.noResponse));
-        const limit = unreached ? opts.unreachableRetries : opts.retries;
-        if (err instanceof RetryableError && err.slow) {
-          t.slowStreak = true;
-          t.rate.restart(t.clock(), t.offset);
-        }
-        if (t.failures > limit) {
-          if (unreached) {
-            throw new FastPatchError('IO', `download ${t.name}: ${reasonOf(error)}; gave up after ${plural(t.attempts, 'attempt')}: check the URL and that the server is up (--retries and --timeout set how long to try)`, { cause: err });
-          }
-          throw new FastPatchError(
-            'IO',
-            `download ${t.name}: gave up at byte ${t.offset} after ${plural(t.attempts, 'attempt')} (${plural(t.failures, 'failure')} in a row): last error: ${reasonOf(error)}; once the server answers again, the same command with --resume fetches only what is missing (--retries and --timeout set how long to try)`,
-            { cause: err },
-          );
-        }
-        // Doubling backoff with jitter (half fixed, half random) so that many devices dropped by
-        // the same outage do not come back in lockstep; a server's Retry-After is honoured up to the cap.
-        const base = Math.min(opts.backoffMs * 2 ** (t.failures - 1), opts.maxBackoffMs);
-        const jittered = Math.round(base / 2 + Math.random() * (base / 2));
-        const retryAfter = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, opts.maxBackoffMs) : 0;
-        const delayMs = Math.max(jittered, retryAfter);
-        onRetry?.({ attempt: t.attempts, failures: t.failures, offset: t.offset, delayMs, error, reason: reasonOf(error), limit });
-        await sleep(delayMs, signal);
+        await sleep(retryDelayAfter(t, err, onRetry), signal);
       } finally {
         signal?.removeEventListener('abort', onAbort);
         exchange.destroy();
@@ -280,11 +230,6 @@ export function deadlineError(url: string, deadlineMs: number, offset?: number):
   }
   const at = offset === undefined ? '' : ` (at byte ${offset})`;
   return new FastPatchError('IO', `download ${name}: not finished within the ${formatMs(deadlineMs)} deadline${at}; allow more time (--timeout), or use a faster link`);
-}
-
-/** `1 attempt`, `4 attempts`. */
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** How often the rate is judged while waiting for the server: often enough to act within a fraction of the window. */
