@@ -3,52 +3,19 @@
  * drops with Range requests. The behaviour (what is retried, backoff, Range, If-Range) is
  * documented in docs/HTTP.md; the comments here say why.
  */
-import type { IncomingMessage } from 'node:http';
 import { FastPatchError } from '../errors.js';
 import { formatMs, RetryableError, shown } from './http-failures.js';
 import { checkOptions, type HttpChunksOptions } from './http-options.js';
-import { decimal, Exchange, getFollowing, header } from './http-request.js';
+import { Exchange, getFollowing } from './http-request.js';
+import { checkResponse, requestHeaders } from './http-response.js';
 import { retryDelayAfter, sleep } from './http-retry.js';
-import { Transfer, type Validators } from './http-transfer.js';
+import { Transfer } from './http-transfer.js';
 
 export { HTTP_DEFAULTS, MAX_TIMER_MS, type HttpChunksOptions, type HttpRetryInfo } from './http-options.js';
 
 /** True for the strings readPayloadChunks hands to httpChunks. */
 export function isHttpUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
-}
-
-/** `bytes a-b/T`, `bytes a-b/*` or `bytes * /T` (unsatisfied); undefined if malformed. */
-function contentRange(value: string | undefined): { start?: number; end?: number; total?: number } | undefined {
-  const m = value === undefined ? null : /^\s*bytes\s+(?:(\d+)-(\d+)|\*)\/(\d+|\*)\s*$/i.exec(value);
-  if (!m) return undefined;
-  const num = (s: string | undefined) => (s === undefined || s === '*' ? undefined : Number(s));
-  return { start: num(m[1]), end: num(m[2]), total: num(m[3]) };
-}
-
-function validatorsOf(res: IncomingMessage): Validators {
-  const etag = header(res.headers, 'etag');
-  const lastModified = header(res.headers, 'last-modified');
-  return { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
-}
-
-/**
- * The If-Range value for a resume: a strong ETag, else Last-Modified (RFC 9110 §13.1.5 forbids
- * weak ETags there). The server then answers 206 only if the payload is still the same, and the
- * whole new payload (200) otherwise, which `sameVersion` catches.
- */
-function ifRangeOf(v: Validators): string | undefined {
-  if (v.etag && !v.etag.startsWith('W/')) return v.etag;
-  return v.lastModified;
-}
-
-/** Describes how `now` differs from `first`, or undefined when nothing shows a change. */
-function versionChange(first: Validators, now: Validators): string | undefined {
-  if (first.etag !== undefined && now.etag !== undefined && first.etag !== now.etag) return `ETag ${first.etag} became ${now.etag}`;
-  if (first.etag === undefined && first.lastModified !== undefined && now.lastModified !== undefined && first.lastModified !== now.lastModified) {
-    return `Last-Modified ${first.lastModified} became ${now.lastModified}`;
-  }
-  return undefined;
 }
 
 /** `signal` and `deadline` as one signal: aborted when either is. */
@@ -99,74 +66,12 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
       signal?.addEventListener('abort', onAbort, { once: true });
       let progressed = false;
       try {
-        const headers: Record<string, string> = {
-          // Byte offsets must count payload bytes, not those of a compressed transfer encoding.
-          'accept-encoding': 'identity',
-          'user-agent': 'fastpatch',
-        };
-        if (t.offset > 0) {
-          headers.range = `bytes=${t.offset}-`;
-          const ifRange = t.first && ifRangeOf(t.first);
-          if (ifRange) headers['if-range'] = ifRange;
-        }
-        const res = await getFollowing(origin, headers, { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
+        const res = await getFollowing(origin, requestHeaders(t), { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
         t.answered = true;
-        const status = res.statusCode ?? 0;
-        const validators = validatorsOf(res);
-        const length = decimal(header(res.headers, 'content-length'));
-
-        /** Bytes of this body to drop before `offset` (a server that ignored Range). */
-        let skip = 0;
-        /** Bytes this body must carry; fewer is a drop. Undefined for a body of unknown length. */
-        let expected: number | undefined;
-        let bodyTotal: number | undefined;
-
-        if (status === 200) {
-          // The whole payload: the first answer, a server that does not do ranges, or (If-Range) a
-          // payload that changed, which the validators tell apart.
-          skip = t.offset;
-          expected = length;
-          bodyTotal = length;
-        } else if (status === 206) {
-          const range = contentRange(header(res.headers, 'content-range'));
-          if (range?.start === undefined || range.end === undefined || range.end < range.start) {
-            throw t.fail(`HTTP 206 without a usable Content-Range (${header(res.headers, 'content-range') ?? 'none'})`);
-          }
-          if (range.start !== t.offset) throw t.fail(`asked for bytes from ${t.offset}, the server sent bytes from ${range.start}`);
-          expected = range.end - range.start + 1;
-          bodyTotal = range.total;
-          if (bodyTotal !== undefined && range.end >= bodyTotal) throw t.fail(`Content-Range ${header(res.headers, 'content-range')} ends past the total`);
-        } else if (status === 416) {
-          res.destroy();
-          const range = contentRange(header(res.headers, 'content-range'));
-          // `from` exactly at the end: nothing left to send, which is not an error.
-          if (range?.total === t.offset && (t.total === undefined || t.total === t.offset)) return;
-          throw t.fail(`HTTP 416 Range Not Satisfiable for bytes from ${t.offset}${range?.total !== undefined ? ` (size ${range.total})` : ''}`);
-        } else if (status >= 500 || status === 408 || status === 429) {
-          res.destroy();
-          const after = decimal(header(res.headers, 'retry-after'));
-          throw new RetryableError(`HTTP ${status} ${res.statusMessage ?? ''}`.trim(), after !== undefined ? after * 1000 : undefined);
-        } else {
-          res.destroy();
-          // 404, 403, 410 and the like: the URL is wrong, or not ours to read; asking again will not help.
-          throw t.fail(`HTTP ${status} ${res.statusMessage ?? ''}`.trim() + (status >= 400 && status < 500 ? '; check the URL' : ''));
-        }
-
-        const encoding = header(res.headers, 'content-encoding');
-        if (encoding && encoding.toLowerCase() !== 'identity') throw t.fail(`unexpected Content-Encoding ${encoding}`);
-
-        // Never mix two versions of the payload: a different validator or size means it was replaced.
-        if (t.first) {
-          const change = versionChange(t.first, validators);
-          if (change) throw t.fail(`the payload changed on the server during the download (${change})`);
-        } else {
-          t.first = validators;
-        }
-        if (t.total !== undefined && bodyTotal !== undefined && bodyTotal !== t.total) {
-          throw t.fail(`the payload changed on the server during the download (size ${t.total} became ${bodyTotal})`);
-        }
-        t.total ??= bodyTotal;
-        if (t.total !== undefined && t.offset > t.total) throw t.fail(`start offset ${t.offset} is past the end of the ${t.total}-byte payload`);
+        const plan = checkResponse(t, res);
+        // A 416 for `from` exactly at the end: the payload is complete.
+        if (plan === undefined) return;
+        let { skip } = plan;
 
         let received = 0;
         const body = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -194,8 +99,8 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
           const slow = t.checkRate();
           if (slow) throw slow;
         }
-        if (expected !== undefined && received < expected) {
-          throw new RetryableError(`the body ended after ${received} of ${expected} bytes`);
+        if (plan.expected !== undefined && received < plan.expected) {
+          throw new RetryableError(`the body ended after ${received} of ${plan.expected} bytes`);
         }
         if (skip > 0) throw t.fail(`the server's payload is shorter than the start offset ${t.offset}`);
         // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
