@@ -4,6 +4,7 @@
  * documented in docs/HTTP.md; the comments here say why.
  */
 import { FastPatchError } from '../errors.js';
+import { readBody } from './http-body.js';
 import { formatMs, RetryableError, shown } from './http-failures.js';
 import { checkOptions, type HttpChunksOptions } from './http-options.js';
 import { Exchange, getFollowing } from './http-request.js';
@@ -64,52 +65,8 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
       const exchange = new Exchange();
       const onAbort = () => exchange.destroy(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
-      let progressed = false;
       try {
-        const res = await getFollowing(origin, requestHeaders(t), { stallTimeoutMs: opts.stallTimeoutMs, signal }, exchange);
-        t.answered = true;
-        const plan = checkResponse(t, res);
-        // A 416 for `from` exactly at the end: the payload is complete.
-        if (plan === undefined) return;
-        let { skip } = plan;
-
-        let received = 0;
-        const body = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-        for (;;) {
-          // The stall timer and the rate check run only while we wait for the server, not while the
-          // consumer holds a chunk: a slow disk pauses the socket (backpressure) and is not the server's fault.
-          const step = await watchServer(body.next(), opts.stallTimeoutMs, rateTickMs(opts.rateWindowMs, opts.stallTimeoutMs), () => t.checkRate(), (err) => res.destroy(err));
-          if (step.done) break;
-          let chunk: Buffer = step.value;
-          received += chunk.length;
-          if (skip > 0) {
-            // Dropped as it streams: a server ignoring Range costs bandwidth, never memory.
-            const drop = Math.min(skip, chunk.length);
-            skip -= drop;
-            chunk = chunk.subarray(drop);
-            if (chunk.length === 0) continue;
-          }
-          t.offset += chunk.length;
-          progressed = true;
-          if (!t.slowStreak) t.failures = 0;
-          const handedAt = performance.now();
-          yield chunk;
-          t.consumerMs += performance.now() - handedAt;
-          // Judged after the chunk is handed on: a chunk received is never dropped.
-          const slow = t.checkRate();
-          if (slow) throw slow;
-        }
-        if (plan.expected !== undefined && received < plan.expected) {
-          throw new RetryableError(`the body ended after ${received} of ${plan.expected} bytes`);
-        }
-        if (skip > 0) throw t.fail(`the server's payload is shorter than the start offset ${t.offset}`);
-        // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
-        // send less than asked (a 206 of a smaller range) and the next request continues.
-        if (t.total === undefined || t.offset >= t.total) {
-          signal?.throwIfAborted();
-          return;
-        }
-        if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${t.offset}`);
+        if (yield* requestAttempt(t, exchange)) return;
       } catch (err) {
         await sleep(retryDelayAfter(t, err, onRetry), signal);
       } finally {
@@ -120,6 +77,28 @@ export async function* httpChunks(url: string, options: HttpChunksOptions = {}):
   } finally {
     clearTimeout(deadlineTimer);
   }
+}
+
+/**
+ * One attempt of `t`: a GET for the bytes from `t.offset`, the checks of its answer, and its body,
+ * whose new bytes it yields. Returns true when the payload is complete, false when a further
+ * request must continue it (a server that sent less than the rest); throws as the steps do.
+ */
+async function* requestAttempt(t: Transfer, exchange: Exchange): AsyncGenerator<Uint8Array, boolean> {
+  const res = await getFollowing(t.origin, requestHeaders(t), { stallTimeoutMs: t.opts.stallTimeoutMs, signal: t.signal }, exchange);
+  t.answered = true;
+  const plan = checkResponse(t, res);
+  // A 416 for `from` exactly at the end: the payload is complete.
+  if (plan === undefined) return true;
+  const progressed = yield* readBody(t, res, plan);
+  // A 200 of unknown length that ended cleanly is the whole payload. Otherwise a server may
+  // send less than asked (a 206 of a smaller range) and the next request continues.
+  if (t.total === undefined || t.offset >= t.total) {
+    t.signal?.throwIfAborted();
+    return true;
+  }
+  if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${t.offset}`);
+  return false;
 }
 
 /**
@@ -135,28 +114,4 @@ export function deadlineError(url: string, deadlineMs: number, offset?: number):
   }
   const at = offset === undefined ? '' : ` (at byte ${offset})`;
   return new FastPatchError('IO', `download ${name}: not finished within the ${formatMs(deadlineMs)} deadline${at}; allow more time (--timeout), or use a faster link`);
-}
-
-/** How often the rate is judged while waiting for the server: often enough to act within a fraction of the window. */
-function rateTickMs(windowMs: number, stallTimeoutMs: number): number {
-  return Math.max(1, Math.min(Math.ceil(windowMs / 8), stallTimeoutMs));
-}
-
-/**
- * Awaits `step` (a read from the server). After `stallMs` without it settling, or as soon as the
- * periodic `check` (every `tickMs`) returns an error, calls `abort` with that error, which must
- * make `step` settle.
- */
-async function watchServer<T>(step: Promise<T>, stallMs: number, tickMs: number, check: () => Error | undefined, abort: (err: Error) => void): Promise<T> {
-  const stall = setTimeout(() => abort(new RetryableError(`no data for ${stallMs} ms`)), stallMs);
-  const ticker = setInterval(() => {
-    const err = check();
-    if (err) abort(err);
-  }, tickMs);
-  try {
-    return await step;
-  } finally {
-    clearTimeout(stall);
-    clearInterval(ticker);
-  }
 }
