@@ -4,13 +4,13 @@
  * docs/HTTP.md ("Memory", "Retries and backoff", "Minimum rate") documents the limits.
  */
 import type { IncomingMessage } from 'node:http';
-import { RetryableError } from './http-failures.js';
+import { retryable } from './http-failures.js';
 import type { BodyPlan } from './http-response.js';
 import type { Transfer } from './http-transfer.js';
 
 /**
  * Yields the new bytes of the body of `res` (chunks the consumer owns), advancing `t.offset` past
- * each. Returns whether it yielded any. Throws RetryableError for a stall, a rate below the
+ * each. Returns whether it yielded any. Throws a `retryable` error for a stall, a rate below the
  * minimum or a body shorter than `plan.expected`, and a final error for a body that ends before
  * the offset (one that ignored Range).
  */
@@ -45,7 +45,7 @@ export async function* readBody(t: Transfer, res: IncomingMessage, plan: BodyPla
     if (slow) throw slow;
   }
   if (plan.expected !== undefined && received < plan.expected) {
-    throw new RetryableError(`the body ended after ${received} of ${plan.expected} bytes`);
+    throw retryable(`the body ended after ${received} of ${plan.expected} bytes`);
   }
   if (skip > 0) throw t.fail(`the server's payload is shorter than the start offset ${t.offset}`);
   return progressed;
@@ -62,7 +62,7 @@ function rateTickMs(windowMs: number, stallTimeoutMs: number): number {
  * make `step` settle.
  */
 async function watchServer<T>(step: Promise<T>, stallMs: number, tickMs: number, check: () => Error | undefined, abort: (err: Error) => void): Promise<T> {
-  const stall = setTimeout(() => abort(new RetryableError(`no data for ${stallMs} ms`)), stallMs);
+  const stall = setTimeout(() => abort(retryable(`no data for ${stallMs} ms`)), stallMs);
   const ticker = setInterval(() => {
     const err = check();
     if (err) abort(err);

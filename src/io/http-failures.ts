@@ -4,8 +4,22 @@
  */
 import { FastPatchError } from '../errors.js';
 
-/** A failure worth another request (drop, stall, short body, 5xx, too slow). */
-export class RetryableError extends Error {
+/** What the retry decision knows of a retryable failure besides its message. */
+export interface RetryHints {
+  /** Server-requested wait (Retry-After), in ms. */
+  retryAfterMs?: number | undefined;
+  /** A transfer below the minimum rate (progress does not reset the failure count). */
+  slow?: boolean;
+  /** No response head in time: before the server ever answered, as likely a wrong URL as a refusal. */
+  noResponse?: boolean;
+}
+
+/**
+ * A failure worth another request (drop, stall, short body, 5xx, too slow). Not exported, so that
+ * FastPatchError stays the library's one error class: the other files make one with `retryable`
+ * and read its hints with `retryHintsOf`.
+ */
+class RetryableError extends Error {
   constructor(
     message: string,
     /** Server-requested wait (Retry-After), in ms. */
@@ -18,6 +32,16 @@ export class RetryableError extends Error {
     super(message);
     this.name = 'RetryableError';
   }
+}
+
+/** A failure worth another request, with `message` and what the retry decision should know of it. */
+export function retryable(message: string, hints: RetryHints = {}): Error {
+  return new RetryableError(message, hints.retryAfterMs, hints.slow ?? false, hints.noResponse ?? false);
+}
+
+/** The hints of a failure made by `retryable`; undefined for any other error. */
+export function retryHintsOf(err: unknown): RetryHints | undefined {
+  return err instanceof RetryableError ? err : undefined;
 }
 
 /**
@@ -57,7 +81,7 @@ export function reasonOf(err: Error): string {
   return text === undefined ? message : `${text} (${message})`;
 }
 
-/** Whether another request may fix `err`: a RetryableError, or a Node error with a code other than a permanent one. */
+/** Whether another request may fix `err`: a failure made by `retryable`, or a Node error with a code other than a permanent one. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof RetryableError) return true;
   if (err instanceof FastPatchError) return false;

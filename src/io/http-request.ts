@@ -5,7 +5,7 @@
 import http, { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { FastPatchError } from '../errors.js';
-import { RetryableError, shown } from './http-failures.js';
+import { retryable, shown } from './http-failures.js';
 import { HTTP_DEFAULTS } from './http-options.js';
 
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
@@ -59,7 +59,7 @@ function get(url: URL, headers: Record<string, string>, options: RequestOptions,
       resolve(res);
     });
     exchange.add(req);
-    const timer = setTimeout(() => req.destroy(new RetryableError(`no response within ${options.stallTimeoutMs} ms`, undefined, false, true)), options.stallTimeoutMs);
+    const timer = setTimeout(() => req.destroy(retryable(`no response within ${options.stallTimeoutMs} ms`, { noResponse: true })), options.stallTimeoutMs);
     // Also swallows the errors a request emits after it resolved (its response is read elsewhere).
     req.on('error', (err) => {
       clearTimeout(timer);

@@ -4,7 +4,7 @@
  * docs/HTTP.md ("Resume: Range and If-Range") documents what each answer is taken as.
  */
 import type { IncomingMessage } from 'node:http';
-import { RetryableError } from './http-failures.js';
+import { retryable } from './http-failures.js';
 import { decimal, header } from './http-request.js';
 import type { Transfer, Validators } from './http-transfer.js';
 
@@ -36,7 +36,7 @@ export function requestHeaders(t: Transfer): Record<string, string> {
 /**
  * Checks the answer `res` to a request for the bytes from `t.offset`, and records what it tells
  * of the payload (`t.first`, `t.total`). Returns how to read its body, or undefined when nothing
- * is left to read (a 416 for `from` exactly at the end). Throws RetryableError for 5xx, 408 and
+ * is left to read (a 416 for `from` exactly at the end). Throws a `retryable` error for 5xx, 408 and
  * 429, and a final FastPatchError('IO') for any other answer that asking again will not change.
  */
 export function checkResponse(t: Transfer, res: IncomingMessage): BodyPlan | undefined {
@@ -79,7 +79,7 @@ function planBody(t: Transfer, res: IncomingMessage): BodyPlan | undefined {
   } else if (status >= 500 || status === 408 || status === 429) {
     res.destroy();
     const after = decimal(header(res.headers, 'retry-after'));
-    throw new RetryableError(`HTTP ${status} ${res.statusMessage ?? ''}`.trim(), after !== undefined ? after * 1000 : undefined);
+    throw retryable(`HTTP ${status} ${res.statusMessage ?? ''}`.trim(), { retryAfterMs: after !== undefined ? after * 1000 : undefined });
   } else {
     res.destroy();
     // 404, 403, 410 and the like: the URL is wrong, or not ours to read; asking again will not help.

@@ -3,7 +3,7 @@
  * docs/HTTP.md ("Retries and backoff", "A wrong URL fails in seconds") documents the policy.
  */
 import { FastPatchError } from '../errors.js';
-import { codeOf, isRetryable, reasonOf, RetryableError, UNREACHED_CODE } from './http-failures.js';
+import { codeOf, isRetryable, reasonOf, retryHintsOf, UNREACHED_CODE } from './http-failures.js';
 import type { CheckedOptions, HttpRetryInfo } from './http-options.js';
 import type { Transfer } from './http-transfer.js';
 
@@ -17,6 +17,7 @@ export function retryDelayAfter(t: Transfer, err: unknown, onRetry: ((info: Http
   if (t.signal?.aborted) throw t.signal.reason;
   const code = codeOf(err);
   const error = err as Error;
+  const hints = retryHintsOf(err);
   // A host name that does not resolve, before the server ever answered: a typo, not an outage.
   if (!t.answered && code === 'ENOTFOUND') throw t.fail(`${reasonOf(error)}; check the host name in the URL`);
   if (!isRetryable(err)) {
@@ -26,14 +27,14 @@ export function retryDelayAfter(t: Transfer, err: unknown, onRetry: ((info: Http
   t.failures++;
   // A server that accepts connections but never answers (a wrong port, a firewall that
   // swallows them) is as unreached as one that refuses them.
-  const unreached = !t.answered && ((code !== undefined && UNREACHED_CODE.has(code)) || (err instanceof RetryableError && err.noResponse));
+  const unreached = !t.answered && ((code !== undefined && UNREACHED_CODE.has(code)) || hints?.noResponse === true);
   const limit = unreached ? t.opts.unreachableRetries : t.opts.retries;
-  if (err instanceof RetryableError && err.slow) {
+  if (hints?.slow) {
     t.slowStreak = true;
     t.rate.restart(t.clock(), t.offset);
   }
   if (t.failures > limit) throw giveUpError(t, error, unreached);
-  const delayMs = backoffMs(t.opts, t.failures, err);
+  const delayMs = backoffMs(t.opts, t.failures, hints?.retryAfterMs);
   onRetry?.({ attempt: t.attempts, failures: t.failures, offset: t.offset, delayMs, error, reason: reasonOf(error), limit });
   return delayMs;
 }
@@ -50,13 +51,13 @@ function giveUpError(t: Transfer, err: Error, unreached: boolean): FastPatchErro
   );
 }
 
-/** The wait before the next request after `failures` failures in a row, ms. */
-function backoffMs(opts: CheckedOptions, failures: number, err: unknown): number {
+/** The wait before the next request after `failures` failures in a row, ms; `retryAfterMs` is the server's wish. */
+function backoffMs(opts: CheckedOptions, failures: number, retryAfterMs: number | undefined): number {
   // Doubling backoff with jitter (half fixed, half random) so that many devices dropped by
   // the same outage do not come back in lockstep; a server's Retry-After is honoured up to the cap.
   const base = Math.min(opts.backoffMs * 2 ** (failures - 1), opts.maxBackoffMs);
   const jittered = Math.round(base / 2 + Math.random() * (base / 2));
-  const retryAfter = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, opts.maxBackoffMs) : 0;
+  const retryAfter = retryAfterMs !== undefined ? Math.min(retryAfterMs, opts.maxBackoffMs) : 0;
   return Math.max(jittered, retryAfter);
 }
 

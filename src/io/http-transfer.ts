@@ -4,7 +4,7 @@
  * of failures, and the rate clock. docs/HTTP.md ("Minimum rate") documents the rate check.
  */
 import { FastPatchError } from '../errors.js';
-import { formatMs, RetryableError, shown } from './http-failures.js';
+import { formatMs, retryable, shown } from './http-failures.js';
 import type { CheckedOptions } from './http-options.js';
 
 /** ETag and Last-Modified of a response: what identifies one version of the payload on the server. */
@@ -88,7 +88,7 @@ export class Transfer {
   }
 
   /** Judges the rate now; returns the error that ends this connection, if too slow. */
-  checkRate(): RetryableError | undefined {
+  checkRate(): Error | undefined {
     const verdict = this.rate.check(this.clock(), this.offset);
     if (verdict === 'ok' && this.slowStreak) {
       this.slowStreak = false;
@@ -96,7 +96,7 @@ export class Transfer {
     }
     if (typeof verdict !== 'number') return undefined;
     const seconds = formatMs(this.opts.rateWindowMs);
-    return new RetryableError(`too slow: ${Math.floor(verdict)} B/s over the last ${seconds}, below the minimum of ${this.opts.minRateBytesPerSec} B/s`, undefined, true);
+    return retryable(`too slow: ${Math.floor(verdict)} B/s over the last ${seconds}, below the minimum of ${this.opts.minRateBytesPerSec} B/s`, { slow: true });
   }
 
   /** A final error of this transfer: `download URL: what`, not retried. */

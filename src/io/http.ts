@@ -5,7 +5,7 @@
  */
 import { FastPatchError } from '../errors.js';
 import { readBody } from './http-body.js';
-import { formatMs, RetryableError, shown } from './http-failures.js';
+import { formatMs, retryable, shown } from './http-failures.js';
 import { checkOptions, type HttpChunksOptions } from './http-options.js';
 import { Exchange, getFollowing } from './http-request.js';
 import { checkResponse, requestHeaders } from './http-response.js';
@@ -97,7 +97,7 @@ async function* requestAttempt(t: Transfer, exchange: Exchange): AsyncGenerator<
     t.signal?.throwIfAborted();
     return true;
   }
-  if (!progressed) throw new RetryableError(`the server sent no bytes after offset ${t.offset}`);
+  if (!progressed) throw retryable(`the server sent no bytes after offset ${t.offset}`);
   return false;
 }
 
