@@ -7,44 +7,16 @@
  * if it already lies in the window) and copies results into the caller's `out` buffer. Arguments
  * other than `window()` views must not be views of the module's memory.
  */
+import { checkBytes, checkOffset, describe } from './arguments.js';
 import { compileCore, instantiateCore, type CoreBuild } from './load.js';
 import { BLOCK_SIZE, DIGEST_SIZE, readLayout, type CoreExports, type CoreLayout } from './layout.js';
+import { CoreSha256, type Sha256, type Sha256Slot } from './sha256.js';
 
 export { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
 export type { CoreBuild } from './load.js';
-
-/** A streaming SHA-256 whose state lives in JS, so any number may exist at once. */
-export interface Sha256 {
-  /**
-   * Absorbs `data` (any length, any byteOffset). Returns this.
-   * @throws TypeError if data is not a Uint8Array; Error after digest() until reset().
-   */
-  update(data: Uint8Array): this;
-  /**
-   * Finishes the hash and writes the 32-byte digest to out[offset, offset + 32).
-   * @throws TypeError/RangeError if out is not a Uint8Array with 32 bytes at offset; Error if
-   *   already finished (call reset() to start over).
-   */
-  digestInto(out: Uint8Array, offset?: number): void;
-  /** Finishes the hash and returns the 32-byte digest in a new array. @throws Error if already finished. */
-  digest(): Uint8Array;
-  /** Starts over with the empty message (also after digest()). Returns this. */
-  reset(): this;
-}
+export type { Sha256 } from './sha256.js';
 
 const cores = new Map<CoreBuild, WasmCore>();
-
-/** Access to a core's SHA-256 state slot, handed to each CoreSha256. */
-interface Sha256Slot {
-  /** State of the empty message (read-only; copy it). */
-  readonly initialState: Uint8Array;
-  /** Absorbs data into `state` (saved back into it). */
-  update(owner: object, state: Uint8Array, data: Uint8Array): void;
-  /** Finishes `state` and writes the digest to out[offset, offset + 32). */
-  final(owner: object, state: Uint8Array, out: Uint8Array, offset: number): void;
-  /** Forgets that the slot holds `owner`'s state (after `owner` changed its state itself). */
-  release(owner: object): void;
-}
 
 // Enough work for V8 to tier the hot functions up from Liftoff to TurboFan before real use; the
 // window's content does not matter.
@@ -54,24 +26,6 @@ const WARMUP_BYTES = 256 * 1024 + 4097;
 // enough that the copy is still in the L2 cache when the kernel reads it (4% faster per-block
 // hashing than 4 MiB pieces), large enough that per-call overhead does not matter.
 const COPY_CHUNK = 256 * 1024;
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
-  return typeof value;
-}
-
-function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
-}
-
-/** Returns `value` (default 0) after checking it is a non-negative safe integer. */
-function checkOffset(value: unknown, name: string): number {
-  if (value === undefined) return 0;
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
-  return value;
-}
 
 /** Number of BLOCK_SIZE pieces in `length` bytes (the last may be short). */
 function pieces(length: number): number {
@@ -344,49 +298,6 @@ export class WasmCore {
       this.#memory.set(data.subarray(pos, end), windowOffset);
       if (!visit(windowOffset, end - pos)) return;
     }
-  }
-}
-
-/** Streaming SHA-256 keeping its 104-byte state in JS between calls. */
-class CoreSha256 implements Sha256 {
-  readonly #slot: Sha256Slot;
-  readonly #state: Uint8Array;
-  #finished = false;
-
-  constructor(slot: Sha256Slot) {
-    this.#slot = slot;
-    this.#state = slot.initialState.slice();
-  }
-
-  update(data: Uint8Array): this {
-    checkBytes(data, 'data');
-    if (this.#finished) throw new Error('Sha256.update() after digest(); call reset() first');
-    if (data.length > 0) this.#slot.update(this, this.#state, data);
-    return this;
-  }
-
-  digestInto(out: Uint8Array, offset?: number): void {
-    checkBytes(out, 'out');
-    const at = checkOffset(offset, 'offset');
-    if (at + DIGEST_SIZE > out.length) {
-      throw new RangeError(`out needs ${DIGEST_SIZE} bytes at offset ${at}, has ${Math.max(0, out.length - at)}`);
-    }
-    if (this.#finished) throw new Error('Sha256.digest() called twice; call reset() first');
-    this.#finished = true;
-    this.#slot.final(this, this.#state, out, at);
-  }
-
-  digest(): Uint8Array {
-    const out = new Uint8Array(DIGEST_SIZE);
-    this.digestInto(out);
-    return out;
-  }
-
-  reset(): this {
-    this.#slot.release(this);
-    this.#state.set(this.#slot.initialState);
-    this.#finished = false;
-    return this;
   }
 }
 
