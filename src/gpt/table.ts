@@ -71,6 +71,9 @@ export interface GptReadResult {
   problems: GptProblem[];
 }
 
+/** Records one finding of readGpt. */
+type AddProblem = (place: GptPlace, severity: GptProblem['severity'], message: string) => void;
+
 /** Reads `count` sectors from `lba`; may return fewer bytes at the end of a device. */
 export type SectorReader = (lba: number, count: number) => Uint8Array;
 
@@ -133,34 +136,44 @@ export function readGpt(read: SectorReader, sectorSize: number, diskSectors: num
   if (source === undefined) {
     add('table', 'invalid', 'neither GPT copy is valid');
   } else {
-    const copy = source === 'primary' ? primary : backup;
-    const h = copy.header as GptHeader;
-    const bytes = copy.entriesBytes as Uint8Array;
-    let entries: GptEntry[] = [];
-    try {
-      entries = decodeEntries(bytes, h.entryCount, h.entrySize);
-    } catch (e) {
-      add(source, 'invalid', e instanceof Error ? e.message : String(e));
-    }
-    checkEntries(entries, h, add);
-    const n = entrySectors(h.entryCount, h.entrySize, sectorSize);
-    table = {
-      diskGuid: h.diskGuid,
-      firstUsableLba: h.firstUsableLba,
-      lastUsableLba: h.lastUsableLba,
-      // Rebuilding the primary from the backup puts its entries at LBA 2, as cgpt and sgdisk do.
-      primaryEntriesLba: source === 'primary' ? h.partitionEntryLba : (p?.partitionEntryLba ?? 2),
-      backupHeaderLba: source === 'primary' ? h.alternateLba : h.myLba,
-      backupEntriesLba: source === 'primary' ? (b?.partitionEntryLba ?? h.alternateLba - n) : h.partitionEntryLba,
-      entryCount: h.entryCount,
-      entrySize: h.entrySize,
-      entries,
-      entriesBase: bytes,
-      lba0: mbr.kind === 'missing' ? undefined : lba0.slice(0, sectorSize),
-    };
+    table = tableOf(source, primary, backup, mbr.kind === 'missing' ? undefined : lba0.slice(0, sectorSize), sectorSize, add);
   }
   problems.sort((x, y) => (x.severity === y.severity ? 0 : x.severity === 'invalid' ? -1 : 1));
   return { sectorSize, diskSectors, mbr, primary, backup, source, table, problems };
+}
+
+/**
+ * The table readGpt returns, from the valid copy `source`: its entries (decoded and checked; the
+ * findings go to `add`), its geometry, and where the other copy goes. `lba0` is LBA 0 to keep.
+ */
+function tableOf(source: 'primary' | 'backup', primary: GptCopy, backup: GptCopy, lba0: Uint8Array | undefined, sectorSize: number,
+  add: AddProblem): GptTable {
+  const p = primary.header, b = backup.header;
+  const copy = source === 'primary' ? primary : backup;
+  const h = copy.header as GptHeader;
+  const bytes = copy.entriesBytes as Uint8Array;
+  let entries: GptEntry[] = [];
+  try {
+    entries = decodeEntries(bytes, h.entryCount, h.entrySize);
+  } catch (e) {
+    add(source, 'invalid', e instanceof Error ? e.message : String(e));
+  }
+  checkEntries(entries, h, add);
+  const n = entrySectors(h.entryCount, h.entrySize, sectorSize);
+  return {
+    diskGuid: h.diskGuid,
+    firstUsableLba: h.firstUsableLba,
+    lastUsableLba: h.lastUsableLba,
+    // Rebuilding the primary from the backup puts its entries at LBA 2, as cgpt and sgdisk do.
+    primaryEntriesLba: source === 'primary' ? h.partitionEntryLba : (p?.partitionEntryLba ?? 2),
+    backupHeaderLba: source === 'primary' ? h.alternateLba : h.myLba,
+    backupEntriesLba: source === 'primary' ? (b?.partitionEntryLba ?? h.alternateLba - n) : h.partitionEntryLba,
+    entryCount: h.entryCount,
+    entrySize: h.entrySize,
+    entries,
+    entriesBase: bytes,
+    lba0,
+  };
 }
 
 /** readGpt's result for a disk too small to hold a GPT (under 3 sectors): no copy, one 'invalid' problem. */
@@ -175,7 +188,7 @@ function tooSmall(read: SectorReader, sectorSize: number, diskSectors: number): 
 }
 
 function readCopy(read: SectorReader, lba: number, sectorSize: number, diskSectors: number, place: GptPlace,
-  add: (place: GptPlace, severity: GptProblem['severity'], message: string) => void): GptCopy {
+  add: AddProblem): GptCopy {
   const copy: GptCopy = { lba, header: undefined, entriesBytes: undefined, valid: false };
   try {
     copy.header = decodeHeader(read(lba, 1), lba, sectorSize, diskSectors);
@@ -202,8 +215,7 @@ function readCopy(read: SectorReader, lba: number, sectorSize: number, diskSecto
 }
 
 /** Values some reader refuses though the spec allows them (reference notes §4.7): reported, never written. */
-function checkStrict(h: GptHeader, place: GptPlace,
-  add: (place: GptPlace, severity: GptProblem['severity'], message: string) => void): void {
+function checkStrict(h: GptHeader, place: GptPlace, add: AddProblem): void {
   if (h.headerSize !== HEADER_SIZE) add(place, 'warning', `header size ${h.headerSize} is not 92 (GRUB computes the CRC over 92 bytes)`);
   if (h.entrySize !== STANDARD_ENTRY_SIZE) add(place, 'warning', `entry size ${h.entrySize} is not 128 (the Linux kernel and cgpt refuse it)`);
   if (h.entryCount !== STANDARD_ENTRY_COUNT) add(place, 'warning', `entry count ${h.entryCount} is not 128 (cgpt refuses it)`);
@@ -213,7 +225,7 @@ function checkStrict(h: GptHeader, place: GptPlace,
   // would make FastPatch refuse to flip slots on such disks for no reader's sake (notes §7 case 23).
 }
 
-function checkEntries(entries: GptEntry[], h: GptHeader, add: (place: GptPlace, severity: GptProblem['severity'], message: string) => void): void {
+function checkEntries(entries: GptEntry[], h: GptHeader, add: AddProblem): void {
   const used = entries.filter(isUsed);
   for (const e of used) {
     if (e.firstLba > e.lastLba || e.firstLba < h.firstUsableLba || e.lastLba > h.lastUsableLba) {
@@ -234,8 +246,7 @@ function checkEntries(entries: GptEntry[], h: GptHeader, add: (place: GptPlace, 
 }
 
 /** A table written for the other sector size is found by its signature at byte 512 or at LBA 8. */
-function noteOtherSectorSize(read: SectorReader, lba0: Uint8Array, sectorSize: number,
-  add: (place: GptPlace, severity: GptProblem['severity'], message: string) => void): void {
+function noteOtherSectorSize(read: SectorReader, lba0: Uint8Array, sectorSize: number, add: AddProblem): void {
   const hasSig = (b: Uint8Array, at: number) => b.length >= at + 8 && [...SIGNATURE].every((c, i) => b[at + i] === c.charCodeAt(0));
   if (sectorSize === 4096 && hasSig(lba0, 512)) add('primary', 'invalid', 'a GPT header is at byte 512: the table was made for 512-byte sectors');
   if (sectorSize === 512 && hasSig(read(8, 1), 0)) add('primary', 'invalid', 'a GPT header is at byte 4096: the table was made for 4096-byte sectors');
