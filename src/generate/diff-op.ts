@@ -13,22 +13,21 @@
  * Several encodings are tried (different shortest matches, and no source at all) and the one that
  * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE. In
  * format 2, zstd with the used source blocks and the earlier target blocks the range's anchors
- * point to (the target's own fingerprint index) as dictionary competes too.
+ * point to (the target's own fingerprint index) as dictionary competes too. The votes, and the
+ * blocks chosen from them (steps 1 and 2), are in diff-votes.ts.
  */
 import { brotliCompressSync, constants as zc, zstdCompressSync } from 'node:zlib';
-import { BLOCK_SIZE, DIGEST_SIZE, LIMITS, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
+import { BLOCK_SIZE, DIGEST_SIZE, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
 import { blockBytes, type Extent } from '../format/manifest.js';
 import { joined } from '../bytes.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
-import type { AnchorIndex } from '../wasm/indexes.js';
+import { chooseSourceBlocks, MAX_DIFF_SOURCE_BLOCKS, targetDictionaryOf, toExtents } from './diff-votes.js';
 
-/** Source blocks one diff may read: the format's limit on an operation's source. */
-export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;
-/** Extra source blocks per target block that the votes may bring in, beyond exact copies. */
-const SOURCE_PER_TARGET = 3;
+export { MAX_DIFF_SOURCE_BLOCKS, votesOf } from './diff-votes.js';
+
 /** Manifest bytes of one extent, and of a hash: what a SOURCE_DIFF costs beyond its data. */
 const EXTENT_BYTES = 12;
 
@@ -192,7 +191,7 @@ async function encodeAnalysed(ctx: DiffContext, a: Analysis, index: number): Pro
   // they are (joining them cost up to 32 MiB more per worker at the memory peak).
   const sourceBlocks = [...a.usedBytes.keys()].sort((x, y) => x - y);
   const sourceBytes = sourceBlocks.length > MAX_DIFF_SOURCE_BLOCKS ? 0 : sourceBlocks.length * BLOCK_SIZE;
-  const targetExtents = targetDictionaryOf(a);
+  const targetExtents = targetDictionaryOf(a.targetVotes, a.start);
   const dictionaries = new Uint8Array(sourceBytes + blockBytes(targetExtents));
   const source = dictionaryOf(a, sourceBlocks, dictionaries.subarray(0, sourceBytes));
   const target: TargetDictionary = { extents: targetExtents, bytes: await readExtents(ctx.target, targetExtents, BLOCK_SIZE, () => dictionaries.subarray(sourceBytes)) };
@@ -317,40 +316,6 @@ interface TargetDictionary {
   bytes: Uint8Array;
 }
 
-/**
- * Earlier target blocks for a range's dictionary, at most the format's 4096: those the range's
- * anchors point to in the target before it, most voted first. New files in a release resemble each
- * other (one package's programs share their library code), and zstd --patch-from sees that because
- * its window spans the new image; an image updated in place scatters a package's files over the
- * free space, so the similar blocks are found by content, not taken from right before the range.
- * Only the voted blocks: the 16 MiB right before each range as well made the 512 MiB in-place
- * pair's delta 30% larger (zstd's matches into the dictionary cost more offset bits, and its
- * level had to be lowered to keep the time) (bench/RESULTS.md).
- */
-function targetDictionaryOf(a: Analysis): Extent[] {
-  const v = a.targetVotes;
-  if (!v || v.length === 0) return [];
-  // Pairs come most voted first; the dictionary takes them in ascending block order.
-  const blocks: number[] = [];
-  for (let i = 0; i < v.length && blocks.length < LIMITS.MAX_TARGET_DICTIONARY_BLOCKS; i += 2) if (v[i]! < a.start) blocks.push(v[i]!);
-  blocks.sort((x, y) => x - y);
-  return toExtents(blocks);
-}
-
-/**
- * What `t` (a diff job's target blocks from `start`) resembles, by the fingerprint indexes: the
- * source blocks (DiffJob.sourceVotes) and, given the target's index, the earlier target blocks,
- * most voted first, at most the format's 4096 (DiffJob.targetVotes). Runs in the main thread, which
- * holds both indexes: one copy of each instead of one per worker (the source's is 24 MiB for a
- * 512 MiB image).
- */
-export function votesOf(source: AnchorIndex, target: AnchorIndex | undefined, t: Uint8Array, start: number, sourceBlocks: number): Pick<DiffJob, 'sourceVotes' | 'targetVotes'> {
-  const sourceVotes = Int32Array.from([...source.votes(t, sourceBlocks)].flat());
-  if (!target) return { sourceVotes };
-  const ranked = [...target.votes(t, start).entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0]).slice(0, LIMITS.MAX_TARGET_DICTIONARY_BLOCKS);
-  return { sourceVotes, targetVotes: Int32Array.from(ranked.flat()) };
-}
-
 /** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
 const FULL_LEVEL_WORTH = 64 * 1024;
 
@@ -422,36 +387,6 @@ function candidateCost(delta: DeltaCore, c: Candidate): number {
   const filteredExtra = c.extra.length > 0 ? pack(delta.x86Filter(c.extra, 'encode'), PROXY_QUALITY).data.length : Infinity;
   c.x86 = filteredExtra < plainExtra;
   return manifest + pack(c.control, PROXY_QUALITY).data.length + pack(c.diff, PROXY_QUALITY).data.length + Math.min(plainExtra, filteredExtra);
-}
-
-/**
- * The source blocks S is made of, ascending: every exact copy the block index found in the range,
- * then the blocks most voted for by anchor hits, up to the budget.
- */
-function chooseSourceBlocks(count: number, copies: Int32Array, sourceVotes: Int32Array): number[] {
-  const budget = Math.min(MAX_DIFF_SOURCE_BLOCKS, count * (1 + SOURCE_PER_TARGET));
-  const picked = new Set<number>();
-  for (const c of copies) if (c >= 0) picked.add(c);
-
-  const ranked: [number, number][] = [];
-  for (let i = 0; i + 1 < sourceVotes.length; i += 2) if (!picked.has(sourceVotes[i]!)) ranked.push([sourceVotes[i]!, sourceVotes[i + 1]!]);
-  ranked.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-  for (const [block] of ranked) {
-    if (picked.size >= budget) break;
-    picked.add(block);
-  }
-  return [...picked].sort((a, b) => a - b);
-}
-
-/** Ascending block numbers as extents, consecutive ones merged. */
-function toExtents(blocks: readonly number[]): Extent[] {
-  const extents: Extent[] = [];
-  for (const b of blocks) {
-    const last = extents[extents.length - 1];
-    if (last && last.startBlock + last.blockCount === b) last.blockCount++;
-    else extents.push({ startBlock: b, blockCount: 1 });
-  }
-  return extents;
 }
 
 /** A stream compressed with brotli, or stored if that is not smaller. */

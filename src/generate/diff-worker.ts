@@ -1,7 +1,7 @@
 /**
  * Worker thread body of the diff pool: each worker owns a delta WASM instance (the matcher's) and
  * its own handles on the two images, so the machine's cores encode different diff ranges at once.
- * The fingerprint indexes stay in the main thread, which sends each job's votes (diff-op.ts,
+ * The fingerprint indexes stay in the main thread, which sends each job's votes (diff-votes.ts,
  * votesOf). Messages: DiffJob in, DiffResult[] out (blobs by transfer).
  */
 import { parentPort, workerData } from 'node:worker_threads';

@@ -17,7 +17,7 @@ export class SourceIndex {
   /** Digest of the last block zero-padded to BLOCK_SIZE, if the source ends inside a block. */
   private paddedLast: Uint8Array | undefined;
   private readonly blockIndex: BlockIndex;
-  /** The source's fingerprint index (diff-op.ts, votesOf). */
+  /** The source's fingerprint index (diff-votes.ts, votesOf). */
   readonly anchorIndex: AnchorIndex;
 
   private constructor(delta: DeltaCore, private readonly core: WasmCore, readonly size: number) {
