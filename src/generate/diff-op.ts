@@ -14,16 +14,16 @@
  * compresses smallest, manifest bytes included, is kept; incompressible data stays REPLACE. In
  * format 2, zstd with the used source blocks and the earlier target blocks the range's anchors
  * point to (the target's own fingerprint index) as dictionary competes too. The votes, and the
- * blocks chosen from them (steps 1 and 2), are in diff-votes.ts.
+ * blocks chosen from them (steps 1 and 2), are in diff-votes.ts; the compressors (brotli, and zstd
+ * with its dictionary) in diff-codecs.ts.
  */
-import { brotliCompressSync, constants as zc, zstdCompressSync } from 'node:zlib';
-import { BLOCK_SIZE, DIGEST_SIZE, OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
-import { Codec, encodeControl, encodeDiffBlob, Filter, type DiffStream } from '../format/diff.js';
+import { BLOCK_SIZE, DIGEST_SIZE, OpType } from '../format/constants.js';
+import { encodeControl, encodeDiffBlob, Filter } from '../format/diff.js';
 import { blockBytes, type Extent } from '../format/manifest.js';
-import { joined } from '../bytes.js';
 import { readExtents, readFully, type OpenImage } from '../io/device.js';
 import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
+import { NO_SOURCE, NO_TARGET, pack, zstdCandidates, zstdEncode, type SourceDictionary, type TargetDictionary } from './diff-codecs.js';
 import { chooseSourceBlocks, MAX_DIFF_SOURCE_BLOCKS, targetDictionaryOf, toExtents } from './diff-votes.js';
 
 export { MAX_DIFF_SOURCE_BLOCKS, votesOf } from './diff-votes.js';
@@ -251,78 +251,8 @@ function costOf(r: Pick<DiffResult, 'blob' | 'srcExtents' | 'targetDictionary'>)
   return r.blob.length + manifestBytes(r.srcExtents) + manifestBytes(r.targetDictionary ?? []);
 }
 
-/** Source blocks of a zstd dictionary: their numbers, ascending, and their bytes one after another. */
-interface SourceDictionary {
-  blocks: number[];
-  bytes: Uint8Array;
-}
-
-const NO_SOURCE: SourceDictionary = { blocks: [], bytes: new Uint8Array(0) };
-const NO_TARGET: TargetDictionary = { extents: [], bytes: new Uint8Array(0) };
-
-/**
- * The zstd encodings of a range: the range alone (REPLACE_ZSTD), and the range with the source
- * blocks, then the earlier target blocks, as zstd's raw-content dictionary (SOURCE_ZSTD: zstd's
- * --patch-from, per operation). With `both` false, only the first where the matcher found little
- * similar (`plain`: fewer used blocks than a quarter of the range) and only the second elsewhere:
- * on the 512 MiB pair's new data the two came within 3% of each other, and each costs seconds at
- * level 19.
- */
-function zstdCandidates(level: number, t: Uint8Array, source: SourceDictionary, target: TargetDictionary, plain: boolean, both: boolean): Omit<DiffResult, 'index' | 'start' | 'count'>[] {
-  const out: Omit<DiffResult, 'index' | 'start' | 'count'>[] = [];
-  if (!both && plain) source = NO_SOURCE;
-  // Earlier target blocks make zstd alone pointless: they are the dictionary then.
-  if ((plain || source.blocks.length === 0) && target.extents.length === 0) out.push(zstdEncode(level, t, NO_SOURCE, NO_TARGET)!);
-  if (source.blocks.length > 0 || target.extents.length > 0) {
-    const z = zstdEncode(level, t, source, target);
-    if (z) out.push(z);
-  }
-  return out;
-}
-
-/** One zstd encoding of `t`: REPLACE_ZSTD without dictionary, else SOURCE_ZSTD; undefined where zstd would take the dictionary for a structured one. */
-function zstdEncode(level: number, t: Uint8Array, source: SourceDictionary, target: TargetDictionary): Omit<DiffResult, 'index' | 'start' | 'count'> | undefined {
-  const params = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_contentSizeFlag]: 1, [zc.ZSTD_c_checksumFlag]: 0, ...ZSTD_SEARCH };
-  const bytes = target.bytes.length === 0 ? source.bytes : source.bytes.length === 0 ? target.bytes : joined(source.bytes, target.bytes);
-  if (bytes.length === 0) {
-    if (source.blocks.length > 0 || target.extents.length > 0) return undefined;
-    return { type: OpType.REPLACE_ZSTD, blob: transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(t.length) } })), srcExtents: [], diffBytes: 0, extraBytes: 0 };
-  }
-  if (ZSTD_DICTIONARY_MAGIC.every((b, i) => bytes[i] === b)) return undefined;
-  const blob = transferable(zstdCompressSync(t, { params: { ...params, [zc.ZSTD_c_windowLog]: windowLogFor(bytes.length + t.length) }, dictionary: bytes }));
-  return { type: OpType.SOURCE_ZSTD, blob, srcExtents: toExtents(source.blocks), diffBytes: 0, extraBytes: 0, ...(target.extents.length > 0 ? { targetDictionary: target.extents } : {}) };
-}
-
-/**
- * zstd's match finder, capped. Its tables: level 19's own (chain log 24, hash log 22) take 144 MiB
- * per worker (its binary tree is 8 bytes a chain entry), chain log 23 took 72, these 24 MiB. With
- * both workers at it, chain log 23 held the 512 MiB pairs' generation peak at 560-600 MiB, 21 at
- * 463-508, for deltas 0.1% (64 MiB pair) to 0.4% (512 MiB pairs) larger. Its target length (a
- * match this long ends the search): 64 took the 64 MiB pair's generation from 3.04-3.43 to
- * 2.85-3.12 s (4.4 against 4.8 CPU-s) for deltas 0.2% (64 MiB pair), 0.4% (fresh 512 MiB) and 0.1%
- * (in place) larger; `zstd -19 --patch-from` stays larger on every pair.
- */
-const ZSTD_SEARCH = { [zc.ZSTD_c_chainLog]: 21, [zc.ZSTD_c_hashLog]: 21, [zc.ZSTD_c_targetLength]: 64 };
-
-/** A window that spans the dictionary and the range (at most 64 MiB: 16 MiB of source, of target dictionary and of range). */
-function windowLogFor(bytes: number): number {
-  return Math.min(26, Math.max(10, Math.ceil(Math.log2(bytes))));
-}
-
-
-/** Earlier target blocks as a zstd dictionary: their extents (ascending) and bytes, one after another. */
-interface TargetDictionary {
-  extents: Extent[];
-  bytes: Uint8Array;
-}
-
 /** A range whose zstd encoding at ZSTD_LEVEL_ON_DIFF still costs this much is encoded again at the full level. */
 const FULL_LEVEL_WORTH = 64 * 1024;
-
-/** A copy in memory of its own: zlib's sync results may not be transferable to the main thread. */
-function transferable(data: Uint8Array): Uint8Array {
-  return Uint8Array.from(data);
-}
 
 /** Shortest exact matches the encoder may switch to, tried per range (assembly/delta/encode.ts). */
 const MIN_MATCH_CANDIDATES = [8, 32];
@@ -387,19 +317,4 @@ function candidateCost(delta: DeltaCore, c: Candidate): number {
   const filteredExtra = c.extra.length > 0 ? pack(delta.x86Filter(c.extra, 'encode'), PROXY_QUALITY).data.length : Infinity;
   c.x86 = filteredExtra < plainExtra;
   return manifest + pack(c.control, PROXY_QUALITY).data.length + pack(c.diff, PROXY_QUALITY).data.length + Math.min(plainExtra, filteredExtra);
-}
-
-/** A stream compressed with brotli, or stored if that is not smaller. */
-function pack(data: Uint8Array, quality: number): DiffStream {
-  if (data.length === 0) return { codec: Codec.STORED, filter: Filter.NONE, rawLength: 0, data };
-  const packed = brotliCompressSync(data, {
-    params: {
-      [zc.BROTLI_PARAM_QUALITY]: quality,
-      [zc.BROTLI_PARAM_LGWIN]: 24,
-      [zc.BROTLI_PARAM_SIZE_HINT]: data.length,
-    },
-  });
-  return packed.length < data.length
-    ? { codec: Codec.BROTLI, filter: Filter.NONE, rawLength: data.length, data: packed }
-    : { codec: Codec.STORED, filter: Filter.NONE, rawLength: data.length, data };
 }
