@@ -8,6 +8,8 @@ import './commands/runtime.js'; // first: refuses an old Node.js before anything
 import './commands/allocator.js'; // second: delta generation restarts itself with glibc's trim threshold set
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
+import { checkCommandLine, commandPath, commandTree } from './commands/command-line.js';
+import { EXAMPLES } from './commands/examples.js';
 import { EXIT, FastPatchError } from './errors.js';
 import { removeTempFilesSync } from './io/safe-files.js';
 import { escapeText } from './text.js';
@@ -169,85 +171,6 @@ gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update)
   .option('--dry-run', 'say what would boot, write nothing')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
-// Kept in one table rather than in each command's block so that a new command without an example
-// shows up in test/cli/newcomer.test.ts (which reads every command's --help) instead of in review.
-const EXAMPLES: Record<string, string[]> = {
-  fastpatch: [
-    '# make a key, package an image, check it, write it',
-    'fastpatch keygen --out release.key',
-    'fastpatch generate --target os.img --key release.key --version 1.0.0 -o os-1.0.0.fpay',
-    'fastpatch inspect os-1.0.0.fpay --pubkey release.key.pub',
-    'fastpatch apply os-1.0.0.fpay --target slot.img --pubkey release.key.pub',
-    '# a new A/B disk, and the first release into its slot USR-A',
-    'fastpatch gpt create disk.img --size 8G',
-    'fastpatch apply os-1.0.0.fpay --target disk.img --slot USR-A --pubkey release.key.pub',
-    '# on a device: write the passive A/B slot and boot it next, once',
-    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
-    '# every command has its own examples',
-    'fastpatch apply --help',
-  ],
-  keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
-  generate: [
-    '# a full payload',
-    'fastpatch generate --target os-1.1.0.img --key release.key --version 1.1.0 -o os-1.1.0.fpay',
-    '# a delta from the release devices run now',
-    'fastpatch generate --target os-1.1.0.img --source os-1.0.0.img --source-version 1.0.0 --key release.key --version 1.1.0 -o os-1.0.0-to-1.1.0.fpay',
-  ],
-  inspect: [
-    'fastpatch inspect os-1.1.0.fpay',
-    '# also check the signature',
-    'fastpatch inspect os-1.1.0.fpay --pubkey release.key.pub --json',
-  ],
-  verify: [
-    'fastpatch verify os-1.1.0.fpay --pubkey release.key.pub',
-    'fastpatch verify os-1.0.0-to-1.1.0.fpay --source os-1.0.0.img --pubkey release.key.pub',
-  ],
-  apply: [
-    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub',
-    'fastpatch apply https://example.com/os-1.1.0.fpay --target /dev/loop0 --pubkey release.key.pub --timeout 600',
-    '# a delta, reading the running slot',
-    'fastpatch apply os-1.0.0-to-1.1.0.fpay --source /dev/sda3 --target /dev/sda4 --pubkey release.key.pub',
-    '# the first release into USR-A of a new disk (made by `fastpatch gpt create`)',
-    'fastpatch apply os-1.0.0.fpay --target disk.img --slot USR-A --pubkey release.key.pub',
-    '# after an interruption (Ctrl-C, a lost connection): keep what was written',
-    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub --resume',
-  ],
-  hash: ['fastpatch hash os-1.1.0.img', 'fastpatch hash /dev/sda4 --size 512M      # the first 512 MiB, as a manifest of that size records it'],
-  demo: ['fastpatch demo', 'fastpatch demo --keep --json'],
-  update: [
-    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
-    '# a disk image file, then see which slot boots next',
-    'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub',
-    'fastpatch gpt next disk.img',
-    '# the first update of a disk installed by other means (apply --slot records the release)',
-    'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub --unknown-release allow',
-    '# after an interruption: keep what the passive slot already holds',
-    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub --resume',
-  ],
-  gpt: ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt show disk.img', 'fastpatch gpt create --help'],
-  'gpt create': ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt create disk.img --size 2G --force   # replace an existing file'],
-  'gpt repair': ['fastpatch gpt repair /dev/sda', 'fastpatch gpt repair disk.img --move-backup   # after copying an image onto a larger disk'],
-  'gpt show': ['fastpatch gpt show /dev/sda', 'fastpatch gpt show disk.img --json'],
-  'gpt set-next': ['fastpatch gpt set-next disk.img --slot USR-B', 'fastpatch gpt set-next /dev/sda --slot USR-B --running USR-A --tries 3'],
-  'gpt mark-good': ['fastpatch gpt mark-good /dev/sda                # on the device, after a successful boot: marks the running slot', 'fastpatch gpt mark-good disk.img --slot USR-B'],
-  'gpt rollback': ['fastpatch gpt rollback /dev/sda                  # the slot not running boots next', 'fastpatch gpt rollback disk.img --running USR-B'],
-  'gpt next': ['fastpatch gpt next disk.img', 'fastpatch gpt next disk.img --model vboot --type chromeos-kernel'],
-  'gpt boot': ['fastpatch gpt boot disk.img                       # GRUB boots the slot on trial, using one of its tries', 'fastpatch gpt boot disk.img --dry-run'],
-  'gpt boot-next': ['fastpatch gpt boot disk.img   # boot-next is the old name of gpt boot'],
-};
-
-/** A command and every command under it, depth first. */
-function commandTree(cmd: Command): Command[] {
-  return [cmd, ...cmd.commands.flatMap(commandTree)];
-}
-
-/** `gpt show` for the show subcommand of gpt; `fastpatch` for the program. */
-function commandPath(cmd: Command): string {
-  const names: string[] = [];
-  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
-  return names.join(' ') || cmd.name();
-}
-
 for (const cmd of commandTree(program)) {
   const lines = EXAMPLES[commandPath(cmd)];
   if (lines) cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
@@ -259,55 +182,6 @@ for (const cmd of commandTree(program)) {
       checkCommandLine(parent, sub);
     });
   }
-}
-
-/**
- * `apply IMG TARGET` or `update P DISK`: commander would say only that --target (or --disk) is
- * missing, or that there are too many arguments. Say both, and name the option most likely meant
- * (the first required one not given). An unknown option is reported here too, with commander's
- * suggestion, before commander's own check for missing required options hides it. --help wins.
- */
-function checkCommandLine(parent: Command, sub: Command): void {
-  if (sub.commands.length > 0) return;
-  const declared = sub.registeredArguments;
-  if (declared.at(-1)?.variadic) return;
-  const args = parent.args.slice(1);
-  const operands: string[] = [];
-  const given = new Set<Option>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--') {
-      operands.push(...args.slice(i + 1));
-      break;
-    }
-    if (a.length < 2 || !a.startsWith('-')) {
-      operands.push(a);
-      continue;
-    }
-    if (a === '-h' || a === '--help') return;
-    const long = a.startsWith('--');
-    const flag = long ? a.split('=')[0]! : a.slice(0, 2);
-    const option = sub.options.find((o) => o.long === flag || o.short === flag);
-    // commander checks required options before unknown ones, so `--taget x` would only hear that
-    // --target is missing: report the typo first, with commander's own "did you mean".
-    if (!option) return unknownOption(sub, flag);
-    given.add(option);
-    const attached = long ? a.includes('=') : a.length > 2;
-    // A value follows: always for `<value>`, for `[value]` unless the next word is an option.
-    if (!attached && (option.required || (option.optional && !args[i + 1]?.startsWith('-')))) i++;
-  }
-  if (operands.length <= declared.length) return;
-  const extra = operands[declared.length]!;
-  const takes = declared.length === 0 ? 'no arguments' : declared.map((d) => (d.required ? `<${d.name()}>` : `[${d.name()}]`)).join(' ');
-  const meant = sub.options.find((o) => o.mandatory && o.required && !given.has(o));
-  sub.error(`too many arguments for '${commandPath(sub)}' (it takes ${takes}, got '${extra}' too)${meant ? `: did you mean ${meant.long} ${extra}?` : ''}`, { code: 'commander.excessArguments' });
-}
-
-/** commander's error for an unknown option, with its suggestion (an untyped method of commander 14). */
-function unknownOption(cmd: Command, flag: string): never {
-  const withSuggestion = cmd as unknown as { unknownOption?: (flag: string) => never };
-  if (typeof withSuggestion.unknownOption === 'function') withSuggestion.unknownOption(flag);
-  return cmd.error(`unknown option '${flag}'`, { code: 'commander.unknownOption' });
 }
 
 /** commander's error text (`error: MESSAGE`, maybe a `(Did you mean X?)` line) as one escaped line. */

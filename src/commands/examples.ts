@@ -1,0 +1,72 @@
+/**
+ * The examples printed at the end of each command's --help, by command path (`fastpatch`, `apply`,
+ * `gpt show`). Plain data that imports nothing: ../cli.ts loads it before any library module, so
+ * an old Node.js still gets runtime.ts's one line.
+ */
+
+// Kept in one table rather than in each command's block so that a new command without an example
+// shows up in test/cli/newcomer.test.ts (which reads every command's --help) instead of in review.
+export const EXAMPLES: Record<string, string[]> = {
+  fastpatch: [
+    '# make a key, package an image, check it, write it',
+    'fastpatch keygen --out release.key',
+    'fastpatch generate --target os.img --key release.key --version 1.0.0 -o os-1.0.0.fpay',
+    'fastpatch inspect os-1.0.0.fpay --pubkey release.key.pub',
+    'fastpatch apply os-1.0.0.fpay --target slot.img --pubkey release.key.pub',
+    '# a new A/B disk, and the first release into its slot USR-A',
+    'fastpatch gpt create disk.img --size 8G',
+    'fastpatch apply os-1.0.0.fpay --target disk.img --slot USR-A --pubkey release.key.pub',
+    '# on a device: write the passive A/B slot and boot it next, once',
+    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
+    '# every command has its own examples',
+    'fastpatch apply --help',
+  ],
+  keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
+  generate: [
+    '# a full payload',
+    'fastpatch generate --target os-1.1.0.img --key release.key --version 1.1.0 -o os-1.1.0.fpay',
+    '# a delta from the release devices run now',
+    'fastpatch generate --target os-1.1.0.img --source os-1.0.0.img --source-version 1.0.0 --key release.key --version 1.1.0 -o os-1.0.0-to-1.1.0.fpay',
+  ],
+  inspect: [
+    'fastpatch inspect os-1.1.0.fpay',
+    '# also check the signature',
+    'fastpatch inspect os-1.1.0.fpay --pubkey release.key.pub --json',
+  ],
+  verify: [
+    'fastpatch verify os-1.1.0.fpay --pubkey release.key.pub',
+    'fastpatch verify os-1.0.0-to-1.1.0.fpay --source os-1.0.0.img --pubkey release.key.pub',
+  ],
+  apply: [
+    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub',
+    'fastpatch apply https://example.com/os-1.1.0.fpay --target /dev/loop0 --pubkey release.key.pub --timeout 600',
+    '# a delta, reading the running slot',
+    'fastpatch apply os-1.0.0-to-1.1.0.fpay --source /dev/sda3 --target /dev/sda4 --pubkey release.key.pub',
+    '# the first release into USR-A of a new disk (made by `fastpatch gpt create`)',
+    'fastpatch apply os-1.0.0.fpay --target disk.img --slot USR-A --pubkey release.key.pub',
+    '# after an interruption (Ctrl-C, a lost connection): keep what was written',
+    'fastpatch apply os-1.1.0.fpay --target slot.img --pubkey release.key.pub --resume',
+  ],
+  hash: ['fastpatch hash os-1.1.0.img', 'fastpatch hash /dev/sda4 --size 512M      # the first 512 MiB, as a manifest of that size records it'],
+  demo: ['fastpatch demo', 'fastpatch demo --keep --json'],
+  update: [
+    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub',
+    '# a disk image file, then see which slot boots next',
+    'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub',
+    'fastpatch gpt next disk.img',
+    '# the first update of a disk installed by other means (apply --slot records the release)',
+    'fastpatch update os-1.1.0.fpay --disk disk.img --pubkey release.key.pub --unknown-release allow',
+    '# after an interruption: keep what the passive slot already holds',
+    'fastpatch update https://example.com/os-1.1.0.fpay --disk /dev/sda --pubkey release.key.pub --resume',
+  ],
+  gpt: ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt show disk.img', 'fastpatch gpt create --help'],
+  'gpt create': ['fastpatch gpt create disk.img --size 2G', 'fastpatch gpt create disk.img --size 2G --force   # replace an existing file'],
+  'gpt repair': ['fastpatch gpt repair /dev/sda', 'fastpatch gpt repair disk.img --move-backup   # after copying an image onto a larger disk'],
+  'gpt show': ['fastpatch gpt show /dev/sda', 'fastpatch gpt show disk.img --json'],
+  'gpt set-next': ['fastpatch gpt set-next disk.img --slot USR-B', 'fastpatch gpt set-next /dev/sda --slot USR-B --running USR-A --tries 3'],
+  'gpt mark-good': ['fastpatch gpt mark-good /dev/sda                # on the device, after a successful boot: marks the running slot', 'fastpatch gpt mark-good disk.img --slot USR-B'],
+  'gpt rollback': ['fastpatch gpt rollback /dev/sda                  # the slot not running boots next', 'fastpatch gpt rollback disk.img --running USR-B'],
+  'gpt next': ['fastpatch gpt next disk.img', 'fastpatch gpt next disk.img --model vboot --type chromeos-kernel'],
+  'gpt boot': ['fastpatch gpt boot disk.img                       # GRUB boots the slot on trial, using one of its tries', 'fastpatch gpt boot disk.img --dry-run'],
+  'gpt boot-next': ['fastpatch gpt boot disk.img   # boot-next is the old name of gpt boot'],
+};
