@@ -100,6 +100,53 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   const policy = options.unknownRelease ?? 'refuse';
   if (!UNKNOWN_RELEASE_POLICIES.includes(policy)) throw new RangeError(`unknownRelease must be ${UNKNOWN_RELEASE_POLICIES.join(' or ')}, got ${String(policy)}`);
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
+  const slots = await findSlots(options, typeGuid);
+  const plan: UpdatePlan = { options, typeGuid, ...slots, ...(await checkReleasePolicy(options, slots, policy)) };
+  const { entries, running, passive, booting } = plan;
+  if (booting.bootable && booting.index === passive.index) {
+    // Already set to boot next: the previous update got as far as the flip. With --resume, finish
+    // it if the slot holds exactly this payload's image; never write a slot that boots next.
+    return finishFlippedUpdate(input, plan, booting);
+  }
+  // The slot change must be allowed before anything is written: the running slot has to be a
+  // successful fallback (a slot that was set to boot next but never marked good is not).
+  const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
+  checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
+  const { apply, written } = await writePassiveSlot(input, plan);
+  return recordAndFlip(plan, apply, written, flip);
+}
+
+/** The disk's A/B slots as the update found them, and what the bootloader would boot now. */
+interface UpdateSlots {
+  diskOptions: { sectorSize?: number };
+  /** Of the GPT as read (after a repair, with resume). */
+  sectorSize: number;
+  entries: GptEntry[];
+  running: GptEntry;
+  how: RunningSlot['how'];
+  passive: GptEntry;
+  /** GRUB's choice now, without its tries update. */
+  booting: BootDecision;
+  gptRepaired: string[] | undefined;
+}
+
+/** The slot status record as read before the update, and the running slot's release in it. */
+interface RunningRelease {
+  statusPath: string;
+  status: SlotStatus;
+  state: StatusState;
+  problem: string | undefined;
+  runningVersion: string | undefined;
+}
+
+/** What the steps after the checks work from. */
+interface UpdatePlan extends UpdateSlots, RunningRelease {
+  options: UpdateOptions;
+  typeGuid: string;
+}
+
+/** Reads the GPT (repairing a flip cut short, with resume) and finds the running and passive slots. */
+async function findSlots(options: UpdateOptions, typeGuid: string): Promise<UpdateSlots> {
   const diskOptions = options.sectorSize !== undefined ? { sectorSize: options.sectorSize } : {};
   let read = await readDiskGpt(options.disk, diskOptions);
   let gptRepaired: string[] | undefined;
@@ -117,61 +164,54 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   const { slot: running, how } = await findRunningSlot(options.disk, entries, slots, typeGuid, read.sectorSize, options.running);
   const passive = slots.find((s) => s.index !== running.index)!;
   const booting = grubNext(entries, typeGuid);
-  const range = (e: GptEntry) => ({ offset: e.firstLba * read.sectorSize, length: (e.lastLba - e.firstLba + 1) * read.sectorSize });
+  return { diskOptions, sectorSize: read.sectorSize, entries, running, how, passive, booting, gptRepaired };
+}
+
+/** Reads the status record and refuses, before anything is written, what the release policy does not allow. */
+async function checkReleasePolicy(options: UpdateOptions, slots: UpdateSlots, policy: UnknownReleasePolicy): Promise<RunningRelease> {
+  const { running } = slots;
   const statusPath = options.statusPath ?? (await statusPathFor(options.disk));
   const { status, state, problem } = await readStatus(statusPath);
-  const passiveKey = passive.uniqueGuid.toUpperCase();
   const runningVersion = status.slots[running.uniqueGuid.toUpperCase()]?.version;
   if (!options.allowDowngrade) refuseUnknownRelease({ state, problem, runningVersion, policy, statusPath, running });
-  const record = async (apply: ApplyResult, written: string, flipped: boolean): Promise<void> => {
-    const before = status.slots[passiveKey];
-    if (before && before.version === apply.version && before.imageHash === apply.targetHash && before.imageSize === apply.targetSize) return;
-    status.slots[passiveKey] = slotRecordOf(passive, apply);
-    try {
-      await writeStatus(statusPath, status);
-    } catch (err) {
-      // The record is part of the update: without it the next update could not check for a
-      // downgrade. Before the flip, nothing boots the new image yet; --resume keeps it (checked
-      // against the signed hashes) and writes the record and the flip.
-      const next = flipped
-        ? `slot ${slotName(passive)} holds release ${apply.version} and boots next, but the record still says otherwise`
-        : `release ${apply.version} is written into slot ${slotName(passive)} (${written}) and verified, but the slot was NOT set to boot next`;
-      throw new FastPatchError('IO', `${next}: ${(err as Error).message}; make the record writable (or choose another place with --status), then run again with --resume`, { cause: err });
+  return { statusPath, status, state, problem, runningVersion };
+}
+
+/** The byte range of a slot on the disk. */
+function slotRange(e: GptEntry, sectorSize: number): { offset: number; length: number } {
+  return { offset: e.firstLba * sectorSize, length: (e.lastLba - e.firstLba + 1) * sectorSize };
+}
+
+/**
+ * The passive slot already boots next. With resume, and the slot holding exactly this payload's
+ * image, the update is finished (the record written); otherwise it is refused.
+ */
+async function finishFlippedUpdate(input: PayloadInput, plan: UpdatePlan, booting: BootDecision): Promise<UpdateResult> {
+  const { options, running, how, passive, runningVersion } = plan;
+  const done = options.resume ? await alreadyInstalled(input, options, slotRange(passive, plan.sectorSize)) : undefined;
+  if (done) {
+    // The same release checks as a fresh update, so --resume is no way around them.
+    if (runningVersion !== undefined && !options.allowDowngrade && compareVersions(done.version, runningVersion) < 0) {
+      throw new FastPatchError('DOWNGRADE', downgradeMessage(`release ${done.version} is older than release ${runningVersion}, which the device runs; refusing to downgrade`));
     }
-  };
-  const result = (apply: ApplyResult, written: string, nextBoot: BootDecision): UpdateResult => ({
-    runningVersion,
-    status: { path: statusPath, state, ...(problem !== undefined ? { problem } : {}) },
-    ...(gptRepaired ? { gptRepaired } : {}),
-    apply,
-    running: { index: running.index, label: running.label, how },
-    updated: { index: passive.index, label: passive.label, written },
-    nextBoot: plainNextBoot(nextBoot, entries),
-  });
-  if (booting.bootable && booting.index === passive.index) {
-    // Already set to boot next: the previous update got as far as the flip. With --resume, finish
-    // it if the slot holds exactly this payload's image; never write a slot that boots next.
-    const done = options.resume ? await alreadyInstalled(input, options, range(passive)) : undefined;
-    if (done) {
-      // The same release checks as a fresh update, so --resume is no way around them.
-      if (runningVersion !== undefined && !options.allowDowngrade && compareVersions(done.version, runningVersion) < 0) {
-        throw new FastPatchError('DOWNGRADE', downgradeMessage(`release ${done.version} is older than release ${runningVersion}, which the device runs; refusing to downgrade`));
-      }
-      await record(done, `${options.disk} (already written)`, true);
-      return result(done, `${options.disk} (already written)`, booting);
-    }
-    const runningName = `${running.label ? escapeText(running.label) : `partition ${running.index}`} (${RUNNING_HOW[how]})`;
-    throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
-      ? `slot ${slotName(passive)} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
-      : `slot ${slotName(passive)} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or cancel it with \`fastpatch gpt mark-good ${options.disk} --slot ${running.label ? escapeText(running.label) : running.index}\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
+    await recordRelease(plan, done, `${options.disk} (already written)`, true);
+    return resultOf(plan, done, `${options.disk} (already written)`, booting);
   }
-  // The slot change must be allowed before anything is written: the running slot has to be a
-  // successful fallback (a slot that was set to boot next but never marked good is not).
-  const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
-  checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
-  await forgetPassive(statusPath, status, passiveKey, options.disk);
-  const targetSlot = await slotDevice(options.disk, range(passive));
-  const sourceSlot = await slotDevice(options.disk, range(running));
+  const runningName = `${running.label ? escapeText(running.label) : `partition ${running.index}`} (${RUNNING_HOW[how]})`;
+  throw new FastPatchError('USAGE', getSlotBits(passive.attributes).successful
+    ? `slot ${slotName(passive)} boots next and is marked good: it is the running system or its fallback, not the passive slot (running slot taken to be ${runningName}; name it with --running); refusing to overwrite it`
+    : `slot ${slotName(passive)} is already set to boot next${options.resume ? ' with another image' : ' (an update awaits a reboot)'}: reboot into it, or cancel it with \`fastpatch gpt mark-good ${options.disk} --slot ${running.label ? escapeText(running.label) : running.index}\` first${options.resume ? '' : ', or --resume to finish an interrupted update of the same payload'}; refusing to overwrite it`);
+}
+
+/**
+ * Writes the payload into the passive slot, verified as `apply` verifies it, with the running slot
+ * as a delta's source. Returns what was applied and the device or byte range it went to.
+ */
+async function writePassiveSlot(input: PayloadInput, plan: UpdatePlan): Promise<{ apply: ApplyResult; written: string }> {
+  const { options, running, passive, runningVersion } = plan;
+  await forgetPassive(plan.statusPath, plan.status, passive.uniqueGuid.toUpperCase(), options.disk);
+  const targetSlot = await slotDevice(options.disk, slotRange(passive, plan.sectorSize));
+  const sourceSlot = await slotDevice(options.disk, slotRange(running, plan.sectorSize));
   let apply: ApplyResult;
   try {
     apply = await applyPayload(input, {
@@ -187,17 +227,56 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
   } catch (err) {
-    throw inSlotTerms(err, passive, range(passive).length);
+    throw inSlotTerms(err, passive, slotRange(passive, plan.sectorSize).length);
   }
+  return { apply, written: targetSlot.description };
+}
+
+/** Records the written release, then makes the passive slot boot next, once. */
+async function recordAndFlip(plan: UpdatePlan, apply: ApplyResult, written: string, flip: (e: GptEntry[]) => GptEntry[]): Promise<UpdateResult> {
   // Recorded after the image is written and verified, before the flip: a record that says what
   // the slot holds, and a flip only once the next update can check against it.
-  await record(apply, targetSlot.description, false);
-  const changed = await changeSlots(options.disk, flip, {
-    ...diskOptions,
-    typeGuid,
-    running: running.index,
+  await recordRelease(plan, apply, written, false);
+  const changed = await changeSlots(plan.options.disk, flip, {
+    ...plan.diskOptions,
+    typeGuid: plan.typeGuid,
+    running: plan.running.index,
   });
-  return result(apply, targetSlot.description, grubNext(changed.after, typeGuid));
+  return resultOf(plan, apply, written, grubNext(changed.after, plan.typeGuid));
+}
+
+/** Notes in the status record the release the passive slot now holds (`flipped`: it already boots next). */
+async function recordRelease(plan: UpdatePlan, apply: ApplyResult, written: string, flipped: boolean): Promise<void> {
+  const { status, passive } = plan;
+  const passiveKey = passive.uniqueGuid.toUpperCase();
+  const before = status.slots[passiveKey];
+  if (before && before.version === apply.version && before.imageHash === apply.targetHash && before.imageSize === apply.targetSize) return;
+  status.slots[passiveKey] = slotRecordOf(passive, apply);
+  try {
+    await writeStatus(plan.statusPath, status);
+  } catch (err) {
+    // The record is part of the update: without it the next update could not check for a
+    // downgrade. Before the flip, nothing boots the new image yet; --resume keeps it (checked
+    // against the signed hashes) and writes the record and the flip.
+    const next = flipped
+      ? `slot ${slotName(passive)} holds release ${apply.version} and boots next, but the record still says otherwise`
+      : `release ${apply.version} is written into slot ${slotName(passive)} (${written}) and verified, but the slot was NOT set to boot next`;
+    throw new FastPatchError('IO', `${next}: ${(err as Error).message}; make the record writable (or choose another place with --status), then run again with --resume`, { cause: err });
+  }
+}
+
+/** The update's result (JSON-safe: see UpdateResult). */
+function resultOf(plan: UpdatePlan, apply: ApplyResult, written: string, nextBoot: BootDecision): UpdateResult {
+  const { running, passive, state, problem, gptRepaired } = plan;
+  return {
+    runningVersion: plan.runningVersion,
+    status: { path: plan.statusPath, state, ...(problem !== undefined ? { problem } : {}) },
+    ...(gptRepaired ? { gptRepaired } : {}),
+    apply,
+    running: { index: running.index, label: running.label, how: plan.how },
+    updated: { index: passive.index, label: passive.label, written },
+    nextBoot: plainNextBoot(nextBoot, plan.entries),
+  };
 }
 
 /** A slot's name for messages: its label (escaped: it comes from the disk) and partition number. */
