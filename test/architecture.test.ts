@@ -77,6 +77,24 @@ describe('module boundaries', () => {
     }
   });
 
+  it('no import cycles among the files of src/ (type imports included)', () => {
+    const graph = new Map(sources.map((file) => [file, importsOf(file).filter((s) => s.startsWith('.')).map((s) => join(file, '..', s).replace(/\.js$/, '.ts'))]));
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (file: string, path: string[]): void => {
+      if (state.get(file) === 'done') return;
+      if (state.get(file) === 'open') {
+        cycles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(root, f)).join(' -> '));
+        return;
+      }
+      state.set(file, 'open');
+      for (const next of graph.get(file) ?? []) visit(next, [...path, file]);
+      state.set(file, 'done');
+    };
+    for (const file of sources) visit(file, []);
+    expect(cycles).toEqual([]);
+  });
+
   it('commands/ reach the library only through index.ts (the CLI is a thin layer over the public API)', () => {
     for (const file of sources.filter((f) => area(f) === 'commands')) {
       for (const spec of importsOf(file)) {

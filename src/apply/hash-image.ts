@@ -1,7 +1,8 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
 import { hex } from '../hex.js';
 import { FastPatchError } from '../errors.js';
-import { BlockListHasher, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { BlockListHasher } from '../wasm/block-list.js';
+import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { openImageForRead, readFully, type OpenImage } from '../io/device.js';
 
 /**

@@ -11,7 +11,8 @@ import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format
 import { blockBytes, extentBytes, type Extent, type Manifest, type Operation } from '../format/manifest.js';
 import { readExtents, writeFully } from '../io/device.js';
 import type { GarbageMeter } from '../runtime/collect.js';
-import { BlockListHasher, type WasmCore } from '../wasm/core.js';
+import { BlockListHasher } from '../wasm/block-list.js';
+import type { WasmCore } from '../wasm/core.js';
 import { feedZeroDigests } from '../wasm/zero-digests.js';
 import { BufferPool } from './buffer-pool.js';
 import type { Decoded } from './decode.js';

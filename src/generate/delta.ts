@@ -23,7 +23,8 @@ import { checkReleaseVersion, type Extent, type Manifest, type Operation } from 
 import { openImageForRead, readFully, readWindows, writeAllAt, type OpenImage } from '../io/device.js';
 import { defaultWorkers, WorkerPool } from '../runtime/worker-pool.js';
 import { hex } from '../hex.js';
-import { BlockListHasher, blockListHash, WasmCore } from '../wasm/core.js';
+import { BlockListHasher, blockListHash } from '../wasm/block-list.js';
+import { WasmCore } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import { votesOf, type DiffJob, type DiffResult } from './diff-op.js';

@@ -8,7 +8,7 @@ import { OpType, ZSTD_DICTIONARY_MAGIC } from '../format/constants.js';
 import { Codec, Filter, type DiffStream } from '../format/diff.js';
 import type { Extent } from '../format/manifest.js';
 import { joined } from '../bytes.js';
-import type { DiffResult } from './diff-op.js';
+import type { DiffResult } from './diff-job.js';
 import { toExtents } from './diff-votes.js';
 
 /** Source blocks of a zstd dictionary: their numbers, ascending, and their bytes one after another. */

@@ -25,44 +25,13 @@ import type { DeltaCore, DiffEncoding } from '../wasm/delta.js';
 import { DIFF_OP_BLOCKS } from './delta-plan.js';
 import { NO_SOURCE, NO_TARGET, pack, zstdCandidates, zstdEncode, type SourceDictionary, type TargetDictionary } from './diff-codecs.js';
 import { chooseSourceBlocks, MAX_DIFF_SOURCE_BLOCKS, targetDictionaryOf, toExtents } from './diff-votes.js';
+import type { DiffJob, DiffResult } from './diff-job.js';
 
 export { MAX_DIFF_SOURCE_BLOCKS, votesOf } from './diff-votes.js';
+export type { DiffJob, DiffResult } from './diff-job.js';
 
 /** Manifest bytes of one extent, and of a hash: what a SOURCE_DIFF costs beyond its data. */
 const EXTENT_BYTES = 12;
-
-export interface DiffJob {
-  index: number;
-  start: number;
-  count: number;
-  /** Per target block of the range: the source block with the same bytes, or -1. */
-  copies: Int32Array;
-  /**
-   * The source blocks the range's anchors point to, as (block, votes) pairs (votesOf, in the main
-   * thread, which holds the source's fingerprint index: the workers need no copy of it).
-   */
-  sourceVotes: Int32Array;
-  /**
-   * Format 2: the earlier target blocks the range's anchors point to, as (block, votes) pairs,
-   * most voted first, at most the format's 4096 (votesOf, from the target's fingerprint index).
-   */
-  targetVotes?: Int32Array;
-}
-
-export interface DiffResult {
-  index: number;
-  /** The target blocks the operation writes (one operation per job since 4 MiB jobs; the list form stays for the pool protocol). */
-  start: number;
-  count: number;
-  /** SOURCE_ZSTD: earlier target blocks that join its dictionary after the source blocks. */
-  targetDictionary?: Extent[];
-  type: number;
-  blob: Uint8Array;
-  srcExtents: Extent[];
-  /** Bytes of the three streams before compression (for reports). */
-  diffBytes: number;
-  extraBytes: number;
-}
 
 export interface DiffContext {
   delta: DeltaCore;

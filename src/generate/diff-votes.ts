@@ -6,7 +6,7 @@
 import { BLOCK_SIZE, LIMITS } from '../format/constants.js';
 import type { Extent } from '../format/manifest.js';
 import type { AnchorIndex } from '../wasm/indexes.js';
-import type { DiffJob } from './diff-op.js';
+import type { DiffJob } from './diff-job.js';
 
 /** Source blocks one diff may read: the format's limit on an operation's source. */
 export const MAX_DIFF_SOURCE_BLOCKS = LIMITS.MAX_OP_SOURCE / BLOCK_SIZE;

@@ -6,7 +6,8 @@ import { BLOCK_SIZE, DIGEST_SIZE, FORMAT_VERSION, LIMITS, MIN_FORMAT_VERSION, Op
 import { checkReleaseVersion, type Manifest, type Operation } from '../format/manifest.js';
 import { openImageForRead, readFully, writeAllAt } from '../io/device.js';
 import type { PrivateKey } from '../sign/keys.js';
-import { BlockListHasher, blockListHash, WasmCore, type CoreBuild } from '../wasm/core.js';
+import { BlockListHasher, blockListHash } from '../wasm/block-list.js';
+import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import { discardTemp, type TempFile } from '../io/safe-files.js';
 import { createDataTemp, writeAndDescribe, type GenerateResult } from './writer.js';

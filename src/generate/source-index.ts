@@ -7,7 +7,8 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from '../format/constants.js';
 import { readWindows, type OpenImage } from '../io/device.js';
 import type { DeltaCore } from '../wasm/delta.js';
-import { BlockListHasher, type WasmCore } from '../wasm/core.js';
+import { BlockListHasher } from '../wasm/block-list.js';
+import type { WasmCore } from '../wasm/core.js';
 import { AnchorIndex, BlockIndex } from '../wasm/indexes.js';
 
 export class SourceIndex {

@@ -3,8 +3,6 @@
  * in one call.
  */
 import { checkBytes, describe } from './arguments.js';
-// A cycle with core.ts, which re-exports this file: harmless, as nothing here runs while the
-// modules load (WasmCore is only read when a hasher is made).
 import { WasmCore } from './core.js';
 import { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
 import type { Sha256 } from './sha256.js';

@@ -15,7 +15,6 @@ import { CoreSha256, type Sha256, type Sha256Slot } from './sha256.js';
 export { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
 export type { CoreBuild } from './load.js';
 export type { Sha256 } from './sha256.js';
-export { BlockListHasher, blockListHash } from './block-list.js';
 
 const cores = new Map<CoreBuild, WasmCore>();
 

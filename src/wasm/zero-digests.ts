@@ -1,5 +1,6 @@
 import { BLOCK_SIZE, DIGEST_SIZE } from './layout.js';
-import { BlockListHasher, type WasmCore } from './core.js';
+import { BlockListHasher } from './block-list.js';
+import type { WasmCore } from './core.js';
 
 const BATCH_BLOCKS = 1024;
 

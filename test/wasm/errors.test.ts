@@ -1,6 +1,7 @@
 // Bad arguments throw TypeError/RangeError naming the argument.
 import { describe, expect, it } from 'vitest';
-import { BlockListHasher, WasmCore, type CoreBuild } from '../../dist/src/wasm/core.js';
+import { BlockListHasher } from '../../dist/src/wasm/block-list.js';
+import { WasmCore, type CoreBuild } from '../../dist/src/wasm/core.js';
 import { BUILDS } from './helpers.js';
 
 const bad = <T>(value: unknown): T => value as T;
