@@ -1,13 +1,13 @@
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyPayload } from '../apply/applier.js';
+import { applyPayload, type ApplyResult } from '../apply/applier.js';
 import { FastPatchError } from '../errors.js';
-import { generateDeltaPayload } from '../generate/delta.js';
-import { DEFAULT_LEVELS, generateFullPayload } from '../generate/generator.js';
+import { generateDeltaPayload, type DeltaResult } from '../generate/delta.js';
+import { DEFAULT_LEVELS, generateFullPayload, type GenerateResult } from '../generate/generator.js';
 import { readPayloadChunks } from '../io/input.js';
 import { writeKeyPair } from '../sign/files.js';
-import { generateKey, publicKeyOf, type PublicKey } from '../sign/keys.js';
+import { generateKey, publicKeyOf, type PrivateKey, type PublicKey } from '../sign/keys.js';
 import { markGood } from '../gpt/prioritize.js';
 import { grubNext } from '../gpt/boot-model.js';
 import { isUsed, type GptEntry } from '../gpt/table.js';
@@ -53,72 +53,15 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
   const log = options.log ?? (() => {});
   const dir = await mkdtemp(join(tmpdir(), 'fastpatch-demo-'));
   try {
-    const v1 = sampleImage({ size: DEMO_IMAGE_SIZE, variant: 1 });
-    const v2 = sampleImage({ size: DEMO_IMAGE_SIZE, variant: 2 });
-    await writeFile(join(dir, 'v1.img'), v1);
-    await writeFile(join(dir, 'v2.img'), v2);
-    log(`built sample images v1.img and v2.img (${DEMO_IMAGE_SIZE >> 20} MiB each) in ${dir}`);
-
-    const key = generateKey();
-    await writeKeyPair(join(dir, 'release.key'), key);
-    log('generated signing key release.key and release.key.pub');
-
-    const payloadPath = join(dir, 'v2.fpay');
-    // zstd level 9, not the default 16: the demo is a walk through, and 16's optimal parser takes
-    // several times as long on these 64 MiB for a few percent (bench/RESULTS.md).
-    const gen = await generateFullPayload({ target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: payloadPath, level: DEMO_LEVEL });
-    log(`generate: v2.fpay is ${mib(gen.payload.totalSize)} MiB (${pct(gen.payload.totalSize, gen.targetSize)}% of the image, zstd level ${DEMO_LEVEL}; releases default to ${DEFAULT_LEVELS.zstd}), ` +
-      `${Object.entries(gen.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(gen.targetSize, gen.seconds)}`);
-
-    // The passive slot still holds the previous release, as on a device.
-    const slot = join(dir, 'slot-b.img');
-    await writeFile(slot, v1);
-    const trustedKeys = [publicKeyOf(key)];
-    const applied = await applyPayload(readPayloadChunks(payloadPath), { trustedKeys, target: slot });
-    const identical = Buffer.compare(await readFile(slot), v2) === 0;
-    log(`apply: wrote slot-b.img, signature and ${applied.operations} operations verified, image hash checked; ${rate(applied.targetSize, applied.seconds)}`);
-    log(`check: slot-b.img ${identical ? 'is byte-identical to' : 'DIFFERS from'} v2.img`);
-
-    // A single flipped bit in the manifest (in the signed image hash): refused by the signature
-    // check before the slot is opened.
-    const tampered = Buffer.from(await readFile(payloadPath));
-    tampered[32 + 20] = tampered[32 + 20]! ^ 0x01;
-    await writeFile(join(dir, 'tampered.fpay'), tampered);
-    const slotA = join(dir, 'slot-a.img');
-    await writeFile(slotA, v1);
-    let refusal = 'not refused';
-    try {
-      await applyPayload(readPayloadChunks(join(dir, 'tampered.fpay')), { trustedKeys, target: slotA });
-    } catch (err) {
-      if (!(err instanceof FastPatchError)) throw err;
-      refusal = `${err.code}: ${err.message}`;
-    }
-    const unchanged = Buffer.compare(await readFile(slotA), v1) === 0;
-    log(`tamper: one flipped bit in the manifest was refused (${refusal}); slot-a.img ${unchanged ? 'unchanged' : 'MODIFIED'}`);
-
-    // The delta: slot A runs release 1 and is the source; slot B (holding anything) gets release 2.
-    const deltaPath = join(dir, 'v1-to-v2.fpay');
-    const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: deltaPath, zstdLevel: DEMO_LEVEL });
-    log(`generate --source: v1-to-v2.fpay is ${mib(delta.payload.totalSize)} MiB (${pct(delta.payload.totalSize, delta.targetSize)}% of the image, ` +
-      `${pct(delta.payload.totalSize, gen.payload.totalSize)}% of the full payload), ${Object.entries(delta.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(delta.targetSize, delta.seconds)}`);
-    const slotB2 = join(dir, 'slot-b2.img');
-    await writeFile(slotB2, new Uint8Array(DEMO_IMAGE_SIZE));
-    const deltaApplied = await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: slotA, target: slotB2 });
-    const deltaIdentical = Buffer.compare(await readFile(slotB2), v2) === 0;
-    log(`apply --source slot-a.img: every source block read checked, ${deltaApplied.operations} operations verified; slot-b2.img ${deltaIdentical ? 'is byte-identical to' : 'DIFFERS from'} v2.img; ${rate(deltaApplied.targetSize, deltaApplied.seconds)}`);
-    let wrongSource = 'not refused';
-    try {
-      await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: join(dir, 'v2.img'), target: join(dir, 'slot-b3.img') });
-    } catch (err) {
-      if (!(err instanceof FastPatchError)) throw err;
-      wrongSource = `${err.code}: ${err.message}`;
-    }
-    log(`wrong source: the delta applied to v2.img instead of release 1 was refused (${wrongSource})`);
+    const demo = await prepareDemo(dir, log);
+    const { payloadPath, gen, applied, identical } = await fullPayloadStep(demo);
+    const { slotA, refusal, unchanged } = await tamperStep(demo, payloadPath);
+    const { deltaPath, delta, deltaIdentical, wrongSource } = await deltaStep(demo, slotA, gen.payload.totalSize);
 
     // Release 1 as a full payload, for the downgrade the device refuses at the end.
     const v1Path = join(dir, 'v1.fpay');
-    await generateFullPayload({ target: join(dir, 'v1.img'), keys: [key], version: '1.0.0', out: v1Path, level: DEMO_LEVEL });
-    const { boots, ok: cycleOk, downgradeRefused } = await abCycle(dir, deltaPath, v1Path, gen.targetSize, trustedKeys, v1, v2, log);
+    await generateFullPayload({ target: join(dir, 'v1.img'), keys: [demo.key], version: '1.0.0', out: v1Path, level: DEMO_LEVEL });
+    const { boots, ok: cycleOk, downgradeRefused } = await abCycle(dir, deltaPath, v1Path, gen.targetSize, demo.trustedKeys, demo.v1, demo.v2, log);
     return {
       dir,
       imageSize: DEMO_IMAGE_SIZE,
@@ -138,6 +81,100 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** What every step of the demo works with: its folder, the two releases, the signing key and the log. */
+interface Demo {
+  dir: string;
+  v1: Uint8Array;
+  v2: Uint8Array;
+  key: PrivateKey;
+  trustedKeys: PublicKey[];
+  log: (line: string) => void;
+}
+
+/** Writes the two releases of the sample image (v1.img, v2.img) and a signing key into `dir`. */
+async function prepareDemo(dir: string, log: (line: string) => void): Promise<Demo> {
+  const v1 = sampleImage({ size: DEMO_IMAGE_SIZE, variant: 1 });
+  const v2 = sampleImage({ size: DEMO_IMAGE_SIZE, variant: 2 });
+  await writeFile(join(dir, 'v1.img'), v1);
+  await writeFile(join(dir, 'v2.img'), v2);
+  log(`built sample images v1.img and v2.img (${DEMO_IMAGE_SIZE >> 20} MiB each) in ${dir}`);
+
+  const key = generateKey();
+  await writeKeyPair(join(dir, 'release.key'), key);
+  log('generated signing key release.key and release.key.pub');
+  return { dir, v1, v2, key, trustedKeys: [publicKeyOf(key)], log };
+}
+
+/** A full payload of release 2 (v2.fpay), applied onto a slot that holds release 1 and checked byte for byte. */
+async function fullPayloadStep({ dir, v1, v2, key, trustedKeys, log }: Demo): Promise<{ payloadPath: string; gen: GenerateResult; applied: ApplyResult; identical: boolean }> {
+  const payloadPath = join(dir, 'v2.fpay');
+  // zstd level 9, not the default 16: the demo is a walk through, and 16's optimal parser takes
+  // several times as long on these 64 MiB for a few percent (bench/RESULTS.md).
+  const gen = await generateFullPayload({ target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', out: payloadPath, level: DEMO_LEVEL });
+  log(`generate: v2.fpay is ${mib(gen.payload.totalSize)} MiB (${pct(gen.payload.totalSize, gen.targetSize)}% of the image, zstd level ${DEMO_LEVEL}; releases default to ${DEFAULT_LEVELS.zstd}), ` +
+    `${Object.entries(gen.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(gen.targetSize, gen.seconds)}`);
+
+  // The passive slot still holds the previous release, as on a device.
+  const slot = join(dir, 'slot-b.img');
+  await writeFile(slot, v1);
+  const applied = await applyPayload(readPayloadChunks(payloadPath), { trustedKeys, target: slot });
+  const identical = Buffer.compare(await readFile(slot), v2) === 0;
+  log(`apply: wrote slot-b.img, signature and ${applied.operations} operations verified, image hash checked; ${rate(applied.targetSize, applied.seconds)}`);
+  log(`check: slot-b.img ${identical ? 'is byte-identical to' : 'DIFFERS from'} v2.img`);
+  return { payloadPath, gen, applied, identical };
+}
+
+/**
+ * A tampered copy of the payload, refused before slot A (release 1, written here) is touched.
+ * Returns slot A, the delta's source next, with the refusal and whether slot A is unchanged.
+ */
+async function tamperStep({ dir, v1, trustedKeys, log }: Demo, payloadPath: string): Promise<{ slotA: string; refusal: string; unchanged: boolean }> {
+  // A single flipped bit in the manifest (in the signed image hash): refused by the signature
+  // check before the slot is opened.
+  const tampered = Buffer.from(await readFile(payloadPath));
+  tampered[32 + 20] = tampered[32 + 20]! ^ 0x01;
+  await writeFile(join(dir, 'tampered.fpay'), tampered);
+  const slotA = join(dir, 'slot-a.img');
+  await writeFile(slotA, v1);
+  let refusal = 'not refused';
+  try {
+    await applyPayload(readPayloadChunks(join(dir, 'tampered.fpay')), { trustedKeys, target: slotA });
+  } catch (err) {
+    if (!(err instanceof FastPatchError)) throw err;
+    refusal = `${err.code}: ${err.message}`;
+  }
+  const unchanged = Buffer.compare(await readFile(slotA), v1) === 0;
+  log(`tamper: one flipped bit in the manifest was refused (${refusal}); slot-a.img ${unchanged ? 'unchanged' : 'MODIFIED'}`);
+  return { slotA, refusal, unchanged };
+}
+
+/**
+ * A delta from release 1 to release 2 (v1-to-v2.fpay), applied with slot A as its source and
+ * checked byte for byte, then refused when given the wrong source. `fullSize`: the full payload's
+ * size, to compare with.
+ */
+async function deltaStep({ dir, v2, key, trustedKeys, log }: Demo, slotA: string, fullSize: number): Promise<{ deltaPath: string; delta: DeltaResult; deltaIdentical: boolean; wrongSource: string }> {
+  // The delta: slot A runs release 1 and is the source; slot B (holding anything) gets release 2.
+  const deltaPath = join(dir, 'v1-to-v2.fpay');
+  const delta = await generateDeltaPayload({ source: slotA, target: join(dir, 'v2.img'), keys: [key], version: '2.0.0', sourceVersion: '1.0.0', out: deltaPath, zstdLevel: DEMO_LEVEL });
+  log(`generate --source: v1-to-v2.fpay is ${mib(delta.payload.totalSize)} MiB (${pct(delta.payload.totalSize, delta.targetSize)}% of the image, ` +
+    `${pct(delta.payload.totalSize, fullSize)}% of the full payload), ${Object.entries(delta.operations).map(([k, s]) => `${s.count} ${k}`).join(', ')}; ${rate(delta.targetSize, delta.seconds)}`);
+  const slotB2 = join(dir, 'slot-b2.img');
+  await writeFile(slotB2, new Uint8Array(DEMO_IMAGE_SIZE));
+  const deltaApplied = await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: slotA, target: slotB2 });
+  const deltaIdentical = Buffer.compare(await readFile(slotB2), v2) === 0;
+  log(`apply --source slot-a.img: every source block read checked, ${deltaApplied.operations} operations verified; slot-b2.img ${deltaIdentical ? 'is byte-identical to' : 'DIFFERS from'} v2.img; ${rate(deltaApplied.targetSize, deltaApplied.seconds)}`);
+  let wrongSource = 'not refused';
+  try {
+    await applyPayload(readPayloadChunks(deltaPath), { trustedKeys, source: join(dir, 'v2.img'), target: join(dir, 'slot-b3.img') });
+  } catch (err) {
+    if (!(err instanceof FastPatchError)) throw err;
+    wrongSource = `${err.code}: ${err.message}`;
+  }
+  log(`wrong source: the delta applied to v2.img instead of release 1 was refused (${wrongSource})`);
+  return { deltaPath, delta, deltaIdentical, wrongSource };
 }
 
 /**
