@@ -84,15 +84,7 @@ const DISPATCH_WINDOW = 32;
  */
 export async function generateDeltaPayload(options: DeltaOptions): Promise<DeltaResult> {
   const started = performance.now();
-  const quality = options.quality ?? DEFAULT_DIFF_QUALITY;
-  if (!Number.isInteger(quality) || quality < 1 || quality > 11) throw new RangeError(`quality: 1..11, got ${quality}`);
-  const formatVersion = options.formatVersion ?? FORMAT_VERSION;
-  codecOf(formatVersion); // throws RangeError for a version this build does not write
-  const zstdLevel = options.zstdLevel ?? DEFAULT_DELTA_ZSTD_LEVEL;
-  if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new RangeError(`zstdLevel: 1..19, got ${zstdLevel}`);
-  if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
-  checkReleaseVersion(options.version);
-  if (options.sourceVersion !== undefined) checkReleaseVersion(options.sourceVersion);
+  const { quality, formatVersion, zstdLevel } = checkedDeltaSettings(options);
   const build = options.build ?? 'release';
   const core = WasmCore.load(build);
   const force = options.force === true;
@@ -125,39 +117,7 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     const plan = planDelta(scan.blocks, scan.zero, scan.match);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
 
-    // One range's bytes at a time (oneAtATime), read into one buffer: nothing left per job for the collector.
-    const range = new Uint8Array(DIFF_OP_BLOCKS * BLOCK_SIZE);
-    const votes = oneAtATime((p: PlannedOp) => votesIn(target!, index, targetAnchors, p, range));
-    const operations: Operation[] = [];
-    const queue: Promise<Built[]>[] = [];
-    let dataSize = 0;
-    let diffBytes = 0;
-    let extraBytes = 0;
-    let encoded = 0;
-    const diffTotal = plan.filter((p) => p.kind === 'diff').reduce((n, p) => n + p.count, 0);
-    const writeOldest = async () => {
-      for (const { op, blob, diff } of await queue.shift()!) {
-        op.dataOffset = dataSize;
-        if (blob) {
-          await writeAllAt(data!.handle, blob, dataSize, 'payload data');
-          dataSize += blob.length;
-        }
-        if (diff) {
-          diffBytes += diff.diffBytes;
-          extraBytes += diff.extraBytes;
-          encoded += op.dstExtents[0]!.blockCount;
-          progress({ phase: 'encode', done: encoded, total: diffTotal });
-        }
-        operations.push(op);
-        if (operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs more than ${LIMITS.MAX_OPS} operations`);
-      }
-    };
-    for (const [i, p] of plan.entries()) {
-      queue.push(buildOperation(i, p, core, index, scan, pool, votes));
-      queue[queue.length - 1]!.catch(() => {}); // awaited in order by writeOldest
-      if (queue.length >= DISPATCH_WINDOW) await writeOldest();
-    }
-    while (queue.length > 0) await writeOldest();
+    const { operations, dataSize, diffBytes, extraBytes } = await encodeOperations(plan, { core, index, scan, target, targetAnchors, pool, data, progress });
 
     const manifest: Manifest = {
       blockSize: BLOCK_SIZE,
@@ -177,6 +137,83 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     await target?.handle.close();
     await source.handle.close();
   }
+}
+
+/** The settings of a delta with their defaults, checked before any file is opened (RangeError, TypeError). */
+function checkedDeltaSettings(options: DeltaOptions): { quality: number; formatVersion: number; zstdLevel: number } {
+  const quality = options.quality ?? DEFAULT_DIFF_QUALITY;
+  if (!Number.isInteger(quality) || quality < 1 || quality > 11) throw new RangeError(`quality: 1..11, got ${quality}`);
+  const formatVersion = options.formatVersion ?? FORMAT_VERSION;
+  codecOf(formatVersion); // throws RangeError for a version this build does not write
+  const zstdLevel = options.zstdLevel ?? DEFAULT_DELTA_ZSTD_LEVEL;
+  if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new RangeError(`zstdLevel: 1..19, got ${zstdLevel}`);
+  if (options.keys.length === 0) throw new TypeError('keys: at least one signing key is needed');
+  checkReleaseVersion(options.version);
+  if (options.sourceVersion !== undefined) checkReleaseVersion(options.sourceVersion);
+  return { quality, formatVersion, zstdLevel };
+}
+
+/** What the encode phase works from: both passes' results, the diff workers and the payload's data file. */
+interface EncodeInputs {
+  core: WasmCore;
+  index: SourceIndex;
+  scan: TargetScan;
+  target: OpenImage;
+  targetAnchors: AnchorIndex | undefined;
+  pool: WorkerPool<DiffJob, DiffResult[]>;
+  data: TempFile;
+  progress: (progress: DeltaProgress) => void;
+}
+
+/** The operations in target order, with their data written to the data file, and the diff streams' sizes. */
+interface EncodedOperations {
+  operations: Operation[];
+  /** Bytes written to the data file. */
+  dataSize: number;
+  diffBytes: number;
+  extraBytes: number;
+}
+
+/**
+ * The encode phase: builds the plan's operations, diff ranges on the worker threads, up to
+ * DISPATCH_WINDOW ahead, and writes their data to the data file in target order.
+ */
+async function encodeOperations(plan: readonly PlannedOp[], inputs: EncodeInputs): Promise<EncodedOperations> {
+  const { core, index, scan, target, targetAnchors, pool, data, progress } = inputs;
+  // One range's bytes at a time (oneAtATime), read into one buffer: nothing left per job for the collector.
+  const range = new Uint8Array(DIFF_OP_BLOCKS * BLOCK_SIZE);
+  const votes = oneAtATime((p: PlannedOp) => votesIn(target, index, targetAnchors, p, range));
+  const operations: Operation[] = [];
+  const queue: Promise<Built[]>[] = [];
+  let dataSize = 0;
+  let diffBytes = 0;
+  let extraBytes = 0;
+  let encoded = 0;
+  const diffTotal = plan.filter((p) => p.kind === 'diff').reduce((n, p) => n + p.count, 0);
+  const writeOldest = async () => {
+    for (const { op, blob, diff } of await queue.shift()!) {
+      op.dataOffset = dataSize;
+      if (blob) {
+        await writeAllAt(data.handle, blob, dataSize, 'payload data');
+        dataSize += blob.length;
+      }
+      if (diff) {
+        diffBytes += diff.diffBytes;
+        extraBytes += diff.extraBytes;
+        encoded += op.dstExtents[0]!.blockCount;
+        progress({ phase: 'encode', done: encoded, total: diffTotal });
+      }
+      operations.push(op);
+      if (operations.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs more than ${LIMITS.MAX_OPS} operations`);
+    }
+  };
+  for (const [i, p] of plan.entries()) {
+    queue.push(buildOperation(i, p, core, index, scan, pool, votes));
+    queue[queue.length - 1]!.catch(() => {}); // awaited in order by writeOldest
+    if (queue.length >= DISPATCH_WINDOW) await writeOldest();
+  }
+  while (queue.length > 0) await writeOldest();
+  return { operations, dataSize, diffBytes, extraBytes };
 }
 
 /** What pass 2 learns of the target, per block. */
