@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 // The dependency direction of STYLE.md: cli -> commands -> update -> generate | apply | disk ->
@@ -75,6 +76,26 @@ describe('module boundaries', () => {
       const raw = [...text.matchAll(/(?<!Buffer)\.(alloc|put|mark|reset|bytes)\(|\.exports\b/g)].map((m) => m[0]);
       expect(raw, relative(root, file)).toEqual([]);
     }
+  });
+
+  it('every file of src/ reads in one sitting: at most 400 lines, no function over 80', () => {
+    const long: string[] = [];
+    for (const file of sources) {
+      const text = readFileSync(file, 'utf8');
+      const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+      if (lines > 400) long.push(`${relative(root, file)}: ${lines} lines`);
+      const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+      const visit = (node: ts.Node): void => {
+        if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+          const first = sf.getLineAndCharacterOfPosition(node.getStart(sf)).line;
+          const last = sf.getLineAndCharacterOfPosition(node.end).line;
+          if (last - first + 1 > 80) long.push(`${relative(root, file)}:${first + 1}: a function of ${last - first + 1} lines`);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(sf);
+    }
+    expect(long).toEqual([]);
   });
 
   it('no import cycles among the files of src/ (type imports included)', () => {
