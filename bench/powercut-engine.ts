@@ -373,8 +373,8 @@ async function gptRuns(dir: string, kills: number, rng: Rng, log: (line: string)
     const setNextArgs = ['gpt', 'set-next', dev, '--slot', 'USR-B', '--running', 'USR-A'];
     const markGoodArgs = ['gpt', 'mark-good', dev, '--slot', 'USR-B'];
     // The old and new states, as the library computes them; the uninterrupted commands must agree.
-    const e1 = setNext(usedOf(e0), findSlot(e0, 'USR-B').index) as GptEntry[];
-    const e2 = markGood(e1, findSlot(e1, 'USR-B').index) as GptEntry[];
+    const e1 = setNext(usedOf(e0), findSlot(e0, 'USR-B').index);
+    const e2 = markGood(e1, findSlot(e1, 'USR-B').index);
     const first = await runCli(setNextArgs);
     if (first.code !== 0) throw new Error(`gpt set-next failed: ${first.stderr.trim()}`);
     durations.setNext = first.ms;

@@ -112,7 +112,7 @@ async function change(path: string, o: GptOptions & { running?: string }, what: 
 }
 
 export function setNextCommand(path: string, o: GptOptions & { slot: string; running?: string; tries?: number }): Promise<void> {
-  return change(path, o, 'set-next', (entries) => setNext(entries, findSlot(entries, o.slot).index, { typeGuid: typeOf(o), ...(o.tries !== undefined ? { tries: o.tries } : {}) }) as GptEntry[]);
+  return change(path, o, 'set-next', (entries) => setNext(entries, findSlot(entries, o.slot).index, { typeGuid: typeOf(o), ...(o.tries !== undefined ? { tries: o.tries } : {}) }));
 }
 
 /** The disk's used entries and its slots of the slot type, refusing anything but two slots. */
@@ -160,7 +160,7 @@ export async function markGoodCommand(path: string, o: GptOptions & { slot?: str
   let marked: GptEntry | undefined;
   return change(path, o, 'mark-good', (entries) => {
     marked = findSlot(entries, slot);
-    return markGood(entries, marked.index, { typeGuid: typeOf(o) }) as GptEntry[];
+    return markGood(entries, marked.index, { typeGuid: typeOf(o) });
   }, () => ({ text: `marked ${nameOf(marked!)} good (${how})`, json: { marked: marked!.index, label: marked!.label, how } }));
 }
 
@@ -184,7 +184,7 @@ export async function rollbackCommand(path: string, o: GptOptions & { running?: 
     const pending = next.bootable && next.index === other.index;
     throw new FastPatchError('GPT_UNSAFE', `partition ${other.index} (${nameOf(other)}) has never booted successfully: rolling back to it could leave nothing bootable${pending ? `; it is set to boot next on trial: to keep booting ${nameOf(running.slot)} instead, \`fastpatch gpt mark-good ${path} --slot ${nameOf(running.slot)}\`` : ''}`);
   }
-  const result = await changeSlots(path, (e) => prioritize(e, other.index, { typeGuid: type }) as GptEntry[], { ...diskOptions(o), typeGuid: type });
+  const result = await changeSlots(path, (e) => prioritize(e, other.index, { typeGuid: type }), { ...diskOptions(o), typeGuid: type });
   report('rollback', result, o, { running: running.slot.index, how: running.how }, o.json ? undefined : `running: ${nameOf(running.slot)} (${RUNNING_HOW[running.how]}); rolling back to ${nameOf(other)}`);
 }
 
@@ -216,14 +216,14 @@ export async function bootCommand(path: string, o: ModelOptions & { dryRun?: boo
   const entries = usableEntries(await readDiskGpt(path, diskOptions(o)), path);
   const decision = decide(entries, o);
   if (!o.dryRun && decision.written) {
-    await changeSlots(path, () => decision.entries as GptEntry[], { ...diskOptions(o), typeGuid: typeOf(o), allowUnbootable: true });
+    await changeSlots(path, () => decision.entries, { ...diskOptions(o), typeGuid: typeOf(o), allowUnbootable: true });
   }
   const label = decision.bootable ? entries.find((e) => e.index === decision.index)?.label ?? null : null;
   if (o.json) return printJson({ model, boots: decision.bootable ? decision.index : null, label, written: decision.written && !o.dryRun, reason: decision.bootable ? null : decision.reason });
   print(`${model}: boots ${describeBoot(decision, entries)}${o.dryRun ? ' (dry run: nothing written)' : ''}`);
   // What the boot changed: a slot on trial uses one of its tries.
   const before = decision.bootable ? entries.find((e) => e.index === decision.index) : undefined;
-  const after = decision.bootable ? (decision.entries as GptEntry[] | undefined)?.find((e) => e.index === decision.index) : undefined;
+  const after = decision.bootable ? (decision.entries)?.find((e) => e.index === decision.index) : undefined;
   if (before && after && decision.written) print(`  ${String(after.index).padStart(3)} ${nameOf(after).padEnd(12)} ${formatSlotBits(before.attributes)} -> ${formatSlotBits(after.attributes)}${o.dryRun ? ' (not written)' : ''}`);
   if (!decision.bootable) throw new FastPatchError('GPT_UNSAFE', `${model} finds nothing bootable on ${path}: ${decision.reason}`);
 }

@@ -9,15 +9,18 @@
  */
 import { CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, getSlotBits, sameGuid, setSlotBits, type SlotEntry } from './attributes.js';
 
-/** What one bootloader run decides. `entries` is the table after its attribute writes (a copy). */
-export type BootDecision =
+/**
+ * What one bootloader run decides. `entries` is the table after its attribute writes (a copy), of
+ * the caller's entry type (a GptEntry table in, GptEntry entries out).
+ */
+export type BootDecision<E extends SlotEntry = SlotEntry> =
   | {
       bootable: true;
       /** Partition number booted. */
       index: number;
       /** Its unique GUID in lowercase, as gptprio sets `-u VAR` (undefined when the entry has none). */
       uniqueGuid: string | undefined;
-      entries: SlotEntry[];
+      entries: E[];
       /** Whether the bootloader writes the table back (false: nothing changed, nothing written). */
       written: boolean;
       /** Partition numbers that were tried and failed to load before `index`, in order. */
@@ -27,12 +30,12 @@ export type BootDecision =
       bootable: false;
       /** The bootloader's message: GRUB "no such partition" (Flatcar aborts the boot), vboot "no valid kernel" (recovery). */
       reason: string;
-      entries: SlotEntry[];
+      entries: E[];
       written: boolean;
       failed: number[];
     };
 
-const copy = (entries: readonly SlotEntry[]): SlotEntry[] => entries.map((e) => ({ ...e }));
+const copy = <E extends SlotEntry>(entries: readonly E[]): E[] => entries.map((e) => ({ ...e }));
 
 /**
  * One `gptprio.next` call: scan entries in partition order; of the `typeGuid` entries with
@@ -41,8 +44,8 @@ const copy = (entries: readonly SlotEntry[]): SlotEntry[] => entries.map((e) => 
  * the table is written; with tries = 0 nothing is written. No candidate: not bootable, nothing
  * written. `typeGuid` defaults to the Flatcar `/usr` type, which GRUB hard-codes.
  */
-export function grubNext(entries: readonly SlotEntry[], typeGuid: string = FLATCAR_USR_TYPE): BootDecision {
-  let best: SlotEntry | undefined;
+export function grubNext<E extends SlotEntry>(entries: readonly E[], typeGuid: string = FLATCAR_USR_TYPE): BootDecision<E> {
+  let best: E | undefined;
   let bestPriority = 0;
   for (const e of [...entries].sort((a, b) => a.index - b.index)) {
     if (!sameGuid(e.typeGuid, typeGuid)) continue;
@@ -72,7 +75,7 @@ export interface GrubBootOptions {
  * the default entry runs again (calling `gptprio.next` again, using up another try), up to
  * `fallbackRuns` more times. `written` is true if any run wrote the table.
  */
-export function grubBoot(entries: readonly SlotEntry[], options: GrubBootOptions = {}): BootDecision {
+export function grubBoot<E extends SlotEntry>(entries: readonly E[], options: GrubBootOptions = {}): BootDecision<E> {
   const { typeGuid = FLATCAR_USR_TYPE, canLoad = () => true, fallbackRuns = 3 } = options;
   if (!Number.isInteger(fallbackRuns) || fallbackRuns < 0) throw new RangeError(`fallbackRuns must be an integer >= 0, got ${fallbackRuns}`);
   let table = copy(entries);
@@ -106,7 +109,7 @@ export interface VbootOptions {
  * tries - 1, the last try gives tries = 0 and priority = 0, and this boot still uses it.
  * Nothing loads: not bootable (recovery). `written` is true when any bit changed.
  */
-export function vbootNext(entries: readonly SlotEntry[], options: VbootOptions = {}): BootDecision {
+export function vbootNext<E extends SlotEntry>(entries: readonly E[], options: VbootOptions = {}): BootDecision<E> {
   const { typeGuids = [CHROMEOS_KERNEL_TYPE], canLoad = () => true, noFailBoot = false } = options;
   const table = copy(entries);
   const candidates = table
@@ -118,7 +121,7 @@ export function vbootNext(entries: readonly SlotEntry[], options: VbootOptions =
     .sort((a, b) => getSlotBits(b.attributes).priority - getSlotBits(a.attributes).priority || a.index - b.index);
   let written = false;
   const failed: number[] = [];
-  const markBad = (e: SlotEntry) => {
+  const markBad = (e: E) => {
     if (getSlotBits(e.attributes).successful) return;
     const next = setSlotBits(e.attributes, { tries: 0, priority: 0 });
     if (next !== e.attributes) written = true;

@@ -54,7 +54,7 @@ function slotEntry(entries: readonly SlotEntry[], index: number, typeGuid: strin
  * is not a slot entry, when `maxPriority` is outside 1..15 or the entries are malformed, and
  * TypeError for `friends` without a chosen partition (cgpt refuses both).
  */
-export function prioritize(entries: readonly SlotEntry[], chosenIndex?: number, options: PrioritizeOptions = {}): SlotEntry[] {
+export function prioritize<E extends SlotEntry>(entries: readonly E[], chosenIndex?: number, options: PrioritizeOptions = {}): E[] {
   checkEntries(entries);
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   const friends = options.friends ?? false;
@@ -105,7 +105,7 @@ export interface SetNextOptions {
  * `cgpt prioritize`). Returns a copy of `entries`. Throws RangeError as `prioritize` does, and for
  * tries outside 1..15 (0 would leave the slot unbootable).
  */
-export function setNext(entries: readonly SlotEntry[], index: number, options: SetNextOptions = {}): SlotEntry[] {
+export function setNext<E extends SlotEntry>(entries: readonly E[], index: number, options: SetNextOptions = {}): E[] {
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   const tries = options.tries ?? 1;
   if (!Number.isInteger(tries) || tries < 1 || tries > MAX_TRIES) throw new RangeError(`tries must be an integer 1..${MAX_TRIES}, got ${tries}`);
@@ -120,7 +120,7 @@ export function setNext(entries: readonly SlotEntry[], index: number, options: S
  * `chromeos-setgoodkernel` do: successful = 1, tries = 0, then `prioritize` with it on top.
  * Idempotent. Returns a copy of `entries`; throws RangeError as `prioritize` does.
  */
-export function markGood(entries: readonly SlotEntry[], index: number, options: { typeGuid?: string } = {}): SlotEntry[] {
+export function markGood<E extends SlotEntry>(entries: readonly E[], index: number, options: { typeGuid?: string } = {}): E[] {
   const typeGuid = options.typeGuid ?? FLATCAR_USR_TYPE;
   checkEntries(entries);
   slotEntry(entries, index, typeGuid);

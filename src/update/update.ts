@@ -110,7 +110,7 @@ export async function updateDisk(input: PayloadInput, options: UpdateOptions): P
   }
   // The slot change must be allowed before anything is written: the running slot has to be a
   // successful fallback (a slot that was set to boot next but never marked good is not).
-  const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) }) as GptEntry[];
+  const flip = (e: GptEntry[]) => setNext(e, passive.index, { typeGuid, ...(options.tries !== undefined ? { tries: options.tries } : {}) });
   checkInvariants(entries, flip(entries.map((e) => ({ ...e }))), typeGuid, running.index, false);
   const { apply, written } = await writePassiveSlot(input, plan);
   return recordAndFlip(plan, apply, written, flip);

@@ -54,7 +54,7 @@ describe('an update cycle, read back by cgpt, sgdisk and sfdisk', () => {
   const run = async (disk: string, sectorSize: number) => {
     const opts = { sectorSize };
     // set-next B while A runs: B tries once, A stays the successful fallback.
-    await changeSlots(disk, (e) => setNext(e, findSlot(e, 'USR-B').index) as GptEntry[], { ...opts, running: 3 });
+    await changeSlots(disk, (e) => setNext(e, findSlot(e, 'USR-B').index), { ...opts, running: 3 });
     const check = async (expectA: object, expectB: object) => {
       const image = disk;
       if (sectorSize === 512) {
@@ -75,17 +75,17 @@ describe('an update cycle, read back by cgpt, sgdisk and sfdisk', () => {
     const entries = async () => (await readDiskGpt(disk, opts)).table!.entries.filter((e) => e.typeGuid !== '00000000-0000-0000-0000-000000000000');
     const first = grubNext(await entries(), USR);
     expect(first).toMatchObject({ bootable: true, index: 4, written: true });
-    await changeSlots(disk, () => first.entries as GptEntry[], { ...opts, allowUnbootable: true });
+    await changeSlots(disk, () => first.entries, { ...opts, allowUnbootable: true });
     // ...B fails to come up (never marked good): the next boot falls back to A.
     const second = grubNext(await entries(), USR);
     expect(second).toMatchObject({ bootable: true, index: 3, written: false });
     expect(vbootNext(await entries(), { typeGuids: [USR] })).toMatchObject({ bootable: true, index: 3 });
     // A second update that boots and is marked good sticks.
-    await changeSlots(disk, (e) => setNext(e, 4) as GptEntry[], { ...opts, running: 3 });
+    await changeSlots(disk, (e) => setNext(e, 4), { ...opts, running: 3 });
     const third = grubNext(await entries(), USR);
     expect(third).toMatchObject({ index: 4 });
-    await changeSlots(disk, () => third.entries as GptEntry[], { ...opts, allowUnbootable: true });
-    await changeSlots(disk, (e) => markGood(e, 4) as GptEntry[], opts);
+    await changeSlots(disk, () => third.entries, { ...opts, allowUnbootable: true });
+    await changeSlots(disk, (e) => markGood(e, 4), opts);
     await check({ priority: 1, tries: 0, successful: true }, { priority: 2, tries: 0, successful: true });
     expect(grubNext(await entries(), USR)).toMatchObject({ index: 4, written: false });
   };
@@ -121,7 +121,7 @@ describe('refusals', () => {
   it('a change that would leave the running slot without a fallback, or nothing bootable (GPT_UNSAFE)', async () => {
     const disk = await flatcarDisk('unsafe.img');
     const before = await fsp.readFile(disk);
-    expect(await asyncCodeOf(() => changeSlots(disk, (e) => setNext(e, 3) as GptEntry[], { running: 3 }))).toBe('GPT_UNSAFE');
+    expect(await asyncCodeOf(() => changeSlots(disk, (e) => setNext(e, 3), { running: 3 }))).toBe('GPT_UNSAFE');
     expect(await asyncCodeOf(() => changeSlots(disk, (e) => e.map((x) => ({ ...x, attributes: x.index === 3 ? 0n : x.attributes }))))).toBe('GPT_UNSAFE');
     expect(await asyncCodeOf(() => changeSlots(disk, (e) => e.map((x) => ({ ...x, attributes: x.index === 1 ? 1n << 50n : x.attributes }))))).toBe('GPT_UNSAFE');
     expect(Buffer.compare(await fsp.readFile(disk), before)).toBe(0);
@@ -157,7 +157,7 @@ describe('crash injection', () => {
       const old = readGpt(read, sectorSize, sectors);
       expect(old.problems, JSON.stringify(old.problems)).toEqual([]);
       const oldEntries = old.table!.entries;
-      const newEntries = setNext(oldEntries.filter((e) => e.typeGuid !== '00000000-0000-0000-0000-000000000000'), 4) as GptEntry[];
+      const newEntries = setNext(oldEntries.filter((e) => e.typeGuid !== '00000000-0000-0000-0000-000000000000'), 4);
       const regions = writeGptPlan({ ...old.table!, entries: newEntries }, sectorSize, sectors).filter((r) => r.role !== 'pmbr');
       const plan = commitPlan(regions as never, sectorSize, read);
       const writes = plan.flat();

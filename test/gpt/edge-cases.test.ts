@@ -157,7 +157,7 @@ describe('§7.4 S=1 and T>0: GRUB decrements, vboot does not', () => {
       const d = grubNext(entries);
       expect(d).toMatchObject({ index: 3, written: true });
       expect(pts(d.entries, 3)).toEqual([5, t, 1]);
-      entries = d.entries as GptEntry[];
+      entries = d.entries;
     }
     expect(grubNext(entries)).toMatchObject({ index: 3, written: false });
     const v = vbootNext([slot(3, bits(5, 3, true), KERNEL)]);
@@ -223,15 +223,15 @@ describe('§7.7 no eligible partition: a selection error the API never produces'
         const op = r.int(0, 3);
         let next: GptEntry[];
         let viaApi = true;
-        if (op === 0) next = setNext(entries, target) as GptEntry[];
-        else if (op === 1) next = markGood(entries, target) as GptEntry[];
-        else if (op === 2 && getSlotBits(entries.find((e) => e.index === target)!.attributes).successful) next = prioritize(entries, target) as GptEntry[];
+        if (op === 0) next = setNext(entries, target);
+        else if (op === 1) next = markGood(entries, target);
+        else if (op === 2 && getSlotBits(entries.find((e) => e.index === target)!.attributes).successful) next = prioritize(entries, target);
         else {
           // A boot (may legitimately use up tries); then the API must still find something.
           viaApi = false;
           const d = grubNext(entries);
           if (!d.bootable) break;
-          next = d.entries as GptEntry[];
+          next = d.entries;
         }
         if (viaApi) {
           const context = `seed ${seed} step ${step} op ${op} -> ${target}`;
@@ -252,11 +252,11 @@ describe('§7.8 unknown attribute bits survive every operation', () => {
     const img = sgdiskFlatcar('foreign.img', 32, ['-A', '4:=:d200800000000000', '-A', '9:=:000f000000000000'], 'd101000040000007');
     const words0 = new Map(used(readFile(img)).map((e) => [e.index, e.attributes]));
     expect(words0.get(3)! & ~SLOT_BITS_MASK).toBe(0xd000_0000_4000_0007n);
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     const d = grubNext(used(readFile(img)));
-    await changeSlots(img, () => d.entries as GptEntry[], { allowUnbootable: true });
-    await changeSlots(img, (e) => markGood(e, 4) as GptEntry[]);
-    await changeSlots(img, (e) => prioritize(e, 3) as GptEntry[]);
+    await changeSlots(img, () => d.entries, { allowUnbootable: true });
+    await changeSlots(img, (e) => markGood(e, 4));
+    await changeSlots(img, (e) => prioritize(e, 3));
     for (const e of used(readFile(img))) {
       expect(e.attributes & ~SLOT_BITS_MASK, `partition ${e.index}`).toBe(words0.get(e.index)! & ~SLOT_BITS_MASK);
       const sg = /Attribute flags: ([0-9A-F]{16})/i.exec(ok('sgdisk', ['-i', String(e.index), img]))![1]!;
@@ -318,7 +318,7 @@ describe('§7.12 rollback to a never-good slot (S0 T0)', () => {
     expect(r.stderr).toMatch(/GPT_UNSAFE: partition 4 \(USR-B\) has never booted successfully/);
     expect(await sameFile(img, before)).toBe(true);
     // The other accepted answer: set-next gives it T>=1 and the model boots it.
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     expect(grubNext(used(readFile(img)))).toMatchObject({ index: 4, written: true });
   });
 });
@@ -357,7 +357,7 @@ describe('§7.14 backup header CRC bad', () => {
     const r = await readDiskGpt(img);
     expect(r.source).toBe('primary');
     expect(r.problems[0]).toMatchObject({ place: 'backup', severity: 'invalid' });
-    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }) as GptEntry[], { typeGuid: KERNEL }))).toBe('GPT_CORRUPT');
+    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }), { typeGuid: KERNEL }))).toBe('GPT_CORRUPT');
     expect(await sameFile(img, bytes)).toBe(true);
     const copy = join(dir, 'b-crc-cgpt.img');
     await fsp.writeFile(copy, bytes);
@@ -365,7 +365,7 @@ describe('§7.14 backup header CRC bad', () => {
     expect(peer.status).toBe(1);
     expect(peer.stderr).toMatch(/cgpt repair/);
     await repairGpt(img);
-    await changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }) as GptEntry[], { typeGuid: KERNEL });
+    await changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }), { typeGuid: KERNEL });
     expect([cgptGet(img, 4, '-P'), cgptGet(img, 4, '-T'), cgptGet(img, 4, '-S')]).toEqual(['2', '6', '0']);
     expect(run('cgpt', ['show', img]).stderr).toBe('');
   });
@@ -375,7 +375,7 @@ describe('§7.15 both copies valid, entries differ (S2, S6)', () => {
   it('the primary wins with an "out of sync" warning; sfdisk -V does not notice, sgdisk and cgpt do', () => {
     const img = sgdiskFlatcar('s2.img');
     const old = new Uint8Array(readFileSync(img));
-    const next = edited(old, 512, (e) => setNext(e, 4) as GptEntry[]);
+    const next = edited(old, 512, (e) => setNext(e, 4));
     const last = old.length / 512 - 1;
     for (const [state, fromNew, expectState] of [['S2', [last - 32, last], [0, 0, 0]], ['S6', [1, 2], [2, 1, 0]]] as const) {
       const disk = old.slice();
@@ -399,7 +399,7 @@ describe('§7.15 both copies valid, entries differ (S2, S6)', () => {
 /** Old and new disks that differ by a flip (set-next USR-B), and the torn states of notes §5.2. */
 function tornStates(): { old: Uint8Array; next: Uint8Array; states: Record<string, Uint8Array> } {
   const old = new Uint8Array(readFileSync(sgdiskFlatcar('torn.img')));
-  const next = edited(old, 512, (e) => setNext(e, 4) as GptEntry[]);
+  const next = edited(old, 512, (e) => setNext(e, 4));
   const last = old.length / 512 - 1;
   const sectors = { 'P-hdr': 1, 'P-ent': 2, 'B-ent': last - 32, 'B-hdr': last };
   const make = (...names: (keyof typeof sectors)[]) => {
@@ -463,7 +463,7 @@ describe('§7.17 torn-write fixtures and the toolkit write order', () => {
     const base = new Uint8Array(readFileSync(sgdiskFlatcar('torn2.img', 32, ['-t', `9:${USR}`], '0103000000000000')));
     const read = memReader(base, 512);
     const r = readMem(base, 512);
-    const after = setNext(used(r), 9) as GptEntry[];
+    const after = setNext(used(r), 9);
     const regions = writeGptPlan({ ...r.table!, entries: after }, 512, base.length / 512).filter((x) => x.role !== 'pmbr');
     const plan = commitPlan(regions as never, 512, read);
     const writes = plan.flat();
@@ -509,7 +509,7 @@ describe('§7.19 both copies invalid', () => {
     expect(r.table).toBeUndefined();
     expect(grubReadGpt(r).source).toBeUndefined();
     expect(await asyncCodeOf(() => repairGpt(img))).toBe('GPT_CORRUPT');
-    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4) as GptEntry[]))).toBe('GPT_CORRUPT');
+    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4)))).toBe('GPT_CORRUPT');
     expect(await sameFile(img, bytes)).toBe(true);
   });
 });
@@ -540,7 +540,7 @@ describe('§7.20 missing or hybrid PMBR', () => {
     bytes.set([0x80, 0, 0, 0, 0x0c, 0, 0, 0, 0x00, 0x08, 0, 0, 0x00, 0x10, 0, 0], 462); // a FAT32 record over the ESP
     await fsp.writeFile(img, bytes);
     expect((await readDiskGpt(img)).mbr.kind).toBe('hybrid');
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     const after = await fsp.readFile(img);
     expect(Buffer.compare(after.subarray(0, 512), bytes.subarray(0, 512))).toBe(0);
     expect(pts(used(readFile(img)), 4)).toEqual([2, 1, 0]);
@@ -561,7 +561,7 @@ describe('§7.21 HeaderSize 96 with a CRC over 96 bytes', () => {
     expect(r.problems.every((p) => p.severity === 'warning')).toBe(true);
     expect(r.problems.map((p) => p.message)).toContain('header size 96 is not 92 (GRUB computes the CRC over 92 bytes)');
     expect(grubReadGpt(r).source).toBeUndefined();
-    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4) as GptEntry[]))).toBe('GPT_CORRUPT');
+    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4)))).toBe('GPT_CORRUPT');
     expect(await sameFile(img, d)).toBe(true);
     await repairGpt(img);
     const fixed = await readDiskGpt(img);
@@ -597,7 +597,7 @@ describe('§7.22 entry count or size other than 128', () => {
     expect(pts(used(r), 3)).toEqual([1, 0, 1]);
     expect(grubReadGpt(r).source).toBe(count * size >= 16384 ? 'primary' : undefined);
     expect(run('cgpt', ['show', img]).stderr).toMatch(/invalid/i);
-    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4) as GptEntry[]))).toBe('GPT_CORRUPT');
+    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4)))).toBe('GPT_CORRUPT');
     expect(await asyncCodeOf(() => repairGpt(img))).toBe('GPT_CORRUPT');
     expect(await sameFile(img, disk)).toBe(true);
   });
@@ -610,7 +610,7 @@ describe('§7.23 primary entries not at LBA 2 (cgpt create -p)', () => {
     expect(r.primary.header!.partitionEntryLba).toBe(10);
     expect(r.problems).toEqual([]);
     expect(pts(used(r), 2)).toEqual([2, 0, 1]);
-    const res = await changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }) as GptEntry[], { typeGuid: KERNEL, running: 2 });
+    const res = await changeSlots(img, (e) => setNext(e, 4, { typeGuid: KERNEL, tries: 6 }), { typeGuid: KERNEL, running: 2 });
     expect(res.phases.flat().find((w) => w.role === 'primary-entries')!.lba).toBe(10);
     expect([cgptGet(img, 4, '-P'), cgptGet(img, 4, '-T'), cgptGet(img, 2, '-P')]).toEqual(['2', '6', '1']);
     expect(run('cgpt', ['show', img]).stderr).toBe('');
@@ -629,9 +629,9 @@ describe('§7.24 backup not at the last LBA (image dd-ed to a larger disk)', () 
     expect(r.backup.valid).toBe(true);
     expect(r.problems.map((p) => p.message)).toContain(`AlternateLBA ${32 * 2048 - 1} is not the last LBA ${40 * 2048 - 1} (cgpt calls the backup invalid)`);
     expect(grubReadGpt(r).source).toBe('primary');
-    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 }))).toBe('GPT_CORRUPT');
+    expect(await asyncCodeOf(() => changeSlots(img, (e) => setNext(e, 4), { running: 3 }))).toBe('GPT_CORRUPT');
     expect(await sameFile(img, bytes)).toBe(true);
-    const plan = writeGptPlan({ ...r.table!, entries: setNext(used(r), 4) as GptEntry[] }, 512, 40 * 2048);
+    const plan = writeGptPlan({ ...r.table!, entries: setNext(used(r), 4) }, 512, 40 * 2048);
     expect(plan.find((w) => w.role === 'backup-header')!.lba).toBe(32 * 2048 - 1);
     expect(plan.find((w) => w.role === 'backup-entries')!.lba).toBe(32 * 2048 - 33);
   });
@@ -651,7 +651,7 @@ describe('§7.24 backup not at the last LBA (image dd-ed to a larger disk)', () 
     expect(after.table!.lastUsableLba, 'the usable area is not grown: that is a partitioning decision').toBe(readFile(img).table!.lastUsableLba);
     const v = run('sgdisk', ['-v', img]);
     expect(v.stdout).toContain('No problems found.');
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     expect(pts(used(await readDiskGpt(img)), 4)).toEqual([2, 1, 0]);
   });
 });
@@ -689,7 +689,7 @@ describe('§7.26 4096-byte logical sectors', () => {
       expect(r.primary.header!.firstUsableLba).toBe(6);
       expect(r.backup.lba).toBe(8191);
       expect(r.backup.header!.partitionEntryLba).toBe(8191 - 4);
-      await changeSlots(dev, (e) => setNext(e, 2) as GptEntry[], { running: 1 });
+      await changeSlots(dev, (e) => setNext(e, 2), { running: 1 });
       expect([cgptGet(dev, 2, '-P'), cgptGet(dev, 2, '-T'), cgptGet(dev, 1, '-S')]).toEqual(['2', '1', '1']);
       const v = run('sgdisk', ['-v', dev]);
       expect(v.stderr).toBe('');
@@ -713,7 +713,7 @@ describe('§7.26 4096-byte logical sectors', () => {
       expect(r.sectorSize).toBe(4096);
       expect(r.source).toBeUndefined();
       expect(r.problems.map((p) => p.message)).toContain('a GPT header is at byte 512: the table was made for 512-byte sectors');
-      expect(await asyncCodeOf(() => changeSlots(dev, (e) => setNext(e, 4) as GptEntry[]))).toBe('GPT_CORRUPT');
+      expect(await asyncCodeOf(() => changeSlots(dev, (e) => setNext(e, 4)))).toBe('GPT_CORRUPT');
       expect(await asyncCodeOf(() => repairGpt(dev))).toBe('GPT_CORRUPT');
     } finally {
       execFileSync('losetup', ['-d', dev]);
@@ -733,7 +733,7 @@ describe('§7.27 GUID byte order and case', () => {
     expect(cgptGet(img, 4, '-u')).toBe(entries.find((e) => e.index === 4)!.uniqueGuid);
     expect(cgptGet(img, 4, '-t')).toBe(USR);
     expect(findSlot(entries, 'e03dd35c-7c2d-4a47-b3fe-27f15780a57c').index).toBe(4);
-    const next = setNext(entries, 4) as GptEntry[];
+    const next = setNext(entries, 4);
     const boot = grubNext(next);
     expect(boot.bootable && boot.uniqueGuid).toBe('e03dd35c-7c2d-4a47-b3fe-27f15780a57c');
     // The on-disk bytes of the unique GUID of entry 4 (array offset 384 + 16).
@@ -774,7 +774,7 @@ describe('§7.29 partition numbers vs entry indices', () => {
     expect(cgptGet(img, 9, '-l')).toBe('ROOT');
     expect(codeOf(() => findSlot(used(r), '5'))).toBe('USAGE');
     const before = await fsp.readFile(img);
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     const after = await fsp.readFile(img);
     const changed: number[] = [];
     for (let i = 1024; i < 1024 + 16384; i++) if (before[i] !== after[i]) changed.push(i - 1024);
@@ -789,16 +789,16 @@ describe('§7.30 idempotence', () => {
   // Also: cli.test.ts "is idempotent: marking good twice, or repairing a healthy disk, leaves the bytes as they are (edge case 30)".
   it('flipping to the slot already next, marking good twice, or prioritizing the active slot: zero sectors written, bytes identical', async () => {
     const img = sgdiskFlatcar('idem.img');
-    await changeSlots(img, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(img, (e) => setNext(e, 4), { running: 3 });
     for (const op of [(e: GptEntry[]) => setNext(e, 4), (e: GptEntry[]) => prioritize(e, 4)]) {
       const before = await fsp.readFile(img);
-      const res = await changeSlots(img, (e) => op(e) as GptEntry[], { running: 3 });
+      const res = await changeSlots(img, (e) => op(e), { running: 3 });
       expect(res.phases).toEqual([]);
       expect(await sameFile(img, before)).toBe(true);
     }
-    await changeSlots(img, (e) => markGood(e, 4) as GptEntry[]);
+    await changeSlots(img, (e) => markGood(e, 4));
     const once = await fsp.readFile(img);
-    const twice = await changeSlots(img, (e) => markGood(e, 4) as GptEntry[]);
+    const twice = await changeSlots(img, (e) => markGood(e, 4));
     expect(twice.phases).toEqual([]);
     expect(await sameFile(img, once)).toBe(true);
     const copy = join(dir, 'idem-cgpt.img');

@@ -15,7 +15,7 @@ let dir: string;
 beforeAll(async () => { dir = await tempDir('locking'); });
 afterAll(() => removeDir(dir));
 
-const flip = (e: GptEntry[]) => setNext(e, 4) as GptEntry[];
+const flip = (e: GptEntry[]) => setNext(e, 4);
 
 async function freshDisk(name: string): Promise<string> {
   const disk = join(dir, name);

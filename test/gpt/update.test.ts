@@ -62,7 +62,7 @@ async function cycle(disk: string): Promise<void> {
   // Boot 1: B, using its one try. It never marks itself good: boot 2 falls back to A.
   const boot1 = grubNext(await entries());
   expect(boot1).toMatchObject({ bootable: true, index: 4 });
-  await changeSlots(disk, () => boot1.entries as GptEntry[], { allowUnbootable: true });
+  await changeSlots(disk, () => boot1.entries, { allowUnbootable: true });
   expect(grubNext(await entries())).toMatchObject({ bootable: true, index: 3, written: false });
   // Updating again while A runs is allowed; while B is about to boot it is refused.
   await updateDisk(readPayloadChunks(delta), { disk, trustedKeys: [signer.pub], unknownRelease: 'allow' });
@@ -70,8 +70,8 @@ async function cycle(disk: string): Promise<void> {
   // This time B comes up and is marked good: it sticks.
   const boot3 = grubNext(await entries());
   expect(boot3).toMatchObject({ index: 4 });
-  await changeSlots(disk, () => boot3.entries as GptEntry[], { allowUnbootable: true });
-  await changeSlots(disk, (e) => markGood(e, 4) as GptEntry[]);
+  await changeSlots(disk, () => boot3.entries, { allowUnbootable: true });
+  await changeSlots(disk, (e) => markGood(e, 4));
   expect(grubNext(await entries())).toMatchObject({ index: 4, written: false });
 }
 
@@ -290,9 +290,9 @@ describe('slots as partition devices', () => {
       await handle.close();
     }
     // USR-B was set to boot next and GRUB booted it (its one try used): it runs, not yet marked good.
-    await changeSlots(disk, (e) => setNext(e, 4) as GptEntry[], { running: 3 });
+    await changeSlots(disk, (e) => setNext(e, 4), { running: 3 });
     const booted = grubNext((await readDiskGpt(disk)).table!.entries.filter(isUsed));
-    await changeSlots(disk, () => booted.entries as GptEntry[], { allowUnbootable: true });
+    await changeSlots(disk, () => booted.entries, { allowUnbootable: true });
     expect(grubNext((await readDiskGpt(disk)).table!.entries).index, "the bootloader's pick is now USR-A").toBe(3);
     await withPartitionedLoop(disk, {}, async (dev) => {
       await withMount(`${dev}p4`, async () => {
