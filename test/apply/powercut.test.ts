@@ -1,4 +1,4 @@
-// Power cuts of the real CLI (bench/powercut-engine.ts, `npm run powercut` for the long run): a
+// Power cuts of the real CLI (check/powercut/engine.ts, `npm run powercut` for the long run): a
 // full and a delta apply onto a loop device killed with SIGKILL at random points, then
 // `apply --resume`: the target must read back byte-identical and the resume must fetch at most the
 // head plus the data of the operations the target lacked after the kill; and `gpt set-next` /
@@ -6,7 +6,7 @@
 // the new state and stays bootable. SIGKILL keeps completed writes (page cache): this is not a
 // sector-level power cut; that lives in test/disk/cycle.test.ts. Root only (loop devices).
 import { describe, expect, it } from 'vitest';
-import { failuresOf, formatSummary, runPowercut } from '../../dist/bench/powercut-engine.js';
+import { failuresOf, formatSummary, runPowercut } from '../../dist/check/powercut/engine.js';
 import { rootOrWarn } from '../helpers/payloads.js';
 
 const canLoop = rootOrWarn('power-cut tests (kill -9 of apply and gpt on loop devices)');

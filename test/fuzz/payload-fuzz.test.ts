@@ -1,13 +1,13 @@
 /**
- * A short fixed-seed run of the fuzz harness (bench/fuzz/engine.ts; `npm run fuzz` runs 100,000
+ * A short fixed-seed run of the fuzz harness (check/fuzz/engine.ts; `npm run fuzz` runs 100,000
  * cases): mutated payloads through inspect, verify and apply, mutated GPT images through `gpt show`
  * and `gpt set-next`. Every case must end in success or a FastPatchError with a known code, with
  * nothing written before the signature checks out, within time and under the RSS bound. Like the
  * other suites it runs the built code in dist/ (the decode workers are compiled files).
  */
 import { describe, expect, it } from 'vitest';
-import { formatSummary, runFuzz, RSS_BOUND_MIB } from '../../dist/bench/fuzz/engine.js';
-import { readGpt } from '../../dist/src/index.js';
+import { formatSummary, runFuzz, RSS_BOUND_MIB } from '../../dist/check/fuzz/engine.js';
+import { readGpt } from '../../dist/src/gpt/table.js';
 
 describe('fuzz: hostile payloads and GPT images', () => {
   it('1500 fixed-seed cases end in success or a known FastPatchError, under the RSS bound', async () => {

@@ -1,7 +1,7 @@
 /**
  * `npm run fuzz [-- --count N] [--seed S] [--family raw|struct|gpt|all] [--case N] [--timeout MS]`:
  * mutates payloads and GPT disk images and feeds them to inspect, verify, apply, `gpt show` and
- * `gpt set-next` (bench/fuzz/engine.ts). Progress on stderr, the summary on stdout; exits 1 on any
+ * `gpt set-next` (check/fuzz/engine.ts). Progress on stderr, the summary on stdout; exits 1 on any
  * finding (crash, wrong code, hang, write before the signature checks out, RSS over the bound),
  * printing the seed and case number that reproduce it.
  */

@@ -6,13 +6,13 @@
  * release and the bytes the resume fetched against the data the target still lacked; then kills
  * `gpt set-next` and `gpt mark-good` at random points and checks the disk reads back (repaired if
  * need be) in the old or the new state, bootable by GRUB's and vboot's models. Exits 1 if any cut
- * failed. Needs root (loop devices). Engine: bench/powercut-engine.ts.
+ * failed. Needs root (loop devices). Engine: check/powercut/engine.ts.
  *
  * SIGKILL is not a real power cut: the kernel keeps every write the process completed (page cache),
  * so this tests the process dying at any point, not lost or torn sector writes. Sector-level crash
  * injection of GPT flips lives in test/disk/cycle.test.ts.
  */
-import { failuresOf, formatSummary, runPowercut } from './powercut-engine.js';
+import { failuresOf, formatSummary, runPowercut } from './engine.js';
 
 function option(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);

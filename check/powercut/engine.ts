@@ -1,5 +1,5 @@
 /**
- * Power-cut engine (bench/powercut.ts, test/apply/powercut.test.ts): kills the real CLI with
+ * Power-cut engine (check/powercut/run.ts, test/apply/powercut.test.ts): kills the real CLI with
  * SIGKILL at random points and checks what is left.
  *
  *  - apply: a full and a delta payload (v1 -> v2) are applied onto a loop device that holds v1;
@@ -44,14 +44,14 @@ import {
   setNext,
   vbootNext,
   type GptEntry,
-} from '../src/index.js';
-import { scanTarget } from '../src/apply/resume.js';
-import { WasmCore } from '../src/wasm/core.js';
-import { openImageForRead } from '../src/io/device.js';
-import { Prng as SamplePrng } from '../src/demo/sample.js';
+} from '../../src/index.js';
+import { scanTarget } from '../../src/apply/resume.js';
+import { WasmCore } from '../../src/wasm/core.js';
+import { openImageForRead } from '../../src/io/device.js';
+import { Prng as SamplePrng } from '../../src/demo/sample.js';
 
 const MiB = 1024 * 1024;
-export const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const USR = '5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6';
 const EMPTY_TYPE = '00000000-0000-0000-0000-000000000000';
 
