@@ -1,7 +1,11 @@
-/** FastPatch library API. The CLI (src/cli.ts) is a thin layer over exactly these exports. */
+/**
+ * FastPatch's everyday library API (`fastpatch`): keys, generating, inspecting, verifying and
+ * applying payloads, the device's A/B update, slot changes on a disk, and the runtime choice a long
+ * apply wants. The payload format and the GPT codec have their own entry points (`fastpatch/format`,
+ * `fastpatch/gpt`). The CLI (src/cli.ts, src/commands/) uses only what these three export.
+ */
 export { FastPatchError, ERROR_CODES, EXIT, type ErrorCode } from './errors.js';
 export { escapeText } from './text.js';
-export { createTempBeside, commitTemp, discardTemp, writeFileAtomically, readSmallFile, type TempFile, type SmallFile } from './io/safe-files.js';
 export * as format from './format/index.js';
 export {
   generateKey,
@@ -17,31 +21,22 @@ export {
 export { loadKeyFile, loadPrivateKeyFile, loadPublicKeyFile, checkPrivateKeyFile, writeKeyPair, MAX_KEY_FILE_SIZE } from './sign/files.js';
 export { DEFAULT_LEVELS, MAX_LEVELS, codecOf, generateFullPayload, type Codec, type GenerateOptions, type GenerateResult } from './generate/generator.js';
 export { generateDeltaPayload, DEFAULT_DIFF_QUALITY, type DeltaOptions, type DeltaResult, type DeltaProgress } from './generate/delta.js';
-export { applyPayload, PayloadApplier, PIPELINE_DEPTH, type ApplyOptions, type ApplyResult, type ApplyProgress } from './apply/applier.js';
+export { applyPayload, PayloadApplier, type ApplyOptions, type ApplyResult, type ApplyProgress, type ByteRange } from './apply/applier.js';
 export { inspectPayload, type PayloadInfo } from './apply/inspect.js';
-export { tuneRuntime, type RuntimeTuning } from './runtime/tune.js';
-export { PayloadReader } from './apply/reader.js';
-export { readPayloadChunks, fileChunks } from './io/input.js';
-export { openPayload, isSeekable, type PayloadInput, type SeekablePayload } from './io/payload-source.js';
-export { httpChunks, HTTP_DEFAULTS, type HttpChunksOptions, type HttpRetryInfo } from './io/http.js';
 export { hashImage } from './apply/hash-image.js';
-export { lockDisk, withDiskLock, type DiskLock } from './disk/lock.js';
-export { openDisk, directSectorReader, type Disk } from './disk/disk.js';
+export { tuneRuntime, type RuntimeTuning } from './runtime/tune.js';
+export { readPayloadChunks } from './io/input.js';
+export { openPayload, isSeekable, type PayloadInput, type SeekablePayload } from './io/payload-source.js';
+export { HTTP_DEFAULTS, type HttpChunksOptions, type HttpRetryInfo } from './io/http.js';
 export { checkReleaseVersion } from './format/manifest.js';
-export { runDemo, type DemoResult } from './demo/run.js';
 export { sampleImage } from './demo/sample.js';
-export { WasmCore, type CoreBuild } from './wasm/core.js';
-export { BlockListHasher, blockListHash } from './wasm/block-list.js';
+export type { CoreBuild } from './wasm/core.js';
 export { readDiskGpt, changeSlots, findSlot, usableEntries, repairGpt, createFlatcarDisk, type SlotChangeOptions, type SlotChangeResult } from './disk/transaction.js';
-export { readGpt, writeGptPlan, isUsed, type GptEntry, type GptReadResult, type GptTable } from './gpt/table.js';
-export { prioritize, setNext, markGood } from './gpt/prioritize.js';
-export { grubNext, grubBoot, vbootNext, type BootDecision } from './gpt/boot-model.js';
-export { getSlotBits, setSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE } from './gpt/attributes.js';
-export { PARTITION_TYPES } from './gpt/guid.js';
+export { slotForInstall, slotDevice, type SlotTarget, type SlotDevice, type SlotRange } from './disk/slot-target.js';
+export { prioritize, setNext, markGood, grubNext, vbootNext, getSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE, PARTITION_TYPES, type BootDecision, type GptEntry, type GptReadResult } from './gpt/index.js';
 export { installSlot, type InstallOptions, type InstallResult } from './update/install.js';
 export { updateDisk, type UpdateOptions, type UpdateResult, type NextBoot } from './update/update.js';
 export { readUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UpdateConfig, type UnknownReleasePolicy } from './update/config.js';
 export { statusPathFor, readStatus, recordSlotImage, probeStatusWritable, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
 export { RUNNING_HOW, findRunningSlot, type RunningSlot } from './update/running.js';
-export { slotForInstall, slotDevice, type SlotTarget, type SlotDevice, type SlotRange } from './disk/slot-target.js';
-export type { ByteRange } from './apply/applier.js';
+export { slotToMarkGood, rollbackSlots, twoSlots, nextBoot, slotName, type SlotPolicyOptions } from './update/slot-policy.js';

@@ -1,4 +1,9 @@
-import { tuneRuntime, applyPayload, escapeText, FastPatchError, installSlot, openPayload, type InstallResult } from '../index.js';
+import { applyPayload } from '../apply/applier.js';
+import { FastPatchError } from '../errors.js';
+import { openPayload } from '../io/payload-source.js';
+import { tuneRuntime } from '../runtime/tune.js';
+import { escapeText } from '../text.js';
+import { installSlot, type InstallResult } from '../update/install.js';
 import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, progressLine } from './output.js';

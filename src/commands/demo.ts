@@ -1,4 +1,6 @@
-import { FastPatchError, runDemo, tuneRuntime } from '../index.js';
+import { runDemo } from '../demo/run.js';
+import { FastPatchError } from '../errors.js';
+import { tuneRuntime } from '../runtime/tune.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { keep?: boolean; json?: boolean }): Promise<void> {

@@ -1,4 +1,8 @@
-import { DEFAULT_LEVELS, FastPatchError, tuneRuntime, MAX_LEVELS, checkReleaseVersion, codecOf, generateDeltaPayload, generateFullPayload, type DeltaResult, type GenerateResult } from '../index.js';
+import { FastPatchError } from '../errors.js';
+import { checkReleaseVersion } from '../format/manifest.js';
+import { generateDeltaPayload, type DeltaResult } from '../generate/delta.js';
+import { DEFAULT_LEVELS, MAX_LEVELS, codecOf, generateFullPayload, type GenerateResult } from '../generate/generator.js';
+import { tuneRuntime } from '../runtime/tune.js';
 import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 

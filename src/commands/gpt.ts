@@ -1,7 +1,14 @@
-import {
-  CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, FastPatchError, PARTITION_TYPES, RUNNING_HOW, changeSlots, createFlatcarDisk, escapeText, findRunningSlot, findSlot, formatSlotBits, getSlotBits,
-  grubNext, isBootable, repairGpt, markGood, prioritize, readDiskGpt, setNext, usableEntries, vbootNext, type BootDecision, type GptEntry, type GptReadResult,
-} from '../index.js';
+import { changeSlots, createFlatcarDisk, findSlot, repairGpt, readDiskGpt, usableEntries } from '../disk/transaction.js';
+import { FastPatchError } from '../errors.js';
+import { CHROMEOS_KERNEL_TYPE, FLATCAR_USR_TYPE, formatSlotBits, getSlotBits, isBootable } from '../gpt/attributes.js';
+import { grubNext, vbootNext, type BootDecision } from '../gpt/boot-model.js';
+import type { GptEntry } from '../gpt/entries.js';
+import { PARTITION_TYPES } from '../gpt/guid.js';
+import { markGood, setNext } from '../gpt/prioritize.js';
+import type { GptReadResult } from '../gpt/table.js';
+import { escapeText } from '../text.js';
+import { RUNNING_HOW } from '../update/running.js';
+import { nextBoot, rollbackSlots, slotName, slotToMarkGood } from '../update/slot-policy.js';
 import { formatBytes, print, printJson } from './output.js';
 
 /** Options every `gpt` subcommand takes. */
@@ -14,11 +21,9 @@ export interface GptOptions {
 const typeOf = (o: GptOptions) => (o.type === 'chromeos-kernel' ? CHROMEOS_KERNEL_TYPE : FLATCAR_USR_TYPE);
 const diskOptions = (o: GptOptions) => (o.sectorSize !== undefined ? { sectorSize: o.sectorSize } : {});
 const typeNames = new Map<string, string>(Object.entries(PARTITION_TYPES).map(([name, guid]) => [guid, name]));
-/** A partition as users name it, escaped (labels come from the disk: any bytes). */
-const nameOf = (e: GptEntry) => (e.label ? escapeText(e.label) : `partition ${e.index}`);
-const slotsOf = (entries: readonly GptEntry[], o: GptOptions) => entries.filter((e) => e.typeGuid === typeOf(o));
+const nameOf = slotName;
 /** What boots next by the model of the slot type's bootloader (GRUB for /usr, vboot for ChromeOS kernels). */
-const nextOf = (entries: GptEntry[], o: GptOptions): BootDecision => (o.type === 'chromeos-kernel' ? vbootNext(entries, { typeGuids: [typeOf(o)] }) : grubNext(entries, typeOf(o)));
+const nextOf = (entries: GptEntry[], o: GptOptions): BootDecision => nextBoot(entries, typeOf(o));
 
 function describeBoot(d: BootDecision, entries: readonly GptEntry[]): string {
   if (!d.bootable) return `nothing: ${d.reason}`;
@@ -115,47 +120,17 @@ export function setNextCommand(path: string, o: GptOptions & { slot: string; run
   return change(path, o, 'set-next', (entries) => setNext(entries, findSlot(entries, o.slot).index, { typeGuid: typeOf(o), ...(o.tries !== undefined ? { tries: o.tries } : {}) }));
 }
 
-/** The disk's used entries and its slots of the slot type, refusing anything but two slots. */
-async function twoSlots(path: string, o: GptOptions, what: string): Promise<{ read: GptReadResult; entries: GptEntry[]; slots: GptEntry[] }> {
-  const read = await readDiskGpt(path, diskOptions(o));
-  const entries = usableEntries(read, path);
-  const slots = slotsOf(entries, o);
-  if (slots.length !== 2) throw new FastPatchError('USAGE', `${what} needs exactly two slots of the slot type (--type), ${path} has ${slots.length}`);
-  return { read, entries, slots };
-}
-
 /**
- * `gpt mark-good`: the slot booted fine. Without `--slot`, the slot running now (as `update` finds
- * it: the slot partition the kernel has in use, else the bootloader's choice); on an image file
- * where a slot has used its last try, it is not known whether that slot booted or the bootloader
- * fell back, so the slot must be named.
+ * `gpt mark-good`: the slot booted fine. Without `--slot`, the slot running now, as the library's
+ * slot policy finds it (update/slot-policy.ts says when it refuses).
  */
 export async function markGoodCommand(path: string, o: GptOptions & { slot?: string }): Promise<void> {
   let slot = o.slot;
   let how = 'as named';
   if (slot === undefined) {
-    const { read, entries, slots } = await twoSlots(path, o, 'mark-good without --slot');
-    const running = await findRunningSlot(path, entries, slots, typeOf(o), read.sectorSize).catch((err: unknown) => {
-      throw err instanceof FastPatchError ? new FastPatchError(err.code, err.message.replace('(--running)', '(--slot)')) : err;
-    });
-    if (running.how === 'bootloader') {
-      const spent = slots.find((s) => {
-        const b = getSlotBits(s.attributes);
-        return b.priority > 0 && b.tries === 0 && !b.successful;
-      });
-      if (spent) {
-        throw new FastPatchError('USAGE', `${path}: cannot tell whether ${nameOf(spent)} booted (it used its last try) or the bootloader fell back to ${nameOf(running.slot)}: name the slot that runs (--slot ${nameOf(spent)} or --slot ${nameOf(running.slot)})`);
-      }
-    }
-    // Marking the running slot good puts it on top: with another slot waiting for its trial boot
-    // (an update before its reboot), that would cancel the update without a word.
-    const next = nextOf(entries.map((e) => ({ ...e })), o);
-    const pending = next.bootable && next.index !== running.slot.index ? slots.find((s) => s.index === next.index) : undefined;
-    if (pending && !getSlotBits(pending.attributes).successful) {
-      throw new FastPatchError('USAGE', `${nameOf(pending)} is set to boot next on trial (an update awaits a reboot): marking the running ${nameOf(running.slot)} good would cancel it; reboot into ${nameOf(pending)} first, or name the slot (--slot ${nameOf(running.slot)}) to cancel the update`);
-    }
-    slot = String(running.slot.index);
-    how = `the running slot: ${RUNNING_HOW[running.how]}`;
+    const found = await slotToMarkGood(path, { typeGuid: typeOf(o), ...diskOptions(o) });
+    slot = String(found.slot.index);
+    how = found.how;
   }
   let marked: GptEntry | undefined;
   return change(path, o, 'mark-good', (entries) => {
@@ -164,27 +139,9 @@ export async function markGoodCommand(path: string, o: GptOptions & { slot?: str
   }, () => ({ text: `marked ${nameOf(marked!)} good (${how})`, json: { marked: marked!.index, label: marked!.label, how } }));
 }
 
-/**
- * `gpt rollback`: the slot that is not the running one boots next, if it has booted successfully
- * before. Defined by the running slot (`--running`, else the slot partition the kernel has in
- * use), so a second rollback finds the same slot already booting next and writes nothing. An image
- * file nobody runs has no running slot but the bootloader's choice, which a rollback changes: it
- * must be named.
- */
+/** `gpt rollback`: the slot that is not running boots next (update/slot-policy.ts, rollbackSlots). */
 export async function rollbackCommand(path: string, o: GptOptions & { running?: string }): Promise<void> {
-  const type = typeOf(o);
-  const { read, entries, slots } = await twoSlots(path, o, 'rollback');
-  const running = await findRunningSlot(path, entries, slots, type, read.sectorSize, o.running);
-  if (running.how === 'bootloader') {
-    throw new FastPatchError('USAGE', `cannot tell which slot ${path} runs from (an image file, or no slot partition in use): name it (--running ${nameOf(running.slot)} or --running ${nameOf(slots.find((s) => s.index !== running.slot.index)!)}); rollback makes the other slot boot next`);
-  }
-  const other = slots.find((s) => s.index !== running.slot.index)!;
-  if (!getSlotBits(other.attributes).successful) {
-    const next = nextOf(entries.map((e) => ({ ...e })), o);
-    const pending = next.bootable && next.index === other.index;
-    throw new FastPatchError('GPT_UNSAFE', `partition ${other.index} (${nameOf(other)}) has never booted successfully: rolling back to it could leave nothing bootable${pending ? `; it is set to boot next on trial: to keep booting ${nameOf(running.slot)} instead, \`fastpatch gpt mark-good ${path} --slot ${nameOf(running.slot)}\`` : ''}`);
-  }
-  const result = await changeSlots(path, (e) => prioritize(e, other.index, { typeGuid: type }), { ...diskOptions(o), typeGuid: type });
+  const { running, other, result } = await rollbackSlots(path, { typeGuid: typeOf(o), ...diskOptions(o), ...(o.running !== undefined ? { running: o.running } : {}) });
   report('rollback', result, o, { running: running.slot.index, how: running.how }, o.json ? undefined : `running: ${nameOf(running.slot)} (${RUNNING_HOW[running.how]}); rolling back to ${nameOf(other)}`);
 }
 
@@ -231,7 +188,7 @@ export async function bootCommand(path: string, o: ModelOptions & { dryRun?: boo
 /** `gpt repair`: rebuild a bad or disagreeing copy from the good one. */
 export async function repairCommand(path: string, o: GptOptions & { moveBackup?: boolean }): Promise<void> {
   const result = await repairGpt(path, { ...diskOptions(o), moveBackup: o.moveBackup === true });
-  if (o.json) return printJson(result);
+  if (o.json) return printJson({ problems: result.problems, written: result.written });
   for (const p of result.problems) print(`  found: ${escapeText(p)}`);
   print(result.written > 0 ? `repaired: ${result.written} sectors written; both copies now agree` : 'nothing to repair: both copies are valid and agree');
 }

@@ -1,4 +1,4 @@
-import { hashImage } from '../index.js';
+import { hashImage } from '../apply/hash-image.js';
 import { print, printJson } from './output.js';
 
 /**

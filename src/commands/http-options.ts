@@ -1,5 +1,7 @@
 /** The download flags of apply, verify and update (--retries, --timeout, --min-rate) and the retry notes. */
-import { escapeText, FastPatchError, type HttpChunksOptions, type HttpRetryInfo } from '../index.js';
+import { FastPatchError } from '../errors.js';
+import type { HttpChunksOptions, HttpRetryInfo } from '../io/http.js';
+import { escapeText } from '../text.js';
 
 /** The flags as commander hands them over (whole numbers, parsed by cli.ts). */
 export interface HttpFlags {

@@ -1,4 +1,5 @@
-import { inspectPayload, readPayloadChunks } from '../index.js';
+import { inspectPayload } from '../apply/inspect.js';
+import { readPayloadChunks } from '../io/input.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, print, printJson, printOperationStats } from './output.js';
 

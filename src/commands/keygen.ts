@@ -1,4 +1,5 @@
-import { generateKey, hex, writeKeyPair } from '../index.js';
+import { writeKeyPair } from '../sign/files.js';
+import { generateKey, hex } from '../sign/keys.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { out: string; force?: boolean; json?: boolean }): Promise<void> {

@@ -1,4 +1,5 @@
-import { loadPrivateKeyFile, loadPublicKeyFile, type PrivateKey, type PublicKey } from '../index.js';
+import { loadPrivateKeyFile, loadPublicKeyFile } from '../sign/files.js';
+import type { PrivateKey, PublicKey } from '../sign/keys.js';
 
 /**
  * Loads every --pubkey file. Each must hold a public key: a private key file is refused

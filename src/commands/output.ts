@@ -5,7 +5,7 @@
  * messages that come from payloads, disks and servers, and a control character in one of them
  * must not move the cursor, ring the bell or forge a line on the user's terminal.
  */
-import { escapeText } from '../index.js';
+import { escapeText } from '../text.js';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

@@ -1,4 +1,9 @@
-import { tuneRuntime, FastPatchError, RUNNING_HOW, openPayload, readUpdateConfig, updateDisk, type UnknownReleasePolicy } from '../index.js';
+import { FastPatchError } from '../errors.js';
+import { openPayload } from '../io/payload-source.js';
+import { tuneRuntime } from '../runtime/tune.js';
+import { readUpdateConfig, type UnknownReleasePolicy } from '../update/config.js';
+import { RUNNING_HOW } from '../update/running.js';
+import { updateDisk } from '../update/update.js';
 import { httpOptions, type HttpFlags } from './http-options.js';
 import { loadTrustedKeys } from './keys.js';
 import { formatBytes, formatRate, print, printError, printJson, progressLine } from './output.js';

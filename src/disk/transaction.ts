@@ -198,10 +198,11 @@ export function findSlot(entries: readonly GptEntry[], name: string): GptEntry {
  * disk) is moved there: never done silently, since it changes the geometry every reader sees.
  * The repaired disk is checked in memory first (the planned writes over the sectors as they are,
  * through readGpt): if a problem would remain (an entry count no reader accepts, overlapping
- * partitions), nothing is written. Returns the problems found before and the sectors written.
+ * partitions), nothing is written. Returns the problems found before, the sectors written, and the
+ * table as read back after the repair (so a caller need not read it again).
  * Throws FastPatchError('GPT_CORRUPT') when neither copy is valid or a problem would remain.
  */
-export async function repairGpt(path: string, options: DiskOptions & { moveBackup?: boolean } = {}): Promise<{ problems: string[]; written: number }> {
+export async function repairGpt(path: string, options: DiskOptions & { moveBackup?: boolean } = {}): Promise<{ problems: string[]; written: number; after: GptReadResult }> {
   return editDisk(path, options, async (disk, read) => {
     const result = readGpt(read, disk.sectorSize, disk.sectors);
     if (!result.table) throw new FastPatchError('GPT_CORRUPT', `${path}: neither GPT copy is valid: nothing to repair from; if the disk never had a GPT (or its table was made for the other sector size: try --sector-size 512 or 4096), \`fastpatch gpt create ${path} --force\` makes a new one (it replaces what the disk holds)`);
@@ -222,7 +223,7 @@ export async function repairGpt(path: string, options: DiskOptions & { moveBacku
     if (after.problems.length > 0) {
       throw new FastPatchError('GPT_CORRUPT', `${path}: still wrong after repair: ${after.problems[0]!.message}`);
     }
-    return { problems: result.problems.map((p) => `${p.severity} (${p.place}): ${p.message}`), written: plan.flat().length };
+    return { problems: result.problems.map((p) => `${p.severity} (${p.place}): ${p.message}`), written: plan.flat().length, after };
   });
 }
 

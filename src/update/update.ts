@@ -155,8 +155,9 @@ async function findSlots(options: UpdateOptions, typeGuid: string): Promise<Upda
     // "Transactions"). Finishing the update starts as `fastpatch gpt repair` would: the valid
     // primary wins, else the backup, so the slots are as before the flip or as after it, and the
     // rest of resume goes on from there. A table repair cannot fix stops here, untouched.
-    gptRepaired = (await repairGpt(options.disk, diskOptions)).problems;
-    read = await readDiskGpt(options.disk, diskOptions);
+    const repaired = await repairGpt(options.disk, diskOptions);
+    gptRepaired = repaired.problems;
+    read = repaired.after;
   }
   const entries = usableEntries(read, options.disk);
   const slots = entries.filter((e) => sameGuid(e.typeGuid, typeGuid));

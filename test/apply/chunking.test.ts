@@ -3,7 +3,8 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PayloadReader, applyPayload, format, type ApplyResult, type CoreBuild } from '../../dist/src/index.js';
+import { applyPayload, format, type ApplyResult, type CoreBuild } from '../../dist/src/index.js';
+import { PayloadReader } from '../../dist/src/apply/reader.js';
 import {
   BLOCK,
   BUILDS,

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { deflateRawSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodeOperation } from '../../dist/src/apply/decode.js';
-import { format, WasmCore } from '../../dist/src/index.js';
+import { format } from '../../dist/src/index.js';
+import { WasmCore } from '../../dist/src/wasm/core.js';
 import { BLOCK, blockListHashRef, randomBytes } from '../helpers/payloads.js';
 
 const core = WasmCore.load('release');

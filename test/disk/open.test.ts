@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDisk } from '../../dist/src/index.js';
+import { openDisk } from '../../dist/src/disk/disk.js';
 import { runCli } from '../helpers/cli.js';
 import { removeDir, rootOrWarn, tempDir } from '../helpers/payloads.js';
 

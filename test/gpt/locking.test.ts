@@ -6,7 +6,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp, writeSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { changeSlots, createFlatcarDisk, directSectorReader, grubNext, openDisk, readDiskGpt, setNext, withDiskLock, type GptEntry } from '../../dist/src/index.js';
+import { changeSlots, createFlatcarDisk, grubNext, readDiskGpt, setNext, type GptEntry } from '../../dist/src/index.js';
+import { directSectorReader, openDisk } from '../../dist/src/disk/disk.js';
+import { withDiskLock } from '../../dist/src/disk/lock.js';
 import { asyncCodeOf } from '../helpers/errors.js';
 import { MiB, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 

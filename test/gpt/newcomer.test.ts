@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { formatPublicKey, readDiskGpt, sampleImage, writeGptPlan } from '../../dist/src/index.js';
+import { formatPublicKey, readDiskGpt, sampleImage } from '../../dist/src/index.js';
+import { writeGptPlan } from '../../dist/src/gpt/table.js';
 import { runCli } from '../helpers/cli.js';
 import { MiB, buildPayload, makeKeyPair, removeDir, rootOrWarn, tempDir, withLoopDevice, withPartitionedLoop } from '../helpers/payloads.js';
 

@@ -5,10 +5,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, openPayload, readDiskGpt, readPayloadChunks, sampleImage,
-  isUsed, setNext, updateDisk, type GptEntry,
-} from '../../dist/src/index.js';
+import { applyPayload, changeSlots, createFlatcarDisk, formatPublicKey, generateDeltaPayload, generateFullPayload, grubNext, markGood, openPayload, readDiskGpt, readPayloadChunks, sampleImage, setNext, updateDisk, type GptEntry } from '../../dist/src/index.js';
+import { isUsed } from '../../dist/src/gpt/table.js';
 import { CLI_PATH, runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';
 import { MiB, makeKeyPair, readHead, removeDir, rootOrWarn, tempDir, withLoopDevice, withPartitionedLoop } from '../helpers/payloads.js';

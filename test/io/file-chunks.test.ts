@@ -5,7 +5,8 @@ import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileChunks, readPayloadChunks } from '../../dist/src/index.js';
+import { readPayloadChunks } from '../../dist/src/index.js';
+import { fileChunks } from '../../dist/src/io/input.js';
 import { INPUT_CHUNK } from '../../dist/src/io/input.js';
 
 let dir: string;

@@ -10,7 +10,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyPayload, httpChunks, isSeekable, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
+import { applyPayload, isSeekable, openPayload, readPayloadChunks, writeKeyPair, type HttpChunksOptions, type HttpRetryInfo } from '../../dist/src/index.js';
+import { httpChunks } from '../../dist/src/io/http.js';
 import { CLI_PATH, lines, runCli } from '../helpers/cli.js';
 import {
   KiB,

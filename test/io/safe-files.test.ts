@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { commitTemp, createTempBeside, discardTemp, readSmallFile, writeFileAtomically } from '../../dist/src/index.js';
+import { commitTemp, createTempBeside, discardTemp, readSmallFile, writeFileAtomically } from '../../dist/src/io/safe-files.js';
 import { untrustedFileProblem } from '../../dist/src/io/safe-files.js';
 import { runCli } from '../helpers/cli.js';
 import { asyncCodeOf } from '../helpers/errors.js';

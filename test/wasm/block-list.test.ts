@@ -1,6 +1,7 @@
 // BlockListHasher (the payload format's block-list hash) against a node:crypto reference.
 import { describe, expect, it } from 'vitest';
-import { BlockListHasher, blockListHash, WasmCore } from '../../dist/src/wasm/core.js';
+import { BlockListHasher, blockListHash } from '../../dist/src/wasm/block-list.js';
+import { WasmCore } from '../../dist/src/wasm/core.js';
 import { blockDigestsRef, blockListHashRef, BUILDS, hex, seededBytes, seededInts, sha256Ref, shifted } from './helpers.js';
 
 describe.each(BUILDS)('BlockListHasher (%s build)', (build) => {
