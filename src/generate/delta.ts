@@ -24,7 +24,7 @@ import { openImageForRead, readFully, readWindows, writeAllAt, type OpenImage } 
 import { defaultWorkers, WorkerPool } from '../runtime/worker-pool.js';
 import { hex } from '../hex.js';
 import { BlockListHasher, blockListHash } from '../wasm/block-list.js';
-import { WasmCore } from '../wasm/core.js';
+import { WasmCore, type CoreBuild } from '../wasm/core.js';
 import { DeltaCore } from '../wasm/delta.js';
 import { zeroBlockListHash } from '../wasm/zero-digests.js';
 import { votesOf, type DiffJob, type DiffResult } from './diff-op.js';
@@ -32,7 +32,7 @@ import type { DiffWorkerData } from './diff-worker.js';
 import { DIFF_OP_BLOCKS, planDelta, type PlannedOp } from './delta-plan.js';
 import { codecOf, type GenerateOptions } from './generator.js';
 import type { GenerateResult } from './writer.js';
-import { SourceIndex } from './source-index.js';
+import { scratchFor, SourceIndex } from './source-index.js';
 import { AnchorIndex } from '../wasm/indexes.js';
 import { discardTemp, type TempFile } from '../io/safe-files.js';
 import { createDataTemp, writeAndDescribe } from './writer.js';
@@ -111,8 +111,9 @@ export async function generateDeltaPayload(options: DeltaOptions): Promise<Delta
     pool.start();
     const delta = new DeltaCore(build);
     const index = await SourceIndex.build(delta, core, source, (done) => progress({ phase: 'source', done, total: source.size }));
-    // The target's anchors (format 2: target dictionaries), in a module of the main thread's own.
-    const targetAnchors = formatVersion >= 2 ? new AnchorIndex(new DeltaCore(build), target.size) : undefined;
+    // The target's anchors (format 2: target dictionaries), in a module of the main thread's own,
+    // sized now like the source's (scratchFor).
+    const targetAnchors = formatVersion >= 2 ? targetAnchorIndex(build, core, target.size) : undefined;
     const scan = await scanTarget(core, index, target, targetAnchors, (done) => progress({ phase: 'target', done, total: target!.size }));
     const plan = planDelta(scan.blocks, scan.zero, scan.match);
     if (plan.length > LIMITS.MAX_OPS) throw new FastPatchError('USAGE', `the delta needs ${plan.length} operations, more than ${LIMITS.MAX_OPS}`);
@@ -334,4 +335,12 @@ async function buildOperation(
   });
   if (next !== p.start + p.count) throw new Error(`unreachable: diff job ${i} covered blocks up to ${next}, not ${p.start + p.count}`);
   return built;
+}
+
+/** The fingerprint index of the new image in a delta module of its own, its memory sized at setup. */
+function targetAnchorIndex(build: CoreBuild, core: WasmCore, size: number): AnchorIndex {
+  const module = new DeltaCore(build);
+  const index = new AnchorIndex(module, size);
+  module.reserve(scratchFor(core));
+  return index;
 }

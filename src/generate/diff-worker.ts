@@ -10,7 +10,9 @@ import { GarbageMeter } from '../runtime/collect.js';
 import { isCloseMessage, toFailure } from '../runtime/worker-pool.js';
 import { DeltaCore } from '../wasm/delta.js';
 import type { CoreBuild } from '../wasm/core.js';
-import { encodeDiffJob, type DiffContext, type DiffJob } from './diff-op.js';
+import { BLOCK_SIZE } from '../format/constants.js';
+import { DIFF_OP_BLOCKS } from './delta-plan.js';
+import { encodeDiffJob, MAX_DIFF_SOURCE_BLOCKS, type DiffContext, type DiffJob } from './diff-op.js';
 
 export interface DiffWorkerData {
   build: CoreBuild;
@@ -23,6 +25,9 @@ export interface DiffWorkerData {
 
 const data = workerData as DiffWorkerData;
 const delta = new DeltaCore(data.build);
+// Its memory sized once, for the largest job the planner makes (a range of DIFF_OP_BLOCKS against at
+// most MAX_DIFF_SOURCE_BLOCKS of source): never grown mid-run.
+delta.reserve(DeltaCore.diffEncodeBytes(MAX_DIFF_SOURCE_BLOCKS * BLOCK_SIZE, DIFF_OP_BLOCKS * BLOCK_SIZE));
 // Each job lets go of ~40 MiB of buffers (the range, its source blocks, dictionaries, streams);
 // V8 would collect them at its own pace, and the two workers' piles added up at the peak.
 const garbage = new GarbageMeter();

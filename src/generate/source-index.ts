@@ -10,6 +10,12 @@ import type { DeltaCore } from '../wasm/delta.js';
 import { BlockListHasher } from '../wasm/block-list.js';
 import type { WasmCore } from '../wasm/core.js';
 import { AnchorIndex, BlockIndex } from '../wasm/indexes.js';
+import { DIFF_OP_BLOCKS } from './delta-plan.js';
+
+/** Module memory a fingerprint index's passes need beyond its tables: a window, or a diff range and its hits. */
+export function scratchFor(core: WasmCore): number {
+  return Math.max(AnchorIndex.scratchBytes(core.windowSize) + core.windowSize / BLOCK_SIZE + 16, AnchorIndex.scratchBytes(DIFF_OP_BLOCKS * BLOCK_SIZE));
+}
 
 export class SourceIndex {
   readonly blocks: number;
@@ -20,11 +26,17 @@ export class SourceIndex {
   private readonly blockIndex: BlockIndex;
   /** The source's fingerprint index (diff-votes.ts, votesOf). */
   readonly anchorIndex: AnchorIndex;
+  /** The delta module's memory once the index was set up: its passes grow it no further. */
+  readonly setupBytes: number;
 
   private constructor(delta: DeltaCore, private readonly core: WasmCore, readonly size: number) {
     this.blocks = Math.ceil(size / BLOCK_SIZE);
     this.blockIndex = new BlockIndex(delta, this.blocks);
     this.anchorIndex = new AnchorIndex(delta, size);
+    // Sized now, not mid-run: the largest transient need is a window being indexed (with its
+    // blocks' skip flags) or a range's anchors being looked up (scratchFor).
+    delta.reserve(scratchFor(core));
+    this.setupBytes = delta.memoryBytes;
   }
 
   /** Reads the whole source once and indexes it. `onRead` gets the bytes read so far. */

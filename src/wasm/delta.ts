@@ -82,6 +82,28 @@ export class DeltaCore {
     return at;
   }
 
+  /**
+   * Grows the module's memory, once, so that `bytes` more than it holds now fit without growing
+   * again: what a caller that knows its largest need calls at setup, so that memory is sized then
+   * and never mid-run. Grown pages cost no resident memory until they are written.
+   */
+  reserve(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`reserve: ${bytes} is not a byte count`);
+    const end = this.#top + Math.ceil(bytes / 16) * 16;
+    const have = this.#x.memory.buffer.byteLength;
+    if (end <= have) return;
+    if (end > 4 * 1024 ** 3 - PAGE) throw new RangeError(`delta module memory would exceed 4 GiB (${end} bytes)`);
+    this.#x.memory.grow(Math.ceil((end - have) / PAGE));
+  }
+
+  /** What diffEncode needs of module memory for a source and a target of these lengths. */
+  static diffEncodeBytes(sourceLength: number, targetLength: number): number {
+    const bits = Math.max(10, Math.ceil(Math.log2(Math.max(1, sourceLength / 16))));
+    const maxEntries = (targetLength >> 2) + 16;
+    const regions = [sourceLength, targetLength, 16 << bits, maxEntries * 12, targetLength, targetLength, 8];
+    return regions.reduce((n, r) => n + Math.ceil(r / 16) * 16, 0);
+  }
+
   /** Current allocation mark, for reset(). @internal */
   mark(): number {
     return this.#top;

@@ -101,6 +101,15 @@ export class AnchorIndex {
     this.positions = delta.alloc(slots * 8);
   }
 
+  /**
+   * Module memory add(data) or votes(data) needs beyond the tables for `length` bytes of data: the
+   * data itself, and for votes room for its anchor hits (at most one per 64 bytes, 16 bytes each).
+   */
+  static scratchBytes(length: number): number {
+    const round = (n: number) => Math.ceil(n / 16) * 16;
+    return round(length) + round((Math.ceil(length / 64) + 16) * 16);
+  }
+
   /** Indexes `data`, the image's bytes at offset `pos`. */
   add(data: Uint8Array, pos: number): void {
     const mark = this.delta.mark();
@@ -141,7 +150,7 @@ export class AnchorIndex {
     const mark = this.delta.mark();
     try {
       const data = this.delta.put(t);
-      const maxHits = Math.ceil(t.length / 64) + 16;
+      const maxHits = Math.ceil(t.length / 64) + 16; // as scratchBytes counts
       const out = this.delta.alloc(maxHits * 16);
       const hits = this.delta.exports.anchorIndexHits(data, t.length, this.keys, this.positions, this.mask, out, maxHits);
       const view = new DataView(this.delta.bytes().buffer, out, hits * 16);
