@@ -31,6 +31,7 @@ import { DISK_SIZE, EDGE, mutateGpt, writeDisk, type GptTemplate } from './gpt.j
 import { mutateRaw, mutateStruct } from './mutate.js';
 import { assembleLoose, blockListHashRef, headValidates, looseFromPayload, type LooseManifest } from './payload.js';
 import { caseSeed, Rng } from './rng.js';
+import { tuneRuntime } from '../../src/runtime/tune.js';
 
 export type Family = 'raw' | 'struct' | 'gpt';
 export const FAMILIES: readonly Family[] = ['raw', 'struct', 'gpt'];
@@ -462,6 +463,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 /** Runs the fuzz cases; never throws for a finding (they are in the summary). */
 export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
+  // Its memory bound (RSS_BOUND_MIB) was measured with the collections the applier once set itself.
+  tuneRuntime({ collections: true });
   const started = performance.now();
   const bound = options.rssBoundMiB ?? RSS_BOUND_MIB;
   const timeout = options.caseTimeoutMs ?? 20_000;

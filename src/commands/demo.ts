@@ -4,7 +4,7 @@ import { tuneRuntime } from '../runtime/tune.js';
 import { print, printJson } from './output.js';
 
 export async function run(opts: { keep?: boolean; json?: boolean }): Promise<void> {
-  tuneRuntime({ collections: true, optimizingCompiler: false }); // as apply and update (runtime/tune.ts)
+  tuneRuntime({ collections: true }); // as the applier set it itself before (runtime/tune.ts)
   const result = await runDemo({ keep: opts.keep === true, log: opts.json ? undefined : print });
   if (opts.json) printJson(result);
   else if (opts.keep) print(`kept ${result.dir}`);

@@ -7,7 +7,8 @@ import { loadSigningKeys } from './keys.js';
 import { formatBytes, formatRate, print, printJson, printOperationStats, progressLine } from './output.js';
 
 export async function run(opts: { target: string; source?: string; key: string[]; version: string; sourceVersion?: string; out: string; force?: boolean; formatVersion: number; level?: number; quality: number; json?: boolean }): Promise<void> {
-  tuneRuntime({ collections: true }); // the diff workers collect what each job lets go (runtime/tune.ts)
+  // A delta's diff workers collect what each job lets go (runtime/tune.ts); a full payload has none.
+  if (opts.source !== undefined) tuneRuntime({ collections: true });
   if (opts.formatVersion !== 1 && opts.formatVersion !== 2) throw new FastPatchError('USAGE', `--format-version must be 1 or 2, got ${opts.formatVersion}`);
   const codec = codecOf(opts.formatVersion);
   const level = opts.level ?? DEFAULT_LEVELS[codec];

@@ -193,7 +193,8 @@ function readCopy(read: SectorReader, lba: number, sectorSize: number, diskSecto
   try {
     copy.header = decodeHeader(read(lba, 1), lba, sectorSize, diskSectors);
   } catch (e) {
-    if (!(e instanceof FastPatchError)) throw e;
+    // The header's own refusals only: a reader's failure (an I/O error) is not a bad header.
+    if (!(e instanceof FastPatchError) || !e.code.startsWith('GPT_')) throw e;
     add(place, 'invalid', e.message);
     return copy;
   }

@@ -37,7 +37,7 @@ let flagSet = false;
 
 /**
  * Exposes the collection function, once per process and from the main thread only, before any
- * decode worker starts (enableCollection, called by the applier's constructor): V8 flags are
+ * decode worker starts (tuneRuntime, runtime/tune.ts, which the host calls): V8 flags are
  * process-wide and are not meant to change while other threads run. A worker only takes the
  * function from a fresh context, where the flag makes V8 install it.
  */

@@ -241,6 +241,16 @@ describe('readGpt and writeGptPlan', () => {
     const read = (disk: Uint8Array) => readGpt(reader(disk, ss), ss, sectors);
     const messages = (disk: Uint8Array) => read(disk).problems.map((p) => `${p.place} ${p.severity}: ${p.message}`);
 
+    it(`a reader's own failure on ${ss}-byte sectors is thrown, not taken for a bad header`, () => {
+      const disk = makeDisk(ss, sectors);
+      // The protective MBR reads; the headers' sectors fail as a dying disk's would.
+      const failing = (lba: number, count: number) => {
+        if (lba === 0) return reader(disk, ss)(lba, count);
+        throw new FastPatchError('IO', `read /dev/sdz at ${lba * ss}: input/output error`);
+      };
+      expect(() => readGpt(failing, ss, sectors)).toThrow(expect.objectContaining({ code: 'IO' }));
+    });
+
     it(`reads a clean table on ${ss}-byte sectors and writes it back byte for byte`, () => {
       const disk = makeDisk(ss, sectors);
       const r = read(disk);
