@@ -30,6 +30,8 @@ const forbidden: Record<string, string[]> = {
   // sign/files.ts reads and writes key files through io/'s exclusive creation and capped reads.
   sign: ['apply', 'generate', 'wasm', 'commands', 'cli.ts', 'demo'],
   wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo'],
+  // omaha/: the protocol's codecs, pure (the server and the device agent sit above it).
+  omaha: ['apply', 'generate', 'gpt', 'disk', 'update', 'io', 'wasm', 'sign', 'runtime', 'commands', 'cli.ts', 'demo'],
   // runtime/: the process (worker threads, collections, V8 flags), below everything that uses it.
   runtime: ['apply', 'generate', 'gpt', 'disk', 'update', 'format', 'sign', 'io', 'wasm', 'commands', 'cli.ts', 'demo'],
   io: ['apply', 'generate', 'gpt', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
@@ -61,7 +63,7 @@ describe('module boundaries', () => {
     }
   });
 
-  it.each(['gpt', 'format'])('%s/ touches no file system, process or network (pure: buffers in, buffers out)', (dir) => {
+  it.each(['gpt', 'format', 'omaha'])('%s/ touches no file system, process or network (pure: buffers in, buffers out)', (dir) => {
     for (const file of sources.filter((f) => area(f) === dir)) {
       for (const spec of importsOf(file)) {
         expect(/^(node:)?(fs|fs\/promises|child_process|net|http|https|worker_threads)$/.test(spec), `${relative(root, file)} imports ${spec}`).toBe(false);
