@@ -7,7 +7,7 @@
  * most MAX_APPS apps with MAX_EVENTS events each are read. Unknown elements and attributes are
  * ignored, as the protocol requires; missing ones take their documented defaults.
  */
-import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+import { nodeOf, untrustedXml, writeXml, type XmlNode } from './xml.js';
 
 export const MAX_REQUEST_BYTES = 64 * 1024;
 export const MAX_APPS = 8;
@@ -47,20 +47,9 @@ export interface OmahaRequest {
 /** Why a request cannot be read (thrown inside this module, returned by parseRequest). */
 class Unreadable extends Error {}
 
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  // The five predefined entities and character references only: a DOCTYPE, the one way to declare
-  // more (and to expand them without bound), is refused before parsing.
-  processEntities: true,
-  htmlEntities: false,
-  allowBooleanAttributes: true,
-  parseAttributeValue: false,
-  parseTagValue: false,
-  isArray: (name: string, _path: unknown, _leaf: unknown, isAttribute: boolean) => !isAttribute && (name === 'app' || name === 'event'),
-});
+const readXml = untrustedXml(['app', 'event'], MAX_REQUEST_BYTES, 'request');
 
-type Node = Record<string, unknown>;
+type Node = XmlNode;
 
 function text(node: Node, name: string, fallback?: string): string | undefined {
   const v = node[name];
@@ -107,7 +96,7 @@ function appOf(node: Node): OmahaApp {
     ...(oem !== undefined ? { oem } : {}),
     ping: element(node, 'ping') !== undefined,
     updateCheck: element(node, 'updatecheck') !== undefined,
-    events: events.map((e) => eventOf(typeof e === 'object' && e !== null ? e : {})),
+    events: events.map((e) => eventOf(nodeOf(e))),
   };
 }
 
@@ -125,14 +114,8 @@ export function parseRequest(body: string): { request: OmahaRequest } | { unread
 }
 
 function readRequest(body: string): OmahaRequest {
-  if (body.length > MAX_REQUEST_BYTES) throw new Unreadable(`request body over ${MAX_REQUEST_BYTES} bytes`);
-  if (/<!DOCTYPE|<!ENTITY/i.test(body)) throw new Unreadable('a DOCTYPE or entity declaration');
-  let doc: Node;
-  try {
-    doc = parser.parse(body, true) as Node;
-  } catch (err) {
-    throw new Unreadable(`not well-formed XML: ${(err as Error).message.split('\n')[0]}`);
-  }
+  const doc = readXml(body);
+  if (typeof doc === 'string') throw new Unreadable(doc);
   const request = element(doc, 'request');
   if (!request) throw new Unreadable('no <request> element');
   const apps = (request['app'] as Node[] | undefined) ?? [];
@@ -143,11 +126,10 @@ function readRequest(body: string): OmahaRequest {
     protocol: text(request, 'protocol', '')!,
     ...(installSource !== undefined ? { installSource } : {}),
     ...(os ? { os: { platform: text(os, 'platform'), version: text(os, 'version'), sp: text(os, 'sp') } } : {}),
-    apps: apps.map((a) => appOf(typeof a === 'object' && a !== null ? a : {})),
+    apps: apps.map((a) => appOf(nodeOf(a))),
   };
 }
 
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', suppressEmptyNode: true, suppressBooleanAttributes: false, processEntities: true });
 
 /** Builds a request body as update_engine sends it (protocol 3.0), for a device or a test. */
 export function buildRequest(r: OmahaRequest): string {
@@ -170,5 +152,5 @@ export function buildRequest(r: OmahaRequest): string {
       app: r.apps.map(app),
     },
   };
-  return `<?xml version="1.0" encoding="UTF-8"?>\n${builder.build(body) as string}`;
+  return writeXml(body);
 }

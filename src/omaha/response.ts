@@ -8,7 +8,7 @@
  * (base64 of the payload's SHA-256) it checks the download against. Hashes are base64, as
  * go-omaha and Nebraska write them.
  */
-import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+import { nodeOf as obj, untrustedXml, writeXml, type XmlNode as Node } from './xml.js';
 import type { AppStatus, UpdateCheckStatus } from './codes.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -49,7 +49,6 @@ export interface OmahaResponse {
   apps: OmahaAppResponse[];
 }
 
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', suppressEmptyNode: true, suppressBooleanAttributes: false, processEntities: true });
 
 function updateCheckNode(u: NonNullable<OmahaAppResponse['updateCheck']>): Record<string, unknown> {
   const node: Record<string, unknown> = { '@status': u.status };
@@ -85,23 +84,11 @@ export function buildResponse(r: OmahaResponse): string {
       })),
     },
   };
-  return `<?xml version="1.0" encoding="UTF-8"?>\n${builder.build(body) as string}`;
+  return writeXml(body);
 }
 
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  processEntities: true,
-  htmlEntities: false,
-  allowBooleanAttributes: true,
-  parseAttributeValue: false,
-  parseTagValue: false,
-  // Elements that may repeat; not attributes (the postinstall action's own `event` attribute).
-  isArray: (name: string, _path: unknown, _leaf: unknown, isAttribute: boolean) => !isAttribute && ['app', 'url', 'package', 'action', 'event'].includes(name),
-});
+const readXml = untrustedXml(['app', 'url', 'package', 'action', 'event'], MAX_RESPONSE_BYTES, 'response');
 
-type Node = Record<string, unknown>;
-const obj = (v: unknown): Node => (typeof v === 'object' && v !== null ? (v as Node) : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /**
@@ -110,14 +97,8 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
  * action's sha256 is required with an update). Never throws: anything unreadable is a reason.
  */
 export function readUpdateCheck(body: string, appId: string): { status: string; update?: OmahaUpdate } | { unreadable: string } {
-  if (body.length > MAX_RESPONSE_BYTES) return { unreadable: `response body over ${MAX_RESPONSE_BYTES} bytes` };
-  if (/<!DOCTYPE|<!ENTITY/i.test(body)) return { unreadable: 'a DOCTYPE or entity declaration in the response' };
-  let doc: Node;
-  try {
-    doc = obj(parser.parse(body, true));
-  } catch (err) {
-    return { unreadable: `response is not well-formed XML: ${(err as Error).message.split('\n')[0]}` };
-  }
+  const doc = readXml(body);
+  if (typeof doc === 'string') return { unreadable: doc };
   const app = ((obj(doc['response'])['app'] as unknown[]) ?? []).map(obj).find((a) => str(a['appid'])?.toLowerCase() === appId.toLowerCase());
   if (!app) return { unreadable: `the response has no app ${appId}` };
   if (str(app['status']) !== 'ok') return { status: `app ${str(app['status']) ?? '(no status)'}` };
