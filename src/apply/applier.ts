@@ -8,6 +8,7 @@
  * the signed output hash before it is written (pipeline.ts); finish() fsyncs and checks the whole
  * image against the signed image hash.
  */
+import { sameBytes } from '../bytes.js';
 import { FastPatchError, ioError } from '../errors.js';
 import { HEADER_SIZE } from '../format/constants.js';
 import { decodeHeader } from '../format/header.js';
@@ -99,7 +100,7 @@ export class PayloadApplier {
     // their verified outputs, in order, are the image's. Skipped operations added none: then the
     // image is hashed as it now is on the target.
     const imageHash = pipeline.skippedOps > 0 ? await hashOpenImage(this.core, target!, m.targetSize) : pipeline.root.digest();
-    if (!(imageHash.length === m.targetHash.length && Buffer.compare(imageHash, m.targetHash) === 0)) {
+    if (!sameBytes(imageHash, m.targetHash)) {
       throw new FastPatchError('HASH_MISMATCH', `finished image does not match the signed image hash (${hex(imageHash)} != ${hex(m.targetHash)})`);
     }
     this.finished = true;

@@ -5,6 +5,7 @@
  * other names, size) and opened or created, each refusal before anything is written. The pipeline
  * (pipeline.ts) reads the source and writes the target through what this holds.
  */
+import { sameBytes } from '../bytes.js';
 import { FastPatchError } from '../errors.js';
 import { hex } from '../hex.js';
 import { checkDisjoint, checkOtherNamesFree, createTarget, imageRange, openExistingTarget, openImageForRead, removeCreatedTarget, type OpenImage } from '../io/device.js';
@@ -111,7 +112,7 @@ export class ApplyImages {
     this.source = imageRange(source, 0, m.sourceSize);
     if (this.options.checkSource) {
       const hash = await hashOpenImage(this.core, this.source, m.sourceSize);
-      if (!equal(hash, m.sourceHash)) {
+      if (!sameBytes(hash, m.sourceHash)) {
         throw new FastPatchError('SOURCE_MISMATCH', `source ${source.path} is not the image this delta was made from (hash ${hex(hash)}, expected ${hex(m.sourceHash)})${needsRelease(m)}`);
       }
     }
@@ -138,8 +139,4 @@ export class ApplyImages {
     this.targetBlocks = undefined;
     await targetBlocks?.close();
   }
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
 }

@@ -6,6 +6,7 @@
  * decode. Buffers come from pools and go back once written (buffer-pool.ts). It runs only after
  * the head is trusted and the images are open or being checked (images.ts); applier.ts wires it.
  */
+import { sameBytes } from '../bytes.js';
 import { ioError, FastPatchError } from '../errors.js';
 import { BLOCK_SIZE, DIGEST_SIZE, OP_NAMES, OpType, SOURCE_OPS } from '../format/constants.js';
 import { blockBytes, extentBytes, type Extent, type Manifest, type Operation } from '../format/manifest.js';
@@ -254,7 +255,7 @@ export class OperationPipeline {
     } else {
       feedZeroDigests(this.core, length, take);
     }
-    if (!equal(opHash.digest(), op.outputHash)) {
+    if (!sameBytes(opHash.digest(), op.outputHash)) {
       throw new FastPatchError('HASH_MISMATCH', `operation ${index} (${OP_NAMES[op.type]}): output does not match its signed hash`);
     }
     // Verified: later operations' target dictionaries may take it (verify keeps what they name).
@@ -357,10 +358,6 @@ export class OperationPipeline {
 function describeExtents(extents: readonly Extent[]): string {
   const shown = extents.slice(0, 3).map((e) => `${e.startBlock}+${e.blockCount}`).join(', ');
   return extents.length > 3 ? `${shown} and ${extents.length - 3} more` : shown;
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 /** The block after an operation's last destination block (its extents follow one another). */
