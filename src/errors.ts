@@ -18,6 +18,7 @@ export const EXIT = {
   SOURCE_MISMATCH: 8,
   DISK: 9,
   DOWNGRADE: 10,
+  RELEASE_REFUSED: 11,
 } as const;
 
 /** Stable error codes, each mapped to the exit code of its class. */
@@ -32,6 +33,8 @@ export const ERROR_CODES = {
   CORRUPT_PAYLOAD: EXIT.CORRUPT,
   /** An operation's data or output does not match its signed hash. */
   HASH_MISMATCH: EXIT.CORRUPT,
+  /** A release repository's document (repository.json, a release record, a channel) is malformed. */
+  CORRUPT_DOCUMENT: EXIT.CORRUPT,
   /** The payload ended before every byte the manifest announced arrived. */
   TRUNCATED_PAYLOAD: EXIT.TRUNCATED,
   IO: EXIT.IO,
@@ -51,6 +54,11 @@ export const ERROR_CODES = {
    * or the running release is unknown (no status record, under UNKNOWN_RELEASE=refuse) or its record is unreadable.
    */
   DOWNGRADE: EXIT.DOWNGRADE,
+  /**
+   * A release repository refused a change: a promotion from a channel that never carried the
+   * release, a channel moved backwards without --force, a version added twice with other bytes.
+   */
+  RELEASE_REFUSED: EXIT.RELEASE_REFUSED,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -25,9 +25,10 @@ const CONFLICT = 75;
 
 /**
  * Takes an exclusive flock on `path` (which must exist). Throws FastPatchError('IO') when another
- * process holds it for longer than `waitSeconds`.
+ * process holds it for longer than `waitSeconds`; `holder` names who that may be in the message
+ * (a release repository's lock file is held by another publisher, not by udev).
  */
-export function lockDisk(path: string, waitSeconds = LOCK_WAIT_SECONDS): Promise<DiskLock> {
+export function lockDisk(path: string, waitSeconds = LOCK_WAIT_SECONDS, holder = 'another program (a partitioning tool or udev)'): Promise<DiskLock> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       'flock',
@@ -59,7 +60,7 @@ export function lockDisk(path: string, waitSeconds = LOCK_WAIT_SECONDS): Promise
       settled = true;
       reject(
         code === CONFLICT
-          ? new FastPatchError('IO', `${path} is locked by another program (a partitioning tool or udev) for more than ${waitSeconds} s; nothing changed`)
+          ? new FastPatchError('IO', `${path} is locked by ${holder} for more than ${waitSeconds} s; nothing changed`)
           : new FastPatchError('IO', `lock ${path}: ${stderr.trim() || `flock exited with ${code}`}`),
       );
     });

@@ -44,8 +44,22 @@ export function verifyPayload(
   entries: readonly SignatureEntry[],
   trusted: readonly (PublicKey | PrivateKey)[],
 ): VerifiedSignature {
+  return verifyMessage(signedMessage(header, manifest), entries, trusted, { what: 'payload', changed: 'the payload header or manifest was modified' });
+}
+
+/**
+ * The rule of verifyPayload for any signed message (a payload's, a release repository's document):
+ * at least one entry by a trusted key that verifies, and no entry by a trusted key that does not.
+ * `what` names the thing in messages, `changed` says what a bad signature means.
+ * Throws FastPatchError('UNTRUSTED_KEY' | 'BAD_SIGNATURE').
+ */
+export function verifyMessage(
+  msg: Uint8Array,
+  entries: readonly SignatureEntry[],
+  trusted: readonly (PublicKey | PrivateKey)[],
+  say: { what: string; changed: string },
+): VerifiedSignature {
   if (trusted.length === 0) throw new TypeError('trusted: at least one public key is needed');
-  const msg = signedMessage(header, manifest);
   let verified: VerifiedSignature | undefined;
   for (let index = 0; index < entries.length; index++) {
     const entry = entries[index]!;
@@ -58,16 +72,21 @@ export function verifyPayload(
     } catch {
       ok = false; // malformed signature bytes (e.g. a non-canonical point)
     }
-    if (!ok) throw new FastPatchError('BAD_SIGNATURE', `signature ${index} by key ${id} does not verify: the payload header or manifest was modified`);
+    if (!ok) throw new FastPatchError('BAD_SIGNATURE', `signature ${index} by key ${id} does not verify: ${say.changed}`);
     verified ??= { keyId: id, index };
   }
   if (!verified) {
     const signers = [...new Set(entries.map((e) => hex(e.keyId)))];
     const trustedIds = [...new Set(trusted.map((k) => hex(k.keyId)))];
-    const signedBy = signers.length === 0 ? 'payload carries no signature' : `payload is signed by key${signers.length > 1 ? 's' : ''} ${listIds(signers)}`;
-    throw new FastPatchError('UNTRUSTED_KEY', `${signedBy}; the trusted key${trustedIds.length > 1 ? 's are' : ' is'} ${listIds(trustedIds)}: trust the public key of the signer (--pubkey KEY.pub) or check where the payload came from`);
+    const signedBy = signers.length === 0 ? `${say.what} carries no signature` : `${say.what} is signed by key${signers.length > 1 ? 's' : ''} ${listIds(signers)}`;
+    throw new FastPatchError('UNTRUSTED_KEY', `${signedBy}; the trusted key${trustedIds.length > 1 ? 's are' : ' is'} ${listIds(trustedIds)}: trust the public key of the signer (--pubkey KEY.pub) or check where the ${say.what} came from`);
   }
   return verified;
+}
+
+/** One signature entry per key over `msg`, in the order given (RFC 8032 ed25519, deterministic). */
+export function signMessage(msg: Uint8Array, keys: readonly PrivateKey[]): SignatureEntry[] {
+  return keys.map((k) => ({ keyId: k.keyId, signature: ed.sign(msg, k.seed) }));
 }
 
 /**
