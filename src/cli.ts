@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { checkCommandLine, commandPath, commandTree } from './commands/command-line.js';
 import { EXAMPLES } from './commands/examples.js';
+import { addReleaseCommands } from './commands/release-program.js';
+import { collect, downloadOption, parseInteger, parseSectorSize, parseSize, parseTries } from './commands/parse.js';
 import { EXIT, FastPatchError } from './errors.js';
 import { removeTempFilesSync } from './io/safe-files.js';
 import { escapeText } from './text.js';
@@ -32,8 +34,6 @@ const program = new Command('fastpatch')
     },
   })
   .exitOverride();
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 program
   .command('keygen')
@@ -171,6 +171,8 @@ gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update)
   .option('--dry-run', 'say what would boot, write nothing')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
+addReleaseCommands(program);
+
 for (const cmd of commandTree(program)) {
   const lines = EXAMPLES[commandPath(cmd)];
   if (lines) cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
@@ -191,43 +193,6 @@ function usageLine(text: string): string {
   if (/^unknown option '(--version|-V)'/.test(first)) return `${first}: the version is \`fastpatch --version\``;
   const suggestion = rest.map((l) => l.trim()).find((l) => l.startsWith('(Did you mean'));
   return escapeText(suggestion ? `${first} ${suggestion.replace('(Did', '(did')}` : first);
-}
-
-/** Bytes, or a number with K, M, G or T (powers of 1024), for every size option. */
-function parseSize(value: string, name = '--size'): number {
-  const m = /^(\d+)([KMGT]?)$/i.exec(value);
-  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `${name} expects bytes, or a number with K, M, G or T (e.g. 64G), got "${value}"`);
-  return n;
-}
-
-/** The download options of every command that takes a URL (verify, apply, update; docs/HTTP.md). */
-function downloadOption(name: 'retries' | 'timeout' | 'min-rate'): Option {
-  const flag = `--${name}`;
-  const parse = (v: string) => parseInteger(v, flag);
-  if (name === 'retries') return new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser(parse);
-  if (name === 'timeout') return new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser(parse);
-  return new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser(parse);
-}
-
-/** `--tries`: boot attempts of a slot on trial, the 4 bits GRUB and vboot keep (1-15). */
-function parseTries(value: string): number {
-  const n = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!(n >= 1 && n <= 15)) throw new FastPatchError('USAGE', `--tries expects 1-15 (boot attempts before the bootloader falls back), got "${value}"`);
-  return n;
-}
-
-function parseInteger(value: string, name: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new FastPatchError('USAGE', `${name} expects a whole number, got "${value}"`);
-  return n;
-}
-
-/** --sector-size: a disk's logical sector size is 512 or 4096 bytes; anything else is bad usage (exit 2). */
-function parseSectorSize(value: string): number {
-  const n = parseInteger(value, '--sector-size');
-  if (n !== 512 && n !== 4096) throw new FastPatchError('USAGE', `--sector-size must be 512 or 4096, got ${n}`);
-  return n;
 }
 
 /** The top-level command that runs (`apply`, `gpt`...), set as commander dispatches to it. */

@@ -40,3 +40,8 @@ export { readUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, UNKNOWN_REL
 export { statusPathFor, readStatus, recordSlotImage, probeStatusWritable, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
 export { RUNNING_HOW, findRunningSlot, type RunningSlot } from './update/running.js';
 export { slotToMarkGood, rollbackSlots, twoSlots, nextBoot, slotName, type SlotPolicyOptions } from './update/slot-policy.js';
+export { ReleaseRepository, checkChannelName, DEFAULT_CHANNELS, DEFAULT_KEEP_DELTAS, REPOSITORY_FILE, type RepositoryConfig } from './release/repository.js';
+export { canonicalJson, signDocument, openDocument, readChannelRecord, readReleaseRecord, type ChannelRecord, type ChannelMove, type ReleaseRecord, type PayloadEntry, type SignedDocument } from './release/documents.js';
+export { addRelease, type AddOptions, type AddResult } from './release/add.js';
+export { promoteRelease, type PromoteOptions, type PromoteResult } from './release/promote.js';
+export { listRepository, type RepositoryListing, type ListedRelease, type ListedChannel } from './release/list.js';

@@ -21,6 +21,27 @@ export const EXAMPLES: Record<string, string[]> = {
     '# every command has its own examples',
     'fastpatch apply --help',
   ],
+  release: [
+    'fastpatch release init repo/ --key release.key',
+    'fastpatch release add repo/ os-1.3.0.img --version 1.3.0 --key release.key',
+    'fastpatch release promote repo/ --version 1.3.0 --to beta --key release.key',
+    'fastpatch release list repo/',
+  ],
+  'release init': [
+    'fastpatch release init repo/ --key release.key',
+    '# channels of your own, lowest first; deltas from the last 5 releases',
+    'fastpatch release init repo/ --key release.key --channels dev,canary,prod --keep-deltas 5',
+  ],
+  'release add': [
+    '# full payload + deltas from the releases channels carried recently; alpha moves to 1.3.0',
+    'fastpatch release add repo/ os-1.3.0.img --version 1.3.0 --key release.key',
+  ],
+  'release promote': [
+    'fastpatch release promote repo/ --version 1.3.0 --to beta --key release.key',
+    '# back to 1.2.0 on stable after a bad release (recorded as forced, with the reason)',
+    "fastpatch release promote repo/ --version 1.2.0 --to stable --key release.key --force --reason '1.3.0 breaks NFS'",
+  ],
+  'release list': ['fastpatch release list repo/', 'fastpatch release list repo/ --json | jq .channels'],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',

@@ -34,6 +34,8 @@ export interface AddOptions {
   deltas?: number;
   /** Told before each payload is generated. */
   onStep?: (step: { kind: 'full' | 'delta'; from?: string; index: number; of: number }) => void;
+  /** Progress within the step: bytes of the image read or encoded, of `total`. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface AddResult {
@@ -111,7 +113,7 @@ async function deltaSources(repo: ReleaseRepository, version: string, keep: numb
 async function generateFull(repo: ReleaseRepository, options: AddOptions): Promise<{ entry: PayloadEntry; image: ReleaseRecord['image'] }> {
   const out = incomingPath(repo);
   try {
-    const result = await generateFullPayload({ target: options.image, keys: options.keys, version: options.version, out });
+    const result = await generateFullPayload({ target: options.image, keys: options.keys, version: options.version, out, ...(options.onProgress ? { onProgress: (p: { bytesRead: number; targetSize: number }) => options.onProgress!(p.bytesRead, p.targetSize) } : {}) });
     return { entry: await storePayload(repo, out, 'full'), image: { size: result.targetSize, hash: result.targetHash } };
   } finally {
     await fsp.rm(out, { force: true });
@@ -130,7 +132,7 @@ async function generateDelta(repo: ReleaseRepository, options: AddOptions, from:
     const source = join(work, `${from.version}.img`);
     const full = from.payloads.find((p) => p.kind === 'full')!;
     await applyPayload(openPayload(repo.payloadPath(full.sha256)), { target: source, trustedKeys: repo.config.keys });
-    await generateDeltaPayload({ source, sourceVersion: from.version, target: options.image, keys: options.keys, version: options.version, out });
+    await generateDeltaPayload({ source, sourceVersion: from.version, target: options.image, keys: options.keys, version: options.version, out, ...(options.onProgress ? { onProgress: (p: { done: number; total: number }) => options.onProgress!(p.done, p.total) } : {}) });
     return await storePayload(repo, out, 'delta', from.version);
   } finally {
     await fsp.rm(out, { force: true });

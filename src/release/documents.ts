@@ -21,7 +21,7 @@ export const MAX_PAYLOADS_PER_RELEASE = 64;
 export const MAX_HISTORY = 1000;
 export const MAX_SIGNATURES = 16;
 
-/** One payload file of a release: stored as payloads/<sha256>.fpd. */
+/** One payload file of a release: stored as payloads/<sha256>.fpay. */
 export interface PayloadEntry {
   /** Hex SHA-256 of the file: its name and its integrity. */
   sha256: string;

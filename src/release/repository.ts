@@ -2,7 +2,7 @@
  * A release repository: a folder any static web server or CDN can publish (docs/RELEASES.md).
  *
  *   repository.json           channel order, how many deltas a release gets, the signers' public keys
- *   payloads/<sha256>.fpd     payload files, named by their SHA-256: written once, never changed
+ *   payloads/<sha256>.fpay     payload files, named by their SHA-256: written once, never changed
  *   releases/<version>.json   a signed release record: the image and its payloads (full + deltas)
  *   channels/<name>.json      a signed channel document: the release the channel carries, and its moves
  *   .lock                     publishers take turns on it (flock), so two at once never lose a write
@@ -114,7 +114,7 @@ export class ReleaseRepository {
   }
 
   payloadPath(sha256: string): string {
-    return join(this.dir, 'payloads', `${sha256}.fpd`);
+    return join(this.dir, 'payloads', `${sha256}.fpay`);
   }
 
   releasePath(version: string): string {

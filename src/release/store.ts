@@ -1,7 +1,7 @@
 /**
  * The repository's payload store: files named by their SHA-256, written once. A new payload is
  * generated under a private temporary name in payloads/, hashed, then renamed to
- * `<sha256>.fpd`; the same bytes added twice are one file.
+ * `<sha256>.fpay`; the same bytes added twice are one file.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
@@ -29,7 +29,7 @@ export async function hashFile(path: string): Promise<{ sha256: string; sha1: st
 
 /** A name in payloads/ for a payload being generated; never a content name, never reused. */
 export function incomingPath(repo: ReleaseRepository): string {
-  return join(repo.dir, 'payloads', `.incoming-${randomBytes(12).toString('hex')}.fpd`);
+  return join(repo.dir, 'payloads', `.incoming-${randomBytes(12).toString('hex')}.fpay`);
 }
 
 /**

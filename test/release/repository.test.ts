@@ -57,7 +57,7 @@ describe('release repository', () => {
     // The stored delta really turns 1.0.0 into 1.1.0.
     const base = join(dir, 'base.img');
     await fsp.copyFile(image(1), base);
-    await applyPayload(openPayload(join(repo, 'payloads', `${delta!.sha256}.fpd`)), { target: join(dir, 'out.img'), source: base, trustedKeys: [publicKeyOf(key)] });
+    await applyPayload(openPayload(join(repo, 'payloads', `${delta!.sha256}.fpay`)), { target: join(dir, 'out.img'), source: base, trustedKeys: [publicKeyOf(key)] });
     expect(Buffer.compare(await fsp.readFile(join(dir, 'out.img')), await fsp.readFile(image(2)))).toBe(0);
 
     // stable before beta: refused, nothing written.

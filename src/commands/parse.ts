@@ -1,0 +1,47 @@
+/**
+ * Parsers of option values shared by the command definitions (cli.ts and the fleet commands):
+ * each turns a bad value into FastPatchError('USAGE') naming the option, so it reads like every
+ * other error. Light on purpose: cli.ts loads it before any library module.
+ */
+import { Option } from 'commander';
+import { FastPatchError } from '../errors.js';
+
+/** A repeatable option's values, in order. */
+export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Bytes, or a number with K, M, G or T (powers of 1024), for every size option. */
+export function parseSize(value: string, name = '--size'): number {
+  const m = /^(\d+)([KMGT]?)$/i.exec(value);
+  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `${name} expects bytes, or a number with K, M, G or T (e.g. 64G), got "${value}"`);
+  return n;
+}
+
+/** The download options of every command that takes a URL (verify, apply, update; docs/HTTP.md). */
+export function downloadOption(name: 'retries' | 'timeout' | 'min-rate'): Option {
+  const flag = `--${name}`;
+  const parse = (v: string) => parseInteger(v, flag);
+  if (name === 'retries') return new Option('--retries <n>', 'for a URL: failed requests in a row before giving up (default 10)').argParser(parse);
+  if (name === 'timeout') return new Option('--timeout <seconds>', 'for a URL: the whole download must end within this time (default: no limit)').argParser(parse);
+  return new Option('--min-rate <bytes>', 'for a URL: slower than this many bytes a second over a minute is a drop, retried (default 1024; 0: no minimum)').argParser(parse);
+}
+
+/** `--tries`: boot attempts of a slot on trial, the 4 bits GRUB and vboot keep (1-15). */
+export function parseTries(value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 15)) throw new FastPatchError('USAGE', `--tries expects 1-15 (boot attempts before the bootloader falls back), got "${value}"`);
+  return n;
+}
+
+export function parseInteger(value: string, name: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new FastPatchError('USAGE', `${name} expects a whole number, got "${value}"`);
+  return n;
+}
+
+/** --sector-size: a disk's logical sector size is 512 or 4096 bytes; anything else is bad usage (exit 2). */
+export function parseSectorSize(value: string): number {
+  const n = parseInteger(value, '--sector-size');
+  if (n !== 512 && n !== 4096) throw new FastPatchError('USAGE', `--sector-size must be 512 or 4096, got ${n}`);
+  return n;
+}
