@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { checkCommandLine, commandPath, commandTree } from './commands/command-line.js';
 import { EXAMPLES } from './commands/examples.js';
-import { addReleaseCommands } from './commands/release-program.js';
+import { addServiceCommands } from './commands/service-program.js';
 import { collect, downloadOption, parseInteger, parseSectorSize, parseSize, parseTries } from './commands/parse.js';
 import { EXIT, FastPatchError } from './errors.js';
 import { removeTempFilesSync } from './io/safe-files.js';
@@ -171,7 +171,7 @@ gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update)
   .option('--dry-run', 'say what would boot, write nothing')
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
-addReleaseCommands(program);
+addServiceCommands(program);
 
 for (const cmd of commandTree(program)) {
   const lines = EXAMPLES[commandPath(cmd)];

@@ -42,6 +42,16 @@ export const EXAMPLES: Record<string, string[]> = {
     "fastpatch release promote repo/ --version 1.2.0 --to stable --key release.key --force --reason '1.3.0 breaks NFS'",
   ],
   'release list': ['fastpatch release list repo/', 'fastpatch release list repo/ --json | jq .channels'],
+  serve: [
+    'fastpatch serve repo/ --listen 0.0.0.0:8080 --state /var/lib/fastpatch/server.sqlite',
+    '# payloads from a CDN that mirrors repo/, Omaha from here',
+    'fastpatch serve repo/ --base-url https://cdn.example.com/os/ --state server.sqlite',
+  ],
+  check: [
+    '# SERVER= and GROUP= from /etc/fastpatch/update.conf',
+    'fastpatch check --disk /dev/sda --pubkey release.key.pub',
+    'fastpatch check --server http://updates:8080/v1/update/ --group beta --disk /dev/sda --pubkey release.key.pub --json',
+  ],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',

@@ -39,7 +39,8 @@ export interface OmahaAppResponse {
   ping?: boolean;
   /** One ok per event received. */
   events?: number;
-  updateCheck?: { status: UpdateCheckStatus; update?: OmahaUpdate; pollIntervalSeconds?: number };
+  /** `reason`: why there is no update (FastPatch's own attribute; other clients ignore it, as the protocol requires). */
+  updateCheck?: { status: UpdateCheckStatus; update?: OmahaUpdate; pollIntervalSeconds?: number; reason?: string };
 }
 
 export interface OmahaResponse {
@@ -53,6 +54,7 @@ export interface OmahaResponse {
 function updateCheckNode(u: NonNullable<OmahaAppResponse['updateCheck']>): Record<string, unknown> {
   const node: Record<string, unknown> = { '@status': u.status };
   if (u.pollIntervalSeconds !== undefined) node['@PollInterval'] = String(u.pollIntervalSeconds);
+  if (u.reason !== undefined) node['@reason'] = u.reason;
   if (u.status !== 'ok' || !u.update) return node;
   const up = u.update;
   node['urls'] = { url: up.codebases.map((c) => ({ '@codebase': c.endsWith('/') ? c : `${c}/` })) };
@@ -96,7 +98,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
  * none is (update_engine's rules: only the first manifest and package count, the postinstall
  * action's sha256 is required with an update). Never throws: anything unreadable is a reason.
  */
-export function readUpdateCheck(body: string, appId: string): { status: string; update?: OmahaUpdate } | { unreadable: string } {
+export function readUpdateCheck(body: string, appId: string): { status: string; update?: OmahaUpdate; reason?: string } | { unreadable: string } {
   const doc = readXml(body);
   if (typeof doc === 'string') return { unreadable: doc };
   const app = ((obj(doc['response'])['app'] as unknown[]) ?? []).map(obj).find((a) => str(a['appid'])?.toLowerCase() === appId.toLowerCase());
@@ -105,7 +107,8 @@ export function readUpdateCheck(body: string, appId: string): { status: string; 
   const check = obj(app['updatecheck']);
   const status = str(check['status']);
   if (status === undefined) return { unreadable: 'the response has no updatecheck status' };
-  if (status !== 'ok') return { status };
+  const reason = str(check['reason']);
+  if (status !== 'ok') return { status, ...(reason !== undefined ? { reason: reason.slice(0, 1024) } : {}) };
   const manifest = obj(check['manifest']);
   const pkg = ((obj(manifest['packages'])['package'] as unknown[]) ?? []).map(obj)[0];
   const action = ((obj(manifest['actions'])['action'] as unknown[]) ?? []).map(obj).find((a) => str(a['event']) === 'postinstall');

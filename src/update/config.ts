@@ -9,6 +9,12 @@
  * Keys:
  *   UNKNOWN_RELEASE=allow|refuse  what `update` does when the running slot's release is unknown
  *                                 (no slot status record): see UpdateOptions.unknownRelease.
+ *   GROUP=name                    the channel (or the server's group) this machine follows: the
+ *                                 Omaha `track` (`check`; default stable, as update_engine's).
+ *   SERVER=url                    the update service's Omaha endpoint (`check`).
+ *
+ * As on CoreOS, the image's defaults sit in /usr/share/fastpatch/update.conf and the machine's own
+ * settings in /etc/fastpatch/update.conf, which wins key by key (readLayeredUpdateConfig).
  */
 import { FastPatchError } from '../errors.js';
 import { readSmallFile, untrustedFileProblem } from '../io/safe-files.js';
@@ -16,6 +22,8 @@ import { escapeText } from '../text.js';
 
 /** Where `update` looks for its settings when not told (a missing file there is fine). */
 export const DEFAULT_UPDATE_CONFIG = '/etc/fastpatch/update.conf';
+/** The image's defaults, beneath DEFAULT_UPDATE_CONFIG (read-only /usr on CoreOS). */
+export const IMAGE_UPDATE_CONFIG = '/usr/share/fastpatch/update.conf';
 
 /** What `update` does when the running slot's release is unknown: install (allow) or refuse. */
 export type UnknownReleasePolicy = 'allow' | 'refuse';
@@ -25,6 +33,8 @@ export interface UpdateConfig {
   /** The file read, or undefined when none was (the default file is absent). */
   path: string | undefined;
   unknownRelease?: UnknownReleasePolicy;
+  group?: string;
+  server?: string;
   /** One line per thing ignored (an unknown key), for the caller to show. */
   notes: string[];
 }
@@ -32,6 +42,7 @@ export interface UpdateConfig {
 /** Largest settings file read. */
 const CONFIG_MAX_BYTES = 64 * 1024;
 const KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const GROUP_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
  * Reads the settings file `path`, or DEFAULT_UPDATE_CONFIG when `path` is undefined. A missing
@@ -39,8 +50,8 @@ const KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * FastPatchError: 'IO' (missing, unreadable, not a regular file, over 64 KiB), 'USAGE' (a bad
  * line or value; a file owned by another user than root or you, or writable by group or others).
  */
-export async function readUpdateConfig(path?: string): Promise<UpdateConfig> {
-  const file = path ?? DEFAULT_UPDATE_CONFIG;
+export async function readUpdateConfig(path?: string, fallback: string = DEFAULT_UPDATE_CONFIG): Promise<UpdateConfig> {
+  const file = path ?? fallback;
   let bytes: Buffer;
   try {
     const read = await readSmallFile(file, CONFIG_MAX_BYTES, 'update config');
@@ -52,7 +63,7 @@ export async function readUpdateConfig(path?: string): Promise<UpdateConfig> {
     const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
     if (path === undefined && cause?.code === 'ENOENT') return { path: undefined, notes: [] };
     if (path !== undefined && cause?.code === 'ENOENT') {
-      throw new FastPatchError('IO', `update config ${path} (--config) does not exist; give an existing file, or leave --config out to use ${DEFAULT_UPDATE_CONFIG} when present`, { cause });
+      throw new FastPatchError('IO', `update config ${path} (--config) does not exist; give an existing file, or leave --config out to use ${fallback} when present`, { cause });
     }
     throw err;
   }
@@ -84,6 +95,12 @@ export function parseUpdateConfig(text: string, name: string): Omit<UpdateConfig
         throw new FastPatchError('USAGE', `${where}: UNKNOWN_RELEASE must be ${UNKNOWN_RELEASE_POLICIES.join(' or ')}, got "${escapeText(value.slice(0, 80))}"`);
       }
       out.unknownRelease = value as UnknownReleasePolicy;
+    } else if (key === 'GROUP') {
+      if (!GROUP_RE.test(value)) throw new FastPatchError('USAGE', `${where}: GROUP must be 1-64 of a-z A-Z 0-9 . _ -, got "${escapeText(value.slice(0, 80))}"`);
+      out.group = value;
+    } else if (key === 'SERVER') {
+      if (!/^https?:\/\/[^\s]{1,2000}$/.test(value)) throw new FastPatchError('USAGE', `${where}: SERVER must be an http:// or https:// URL, got "${escapeText(value.slice(0, 80))}"`);
+      out.server = value;
     } else {
       out.notes.push(`${where}: ${escapeText(key.slice(0, 80))} is not a FastPatch setting; ignored`);
     }
@@ -94,4 +111,20 @@ export function parseUpdateConfig(text: string, name: string): Omit<UpdateConfig
 function unquote(value: string): string {
   const m = /^"(.*)"$|^'(.*)'$/.exec(value);
   return m ? (m[1] ?? m[2] ?? '') : value;
+}
+
+/**
+ * The settings as CoreOS layers them: `image` (default IMAGE_UPDATE_CONFIG) first, then `machine`
+ * (default DEFAULT_UPDATE_CONFIG) key by key over it. A missing default file is fine; a file the
+ * caller named must exist. Throws as readUpdateConfig.
+ */
+export async function readLayeredUpdateConfig(paths: { machine?: string; image?: string } = {}): Promise<UpdateConfig & { paths: string[] }> {
+  const image = await readUpdateConfig(paths.image, IMAGE_UPDATE_CONFIG);
+  const machine = await readUpdateConfig(paths.machine);
+  const merged: UpdateConfig & { paths: string[] } = { path: machine.path ?? image.path, paths: [image.path, machine.path].filter((p): p is string => p !== undefined), notes: [...image.notes, ...machine.notes] };
+  for (const key of ['unknownRelease', 'group', 'server'] as const) {
+    const value = machine[key] ?? image[key];
+    if (value !== undefined) (merged as unknown as Record<string, unknown>)[key] = value;
+  }
+  return merged;
 }

@@ -86,13 +86,13 @@ describe('running release unknown (no record): refused by default, before anythi
 
   it('CLI: --unknown-release and UNKNOWN_RELEASE in --config; the flag beats the file; bad values are usage errors', async () => {
     const conf = join(dir, 'update.conf');
-    await fsp.writeFile(conf, '# device settings\nGROUP=stable\nUNKNOWN_RELEASE=allow\n');
+    await fsp.writeFile(conf, '# device settings\nPCR_POLICY_SERVER=https://pcr\nUNKNOWN_RELEASE=allow\n');
     const d = await disk();
     const refused = await cli(d, '2.0.0', '--config', conf, '--unknown-release', 'refuse');
     expect(refused.code, refused.stderr).toBe(10);
     const ok = await cli(d, '2.0.0', '--config', conf);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stderr).toMatch(/note: .*update\.conf line 2: GROUP is not a FastPatch setting; ignored/);
+    expect(ok.stderr).toMatch(/note: .*update\.conf line 2: PCR_POLICY_SERVER is not a FastPatch setting; ignored/);
     expect(ok.stdout).toMatch(/release unknown \(no record in .*\), no downgrade check/);
     const d2 = await disk();
     await fsp.writeFile(conf, 'UNKNOWN_RELEASE=yes\n');

@@ -137,10 +137,12 @@ describe('statusPathFor: one record per disk, whatever name reaches it', () => {
 
 describe('update settings (update.conf)', () => {
   it('KEY=value lines, comments, quotes; the last value wins; unknown keys are noted and ignored', () => {
-    const text = '# FastPatch\n\nGROUP=stable\nUNKNOWN_RELEASE=refuse\n  UNKNOWN_RELEASE = "allow"  \r\nSERVER=https://x\n';
+    const text = '# FastPatch\n\nGROUP=stable\nUNKNOWN_RELEASE=refuse\n  UNKNOWN_RELEASE = "allow"  \r\nSERVER=https://x\nPCR_POLICY_SERVER=https://y\nGROUP=beta\n';
     expect(parseUpdateConfig(text, 'u.conf')).toEqual({
       unknownRelease: 'allow',
-      notes: ['u.conf line 3: GROUP is not a FastPatch setting; ignored', 'u.conf line 6: SERVER is not a FastPatch setting; ignored'],
+      group: 'beta',
+      server: 'https://x',
+      notes: ['u.conf line 7: PCR_POLICY_SERVER is not a FastPatch setting; ignored'],
     });
     expect(parseUpdateConfig("UNKNOWN_RELEASE='refuse'", 'u.conf').unknownRelease).toBe('refuse');
     expect(parseUpdateConfig('', 'u.conf')).toEqual({ notes: [] });
@@ -148,6 +150,8 @@ describe('update settings (update.conf)', () => {
 
   it.each([
     ['a bad value', 'UNKNOWN_RELEASE=maybe', /u\.conf line 1: UNKNOWN_RELEASE must be allow or refuse, got "maybe"/],
+    ['a group with a space', 'GROUP=be ta', /u\.conf line 1: GROUP must be 1-64 of/],
+    ['a server that is no URL', 'SERVER=updates:8080', /u\.conf line 1: SERVER must be an http:\/\/ or https:\/\/ URL/],
     ['an empty value', 'UNKNOWN_RELEASE=', /UNKNOWN_RELEASE must be allow or refuse, got ""/],
     ['a case variant', 'UNKNOWN_RELEASE=Allow', /got "Allow"/],
     ['a line without =', '# ok\nUNKNOWN_RELEASE allow', /u\.conf line 2: expected KEY=value/],

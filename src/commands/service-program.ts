@@ -1,12 +1,43 @@
 /**
- * The definitions of the release-service commands (`release ...`, later `serve`, `check`), kept
- * beside cli.ts so that file stays readable; each action lazy-loads its module, as cli.ts does.
+ * The definitions of the update-service commands (`release ...`, `serve`, `check`), kept beside
+ * cli.ts so that file stays readable; each action lazy-loads its module, as cli.ts does.
  */
 import { Option, type Command } from 'commander';
-import { collect, parseInteger } from './parse.js';
+import { collect, downloadOption, parseInteger } from './parse.js';
 
-/** Adds `release init|add|promote|list` to `program`. */
-export function addReleaseCommands(program: Command): void {
+/** Adds `release init|add|promote|list`, `serve` and `check` to `program`. */
+export function addServiceCommands(program: Command): void {
+  addReleaseCommands(program);
+  program
+    .command('serve')
+    .description('the update service: Omaha at /v1/update/ for devices, payloads with Range, rollout state in SQLite')
+    .argument('<repo>', 'release repository to serve')
+    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8080')
+    .option('--state <file>', 'SQLite database of rollout policy, machines and events (created if missing)', '/var/lib/fastpatch/server.sqlite')
+    .option('--base-url <url>', 'public URL of the repository folder, when payloads are served from elsewhere (a CDN)')
+    .option('--pubkey <file>', "key the channel documents must be signed by (repeatable; default: the repository's keys)", collect)
+    .option('--app-id <id>', 'Omaha app id to serve (repeatable; default the CoreOS one)', collect)
+    .action(async (dir, opts) => (await import('./serve.js')).run(dir, opts));
+  program
+    .command('check')
+    .description('one update cycle of a device: ask the update service, install an offered payload into the passive slot, report each step')
+    .requiredOption('--disk <disk>', 'whole disk holding the A/B slots (image file or block device)')
+    .requiredOption('--pubkey <file>', 'trusted public key (repeatable)', collect)
+    .option('--server <url>', 'Omaha endpoint (default: SERVER= of update.conf)')
+    .option('--group <name>', 'channel or group (default: GROUP= of update.conf, else stable)')
+    .option('--config <file>', "the machine's update.conf (default /etc/fastpatch/update.conf when present)")
+    .option('--image-config <file>', "the image's defaults (default /usr/share/fastpatch/update.conf when present)")
+    .option('--machine-id-file <file>', 'machine id (default /etc/machine-id)')
+    .option('--boot-id-file <file>', 'boot id (default /proc/sys/kernel/random/boot_id)')
+    .option('--status <file>', 'slot status record (default as `update` finds it)')
+    .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
+    .option('--app-id <id>', 'Omaha app id (default the CoreOS one)')
+    .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
+    .option('--json', 'print the result as JSON')
+    .action(async (opts) => (await import('./check.js')).run({ ...opts, verbose: program.opts().verbose }));
+}
+
+function addReleaseCommands(program: Command): void {
   const release = program.command('release').description('a release repository: content-addressed payloads, channels promoted bit for bit (init, add, promote, list)');
   release
     .command('init')

@@ -1,0 +1,36 @@
+import { FastPatchError } from '../errors.js';
+import { startServer } from '../server/http-server.js';
+import { escapeText } from '../text.js';
+import { loadTrustedKeys } from './keys.js';
+import { print, printError } from './output.js';
+
+/** `HOST:PORT`, `:PORT` or `PORT` (an IPv6 host in brackets). */
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:)?(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new FastPatchError('USAGE', `--listen expects HOST:PORT (e.g. 0.0.0.0:8080), got "${escapeText(value)}"`);
+  return { host: (m[1] ?? '0.0.0.0').replace(/^\[|\]$/g, ''), port };
+}
+
+export async function run(dir: string, opts: { listen: string; state: string; baseUrl?: string; pubkey?: string[]; appId?: string[] }): Promise<void> {
+  const { host, port } = parseListen(opts.listen);
+  if (opts.baseUrl !== undefined && !/^https?:\/\/\S+$/.test(opts.baseUrl)) throw new FastPatchError('USAGE', `--base-url expects an http(s):// URL, got "${escapeText(opts.baseUrl)}"`);
+  const trusted = opts.pubkey && opts.pubkey.length > 0 ? await loadTrustedKeys(opts.pubkey) : undefined;
+  const log = (line: string) => printError(`${new Date().toISOString()} ${escapeText(line)}`);
+  const server = await startServer({
+    repository: dir, state: opts.state, host, port, log,
+    ...(opts.baseUrl !== undefined ? { baseUrl: opts.baseUrl } : {}),
+    ...(trusted ? { trusted } : {}),
+    ...(opts.appId && opts.appId.length > 0 ? { appIds: opts.appId } : {}),
+  });
+  print(`serving ${escapeText(dir)}: Omaha at ${server.url}v1/update/, payloads at ${server.url}payloads/; state in ${escapeText(opts.state)}`);
+  // A daemon's stop is not an interruption: close, and exit 0 (every change is already committed).
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.removeAllListeners(signal);
+      process.once(signal, () => resolve());
+    }
+  });
+  await server.close();
+  print('stopped');
+}

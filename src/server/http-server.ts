@@ -1,0 +1,155 @@
+/**
+ * `fastpatch serve`: the update service over HTTP (docs/OMAHA.md, "The server").
+ *
+ *   POST /v1/update/                       Omaha v3 (also /v1/update)
+ *   GET|HEAD /payloads/<sha256>.fpay       payload files, with Range, ETag and If-Range
+ *   GET|HEAD /repository.json, /channels/<name>.json, /releases/<version>.json
+ *
+ * The body of a request is read only up to MAX_REQUEST_BYTES; slow or idle peers are cut off by
+ * the timeouts below, so a hostile client holds a socket for seconds, not forever. Nothing a peer
+ * sends can throw out of a handler: every failure is an HTTP status and one line.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { MAX_REQUEST_BYTES, parseRequest } from '../omaha/request.js';
+import { buildResponse } from '../omaha/response.js';
+import type { PublicKey } from '../sign/keys.js';
+import { ReleaseRepository } from '../release/repository.js';
+import { ReleaseCatalog } from './catalog.js';
+import { answerRequest, type CodebaseOf } from './omaha-service.js';
+import { sendFile } from './payload-files.js';
+import { RolloutStore } from './rollout-store.js';
+
+export interface ServeOptions {
+  /** The release repository folder. */
+  repository: string;
+  /** The server's state database (rollout policy, machines, events). */
+  state: string;
+  host?: string;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** Public URL of the repository folder when payloads are served from elsewhere (a CDN); default: this server, as the device reached it. */
+  baseUrl?: string;
+  /** Keys the channel documents must be signed by (default: those repository.json lists). */
+  trusted?: readonly PublicKey[];
+  appIds?: readonly string[];
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:8080/ ; the Omaha endpoint is `${url}v1/update/`. */
+  url: string;
+  port: number;
+  rollout: RolloutStore;
+  catalog: ReleaseCatalog;
+  server: Server;
+  /** Stops accepting, ends open connections, closes the database. */
+  close(): Promise<void>;
+}
+
+const HOST_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const PAYLOAD_RE = /^\/payloads\/([0-9a-f]{64})\.fpay$/;
+const DOCUMENT_RE = /^\/(?:repository\.json|channels\/[a-z0-9][a-z0-9._-]{0,63}\.json|releases\/[0-9A-Za-z][0-9A-Za-z.+~_-]{0,127}\.json)$/;
+
+/** Starts the service. Throws what opening the repository or the database throws. */
+export async function startServer(o: ServeOptions): Promise<RunningServer> {
+  const repo = await ReleaseRepository.open(o.repository);
+  const rollout = RolloutStore.open(o.state);
+  const catalog = new ReleaseCatalog(repo, o.trusted ?? repo.config.keys);
+  const server = createServer((req, res) => {
+    handle(req, res, { repo, catalog, rollout, o }).catch((err: unknown) => {
+      o.log?.(`internal error: ${(err as Error).message}`);
+      if (!res.headersSent) reply(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  });
+  // A peer gets 10 s for its headers and 30 s for its whole request; idle keep-alives end in 5 s.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 64;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = o.host ?? '127.0.0.1';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+  const close = async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    rollout.close();
+  };
+  return { url, port, rollout, catalog, server, close };
+}
+
+interface Context {
+  repo: ReleaseRepository;
+  catalog: ReleaseCatalog;
+  rollout: RolloutStore;
+  o: ServeOptions;
+}
+
+function reply(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, c: Context): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0]!;
+  if (path === '/v1/update' || path === '/v1/update/') {
+    if (req.method !== 'POST') return reply(res, 405, 'POST an Omaha request here\n', { Allow: 'POST' });
+    return omaha(req, res, c);
+  }
+  const payload = PAYLOAD_RE.exec(path);
+  if (payload) {
+    return sendFile(req, res, c.repo.payloadPath(payload[1]!), { etag: `"${payload[1]}"`, cacheControl: 'public, max-age=31536000, immutable' });
+  }
+  if (DOCUMENT_RE.test(path) && !path.includes('..')) return sendFile(req, res, join(c.repo.dir, path), { contentType: 'application/json', cacheControl: 'no-cache' });
+  return reply(res, 404, 'not found\n');
+}
+
+/** The request body, or the HTTP status that refuses it (413 past the limit). */
+async function readBody(req: IncomingMessage): Promise<string | 413> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_REQUEST_BYTES) return 413;
+  const parts: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of req) {
+    length += (chunk as Buffer).length;
+    if (length > MAX_REQUEST_BYTES) return 413;
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+async function omaha(req: IncomingMessage, res: ServerResponse, c: Context): Promise<void> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== '' && type !== 'text/xml' && type !== 'application/xml') return reply(res, 415, 'an Omaha request is XML (Content-Type text/xml)\n');
+  const body = await readBody(req);
+  if (body === 413) {
+    res.setHeader('Connection', 'close');
+    return reply(res, 413, `an Omaha request is at most ${MAX_REQUEST_BYTES} bytes\n`);
+  }
+  const parsed = parseRequest(body);
+  if ('unreadable' in parsed) return reply(res, 400, `not an Omaha request: ${parsed.unreadable}\n`);
+  const response = await answerRequest(parsed.request, codebasesFor(req, c.o), { catalog: c.catalog, rollout: c.rollout, ...(c.o.appIds ? { appIds: c.o.appIds } : {}), ...(c.o.log ? { log: c.o.log } : {}) });
+  const xml = buildResponse(response);
+  res.writeHead(200, { 'Content-Type': 'text/xml; charset=utf-8', 'Content-Length': Buffer.byteLength(xml), 'Cache-Control': 'no-store' });
+  res.end(xml);
+}
+
+/** The payloads folder URL: --base-url's, else this server as the device named it (a Host that is a host name). */
+function codebasesFor(req: IncomingMessage, o: ServeOptions): CodebaseOf {
+  let base = o.baseUrl;
+  if (!base) {
+    const host = req.headers.host;
+    const local = req.socket.localAddress ?? '127.0.0.1';
+    base = `http://${host && HOST_RE.test(host) ? host : local.includes(':') ? `[${local}]:${req.socket.localPort}` : `${local}:${req.socket.localPort}`}/`;
+  }
+  const folder = `${base.endsWith('/') ? base : `${base}/`}payloads/`;
+  return () => [folder];
+}

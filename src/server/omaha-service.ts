@@ -1,0 +1,115 @@
+/**
+ * The update service's answer to one Omaha request, app by app, in Nebraska's order: record the
+ * events, register the ping, then decide the update check (docs/OMAHA.md, "What the server
+ * decides").
+ *
+ * An update is offered only when the device's channel carries a release newer than the one the
+ * device runs (never a lower one: a machine that moved to a channel that is behind waits, and the
+ * noupdate says so), and the group's rollout lets this machine have it now (pause, wave, caps).
+ * The package is the delta from the device's release when the repository has one, else the full
+ * payload. Every refusal is a noupdate or an Omaha error status with a `reason`, never a throw.
+ */
+import { COREOS_APP_ID } from '../omaha/codes.js';
+import type { OmahaApp, OmahaRequest } from '../omaha/request.js';
+import type { OmahaAppResponse, OmahaResponse, OmahaUpdate } from '../omaha/response.js';
+import { compareVersions } from '../format/version.js';
+import { checkReleaseVersion } from '../format/manifest.js';
+import type { PayloadEntry, ReleaseRecord } from '../release/documents.js';
+import type { ReleaseCatalog } from './catalog.js';
+import type { MachineCheck, RolloutStore } from './rollout-store.js';
+
+export interface ServiceOptions {
+  catalog: ReleaseCatalog;
+  rollout: RolloutStore;
+  /** Omaha app ids served (compared case-insensitively; answered as the device spelled them). */
+  appIds?: readonly string[];
+  /** Told of each grant, refusal and self-pause, one line each (untrusted text already escaped by the caller's printer). */
+  log?: (line: string) => void;
+  now?: () => Date;
+}
+
+/** Where the device downloads from: the folder URL that payload names are appended to. */
+export type CodebaseOf = (pkg: PayloadEntry) => string[];
+
+const b64 = (hexDigest: string) => Buffer.from(hexDigest, 'hex').toString('base64');
+
+/** The package for a device on `from`: the delta from its release, else the full payload. */
+export function packageFor(release: ReleaseRecord, from: string): PayloadEntry {
+  return release.payloads.find((p) => p.kind === 'delta' && p.from === from) ?? release.payloads.find((p) => p.kind === 'full')!;
+}
+
+/** The Omaha update of `pkg` of `release`. */
+export function updateOf(release: ReleaseRecord, pkg: PayloadEntry, codebases: string[]): OmahaUpdate {
+  return {
+    codebases,
+    version: release.version,
+    package: { name: `${pkg.sha256}.fpay`, size: pkg.size, sha256: b64(pkg.sha256), sha1: b64(pkg.sha1) },
+    ...(pkg.kind === 'delta' ? { isDelta: true } : {}),
+  };
+}
+
+/** Seconds since the server's local midnight, as `daystart@elapsed_seconds`. */
+function elapsedToday(now: Date): number {
+  return now.getHours() * 3600 + now.getMinutes() * 60 + now.getSeconds();
+}
+
+/** Answers a parsed request. Never throws for anything the device sent. */
+export async function answerRequest(request: OmahaRequest, codebases: CodebaseOf, o: ServiceOptions): Promise<OmahaResponse> {
+  const apps: OmahaAppResponse[] = [];
+  for (const app of request.apps) {
+    // Protocol 3.x only: an older client would misread the answer, so nothing of it is recorded.
+    if (!/^3\.\d+$/.test(request.protocol)) apps.push({ appId: app.appId, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-unsupportedProtocol', reason: `protocol ${request.protocol || '(none)'}; this server speaks 3.0` } } : {}) });
+    else apps.push(await answerApp(app, codebases, o));
+  }
+  return { server: 'fastpatch', elapsedSeconds: elapsedToday(o.now?.() ?? new Date()), apps };
+}
+
+/** The group a track names: a group the operator made, else the channel of that name's own group. */
+function resolveGroup(app: OmahaApp, o: ServiceOptions): { group: string; channel: string } | undefined {
+  const defined = o.rollout.findGroup(app.track);
+  if (defined && o.catalog.channels.includes(defined.channel)) return { group: defined.name, channel: defined.channel };
+  if (o.catalog.channels.includes(app.track)) return { group: app.track, channel: app.track };
+  return undefined;
+}
+
+async function answerApp(app: OmahaApp, codebases: CodebaseOf, o: ServiceOptions): Promise<OmahaAppResponse> {
+  const served = (o.appIds ?? [COREOS_APP_ID]).some((id) => id.toLowerCase() === app.appId.toLowerCase());
+  const base = { appId: app.appId, ...(app.ping ? { ping: true } : {}), ...(app.events.length ? { events: app.events.length } : {}) };
+  if (!served) return { ...base, status: 'error-unknownApplication', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'this server does not serve that app id' } } : {}) };
+  try {
+    checkReleaseVersion(app.version);
+  } catch {
+    return { ...base, status: 'error-invalidVersion', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'the version is not a release version' } } : {}) };
+  }
+  const where = resolveGroup(app, o);
+  if (!where) {
+    const reason = `no channel or group "${app.track}" here; channels: ${o.catalog.channels.join(', ')}`;
+    return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason } } : {}) };
+  }
+  if (!app.machineId) return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'no machineid: a machine needs an id to have a place in a rollout' } } : {}) };
+  const machine: MachineCheck = { machineId: app.machineId, group: where.group, channel: where.channel, version: app.version, bootId: app.bootId, ...(app.oem !== undefined ? { oem: app.oem } : {}) };
+  o.rollout.group(where.group, where.channel); // exists before anything is recorded against it
+  if (app.events.length > 0) {
+    const { selfPaused } = o.rollout.recordEvents(machine, app.events);
+    if (selfPaused) o.log?.(`group ${where.group} paused itself: ${selfPaused}`);
+  }
+  if (app.ping || app.updateCheck) o.rollout.checkIn(machine);
+  if (!app.updateCheck) return { ...base, status: 'ok' };
+  return { ...base, status: 'ok', updateCheck: await decideUpdate(machine, codebases, o) };
+}
+
+async function decideUpdate(m: MachineCheck, codebases: CodebaseOf, o: ServiceOptions): Promise<NonNullable<OmahaAppResponse['updateCheck']>> {
+  const record = await o.catalog.channel(m.channel);
+  if (!record) return { status: 'noupdate', reason: `${m.channel} carries no release yet` };
+  const release = record.release;
+  const order = compareVersions(m.version, release.version);
+  if (order === 0) return { status: 'noupdate', reason: `${release.version} is the release of ${m.channel}` };
+  if (order > 0) {
+    return { status: 'noupdate', reason: `${m.channel} carries ${release.version}, older than the running ${m.version}: this machine stays where it is until ${m.channel} passes it (no downgrade)` };
+  }
+  const verdict = o.rollout.grant(m, release.version);
+  if (!verdict.granted) return { status: 'noupdate', reason: `${release.version} is not yet offered to this machine: ${verdict.reason}` };
+  const pkg = packageFor(release, m.version);
+  o.log?.(`granted ${release.version} (${pkg.kind === 'delta' ? `delta from ${pkg.from}` : 'full'}) to ${m.machineId} in ${m.group}`);
+  return { status: 'ok', update: updateOf(release, pkg, codebases(pkg)) };
+}
