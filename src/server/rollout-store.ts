@@ -5,7 +5,7 @@
  * and an operator CLI can share the file with the running server. docs/ROLLOUT.md has the rules.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { FastPatchError } from '../errors.js';
+import { FastPatchError, ioError } from '../errors.js';
 import { openDatabase } from './rollout-db.js';
 import {
   checkName, checkPolicy, decideGrant, defaultPolicy, IN_PROGRESS_STATES, isRollback, MAX_NAME_CHARS, MAX_REASON_CHARS,
@@ -130,13 +130,15 @@ export class RolloutStore {
   }
 
   #transaction<T>(begin: StatementSync, fn: () => T): T {
-    begin.run();
     try {
+      begin.run();
       const result = fn();
       this.#s.commit.run();
       return result;
     } catch (err) {
-      if (this.#db.isTransaction) this.#s.rollback.run();
+      if (this.#db.isOpen && this.#db.isTransaction) this.#s.rollback.run();
+      // SQLite's own failures (busy past the timeout, disk full, I/O) as one IO line; ours pass as they are.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_SQLITE_ERROR') throw ioError('rollout database', err);
       throw err;
     }
   }
