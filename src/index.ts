@@ -36,7 +36,7 @@ export { slotForInstall, slotDevice, type SlotTarget, type SlotDevice, type Slot
 export { prioritize, setNext, markGood, grubNext, vbootNext, getSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE, PARTITION_TYPES, type BootDecision, type GptEntry, type GptReadResult } from './gpt/index.js';
 export { installSlot, type InstallOptions, type InstallResult } from './update/install.js';
 export { updateDisk, type UpdateOptions, type UpdateResult, type NextBoot } from './update/update.js';
-export { readUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UpdateConfig, type UnknownReleasePolicy } from './update/config.js';
+export { readUpdateConfig, readLayeredUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, IMAGE_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UpdateConfig, type UnknownReleasePolicy } from './update/config.js';
 export { statusPathFor, readStatus, recordSlotImage, probeStatusWritable, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
 export { RUNNING_HOW, findRunningSlot, type RunningSlot } from './update/running.js';
 export { slotToMarkGood, rollbackSlots, twoSlots, nextBoot, slotName, type SlotPolicyOptions } from './update/slot-policy.js';
@@ -45,3 +45,15 @@ export { canonicalJson, signDocument, openDocument, readChannelRecord, readRelea
 export { addRelease, type AddOptions, type AddResult } from './release/add.js';
 export { promoteRelease, type PromoteOptions, type PromoteResult } from './release/promote.js';
 export { listRepository, type RepositoryListing, type ListedRelease, type ListedChannel } from './release/list.js';
+export { parseRequest, buildRequest, MAX_REQUEST_BYTES, type OmahaRequest, type OmahaApp, type OmahaEvent } from './omaha/request.js';
+export { buildResponse, readUpdateCheck, type OmahaResponse, type OmahaAppResponse, type OmahaUpdate, type OmahaPackage } from './omaha/response.js';
+export { COREOS_APP_ID, EVENT_TYPE, EVENT_RESULT, ERROR_CODE_ROLLBACK } from './omaha/codes.js';
+export { startServer, type ServeOptions, type RunningServer } from './server/http-server.js';
+export { answerRequest, packageFor, type ServiceOptions } from './server/omaha-service.js';
+export { ReleaseCatalog } from './server/catalog.js';
+export { RolloutStore, type MachineCheck, type GrantAnswer, type GroupStatus, type FailedMachine, type MachineRow, type EventRow, type MachineState, type ReportedEvent } from './server/rollout-store.js';
+export { wavePlace, defaultPolicy, checkPolicy, type GroupPolicy } from './server/rollout-policy.js';
+export { sendFile, type SendFileOptions } from './server/payload-files.js';
+export { checkForUpdate, type CheckOptions, type CheckResult, type CheckOutcome } from './agent/check.js';
+export { readMachineId, readBootId, MACHINE_ID_PATH, BOOT_ID_PATH } from './agent/identity.js';
+export { runningRelease, type RunningRelease } from './agent/running-release.js';
