@@ -52,6 +52,22 @@ export const EXAMPLES: Record<string, string[]> = {
     'fastpatch check --disk /dev/sda --pubkey release.key.pub',
     'fastpatch check --server http://updates:8080/v1/update/ --group beta --disk /dev/sda --pubkey release.key.pub --json',
   ],
+  'release status': ['fastpatch release status repo/ --state /var/lib/fastpatch/server.sqlite'],
+  rollout: [
+    'fastpatch rollout show',
+    'fastpatch rollout set stable --open 5 --max-in-progress 20',
+    "fastpatch rollout pause stable --reason 'NFS mounts fail on 1.3.0'",
+  ],
+  'rollout show': ['fastpatch rollout show', 'fastpatch rollout show stable --json'],
+  'rollout set': [
+    '# canaries first: 5% of stable machines, 20 at a time, pause at 3 failures',
+    'fastpatch rollout set stable --open 5 --max-in-progress 20 --failure-threshold 3',
+    '# a group of its own on stable, for the machines with GROUP=stable-eu',
+    'fastpatch rollout set stable-eu --channel stable --max-per-period 50 --period 1h',
+  ],
+  'rollout pause': ["fastpatch rollout pause stable --reason 'NFS mounts fail on 1.3.0'"],
+  'rollout resume': ['fastpatch rollout resume stable'],
+  'rollout clear-failure': ['fastpatch rollout clear-failure 4b8c2d5e6f708192a3b4c5d6e7f80912'],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',

@@ -45,3 +45,18 @@ export function parseSectorSize(value: string): number {
   if (n !== 512 && n !== 4096) throw new FastPatchError('USAGE', `--sector-size must be 512 or 4096, got ${n}`);
   return n;
 }
+
+/** A duration: seconds, or a number with s, m, h or d (`90`, `30m`, `1h`, `7d`), as whole seconds. */
+export function parseDuration(value: string, name: string): number {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(value);
+  const n = m ? Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]!]! : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new FastPatchError('USAGE', `${name} expects a duration: seconds, or a number with s, m, h or d (e.g. 1h), got "${value}"`);
+  return n;
+}
+
+/** A share in percent, 0-100 (fractions allowed: 0.5 is one machine in 200). */
+export function parsePercent(value: string, name: string): number {
+  const n = /^\d{1,3}(\.\d{1,4})?%?$/.test(value) ? Number(value.replace('%', '')) : NaN;
+  if (!(n >= 0 && n <= 100)) throw new FastPatchError('USAGE', `${name} expects a percentage from 0 to 100, got "${value}"`);
+  return n;
+}
