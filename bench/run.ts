@@ -22,8 +22,9 @@ import { runFull, type FullFigures } from './full.js';
 import { fmtPaired, fmtRate, fmtRatio, out, progress, table, type Paired } from './harness.js';
 import { runHash, type HashFigures } from './hash.js';
 import { isTmpfs } from './rootfs.js';
+import { runOmahaLoad, type OmahaLoadFigures } from './omaha-load.js';
 
-const SECTIONS = ['hash', 'codec', 'full', 'delta', 'delta-codec'] as const;
+const SECTIONS = ['hash', 'codec', 'full', 'delta', 'delta-codec', 'omaha'] as const;
 type Section = (typeof SECTIONS)[number];
 /**
  * Measured rounds (after a warm-up run) unless --rounds says otherwise: ≥ 5 for the CPU-bound
@@ -31,7 +32,7 @@ type Section = (typeof SECTIONS)[number];
  * run near 10 minutes, and apply-vs-dd (~10 s a round) gets 5. The delta peers' encodes take
  * minutes each (zstd -19 on 512 MiB), so delta encode/decode rows get 1 and its apply-vs-dd 3.
  */
-const DEFAULT_ROUNDS = { hash: 9, codec: 3, fullGenerate: 3, fullApply: 5, delta: 1, deltaApply: 3 };
+const DEFAULT_ROUNDS = { hash: 9, codec: 3, fullGenerate: 3, fullApply: 5, delta: 1, deltaApply: 3, omaha: 5 };
 
 function parseArgs(argv: readonly string[]): { sections: Section[]; rounds: number | undefined; pairs: string[] } {
   const sections: Section[] = [];
@@ -111,6 +112,7 @@ interface Figures {
   codec?: CodecFigures;
   full?: FullFigures;
   delta?: DeltaFigures;
+  omaha?: OmahaLoadFigures;
 }
 
 /** The bars with this run's figures. Ratios are paired by round (harness.ts, `paired`). */
@@ -137,6 +139,11 @@ function printBars(f: Figures): void {
     if (x.applyRssKiB !== undefined) rows.push(['(info) peak RSS of `fastpatch apply`, 512 MiB image', `${(x.applyRssKiB / 1024).toFixed(0)} MiB`, '–']);
   }
   if (f.delta) rows.push(...deltaBarRows(f.delta));
+  if (f.omaha) {
+    const o = f.omaha;
+    const peer = o.peer ? `; go-omaha ${o.peer.checksPerSecond.toFixed(0)}/s (${(o.checksPerSecond / o.peer.checksPerSecond).toFixed(2)}×)` : '';
+    rows.push(['(info) update checks one `fastpatch serve` answers, 10,000 machines', `${o.checksPerSecond.toFixed(0)}/s, p99 ${o.p99Ms.toFixed(1)} ms: ${Math.floor(o.checksPerSecond * 2700).toLocaleString('en-US')} machines at one check per 45 min${peer}`, '–']);
+  }
   if (rows.length > 0) table('Bars (figures from this run)', ['bar', 'measured', 'verdict'], rows);
 }
 
@@ -160,6 +167,7 @@ async function main(): Promise<void> {
       if (section === 'delta') {
         figures.delta = await runDelta({ rounds: rounds ?? DEFAULT_ROUNDS.delta, applyRounds: rounds ?? DEFAULT_ROUNDS.deltaApply, pairs }, workDir);
       }
+      if (section === 'omaha') figures.omaha = await runOmahaLoad(rounds ?? DEFAULT_ROUNDS.omaha, workDir);
       if (section === 'delta-codec') {
         const pair = (await ensureDeltaCorpus()).find((p) => p.name === 'debian-64M');
         if (!pair) throw new Error('delta corpus has no debian-64M pair');

@@ -138,12 +138,13 @@ async function report(c: Cycle, event: OmahaEvent): Promise<void> {
 
 async function install(c: Cycle, update: OmahaUpdate, recordPath: string, base: Omit<CheckResult, 'outcome'>): Promise<CheckResult> {
   const url = new URL(update.package.name, update.codebases[0]!.endsWith('/') ? update.codebases[0] : `${update.codebases[0]}/`).href;
-  const offered = { version: update.version, kind: update.isDelta ? ('delta' as const) : ('full' as const), size: update.package.size, url };
-  c.o.log?.(`offered ${update.version} (${offered.kind}, ${update.package.size} bytes) from ${escapeText(url)}`);
+  const offered: { version: string; kind: 'delta' | 'full'; size: number; url: string } = { version: update.version, kind: update.isDelta ? 'delta' : 'full', size: update.package.size, url };
+  c.o.log?.(`offered ${escapeText(update.version)} (${update.package.size} bytes) from ${escapeText(url)}`);
   try {
     const payload = openPayload(url, c.o.http ? { http: c.o.http } : {}) as SeekablePayload;
     // The head alone (signature and manifest) before anything else: the offer must be what it says.
     const head = await inspectPayload(payload.read(0), c.o.trustedKeys);
+    offered.kind = head.source ? 'delta' : 'full'; // the signed manifest says, not the server (go-omaha never sets IsDeltaPayload)
     if (head.version !== update.version) throw new FastPatchError('CORRUPT_PAYLOAD', `the server offered release ${escapeText(update.version)}, the payload is release ${escapeText(head.version)}`);
     if (compareVersions(head.version, c.version) <= 0) throw new FastPatchError('DOWNGRADE', `the server offered release ${escapeText(head.version)}, not newer than the running ${c.version}`);
     await report(c, { type: EVENT_TYPE.UPDATE_DOWNLOAD_STARTED, result: EVENT_RESULT.SUCCESS });
