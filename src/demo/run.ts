@@ -15,6 +15,7 @@ import { changeSlots, createFlatcarDisk, readDiskGpt } from '../disk/transaction
 import { defaultStatusPath, writeStatus } from '../update/status.js';
 import { updateDisk } from '../update/update.js';
 import { sampleImage } from './sample.js';
+import { releaseStory, type ReleaseStoryResult } from './release-story.js';
 
 /** zstd level of the demo's payloads (see the full payload's generate below). */
 const DEMO_LEVEL = 9;
@@ -36,6 +37,8 @@ export interface DemoResult {
   cycleOk: boolean;
   /** The error the device gave for release 1 once release 2 ran and was marked good. */
   downgradeRefused: string;
+  /** Releases through channels to a device over Omaha (release-story.ts). */
+  releaseStory: ReleaseStoryResult;
 }
 
 /** Size of the demo's sample images: big enough to show throughput, small enough to build in a second. */
@@ -46,7 +49,8 @@ export const DEMO_IMAGE_SIZE = 64 * 1024 * 1024;
  * a signing key, a full payload of release 2, applied onto a slot that holds release 1, checked
  * byte for byte; then a tampered copy of the payload, refused before the slot is touched; then a
  * delta from release 1 to release 2, applied with slot A (release 1) as its source, and refused
- * when given the wrong source.
+ * when given the wrong source; the A/B cycle on a disk image; then the release story: channels,
+ * promotion, `serve`, and a device's `check` (release-story.ts).
  * `log` receives one line per step.
  */
 export async function runDemo(options: { keep?: boolean; log?: (line: string) => void } = {}): Promise<DemoResult> {
@@ -62,6 +66,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
     const v1Path = join(dir, 'v1.fpay');
     await generateFullPayload({ target: join(dir, 'v1.img'), keys: [demo.key], version: '1.0.0', out: v1Path, level: DEMO_LEVEL });
     const { boots, ok: cycleOk, downgradeRefused } = await abCycle(dir, deltaPath, v1Path, gen.targetSize, demo.trustedKeys, demo.v1, demo.v2, log);
+    const story = await releaseStory(dir, demo.key, demo.trustedKeys, log);
     return {
       dir,
       imageSize: DEMO_IMAGE_SIZE,
@@ -77,6 +82,7 @@ export async function runDemo(options: { keep?: boolean; log?: (line: string) =>
       boots,
       cycleOk,
       downgradeRefused,
+      releaseStory: story,
     };
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
