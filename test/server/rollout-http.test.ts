@@ -88,6 +88,22 @@ describe('caps', () => {
     });
   });
 
+  it('two servers on one state file (two connections, as two processes on one host) hold one cap together', async () => {
+    await withServer('shared', async (a) => {
+      const b = await startServer({ repository: repo, state: join(dir, 'shared.sqlite') });
+      try {
+        a.rollout.group('alpha', 'alpha');
+        a.rollout.setPolicy('alpha', { maxPerPeriod: 30 });
+        const machines = fleet(200);
+        // Both answer at once, interleaved: each grant is one IMMEDIATE transaction over both processes' counts.
+        const answers = await Promise.all(machines.map((m, i) => send(i % 2 === 0 ? a : b, m)));
+        expect(answers.filter((x) => x.status === 'ok')).toHaveLength(30);
+      } finally {
+        await b.close();
+      }
+    });
+  });
+
   it('updates in progress: at most the cap; machines that finish make room', async () => {
     await withServer('progress', async (s) => {
       s.rollout.group('alpha', 'alpha');
