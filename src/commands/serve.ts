@@ -12,7 +12,7 @@ function parseListen(value: string): { host: string; port: number } {
   return { host: (m[1] ?? '0.0.0.0').replace(/^\[|\]$/g, ''), port };
 }
 
-export async function run(dir: string, opts: { listen: string; state: string; baseUrl?: string; pubkey?: string[]; appId?: string[] }): Promise<void> {
+export async function run(dir: string, opts: { listen: string; state: string; baseUrl?: string; pubkey?: string[]; appId?: string[]; maxMachines?: number }): Promise<void> {
   const { host, port } = parseListen(opts.listen);
   if (opts.baseUrl !== undefined && !/^https?:\/\/\S+$/.test(opts.baseUrl)) throw new FastPatchError('USAGE', `--base-url expects an http(s):// URL, got "${escapeText(opts.baseUrl)}"`);
   const trusted = opts.pubkey && opts.pubkey.length > 0 ? await loadTrustedKeys(opts.pubkey) : undefined;
@@ -22,6 +22,7 @@ export async function run(dir: string, opts: { listen: string; state: string; ba
     ...(opts.baseUrl !== undefined ? { baseUrl: opts.baseUrl } : {}),
     ...(trusted ? { trusted } : {}),
     ...(opts.appId && opts.appId.length > 0 ? { appIds: opts.appId } : {}),
+    ...(opts.maxMachines !== undefined ? { maxMachines: opts.maxMachines } : {}),
   });
   print(`serving ${escapeText(dir)}: Omaha at ${server.url}v1/update/, payloads at ${server.url}payloads/; state in ${escapeText(opts.state)}`);
   // A daemon's stop is not an interruption: close, and exit 0 (every change is already committed).

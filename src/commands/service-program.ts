@@ -18,6 +18,7 @@ export function addServiceCommands(program: Command): void {
     .option('--base-url <url>', 'public URL of the repository folder, when payloads are served from elsewhere (a CDN)')
     .option('--pubkey <file>', "key the channel documents must be signed by (repeatable; default: the repository's keys)", collect)
     .option('--app-id <id>', 'Omaha app id to serve (repeatable; default the CoreOS one)', collect)
+    .addOption(new Option('--max-machines <n>', 'most machines recorded; new ones past it get an error status (default 1000000)').argParser((v) => parseInteger(v, '--max-machines')))
     .action(async (dir, opts) => (await import('./serve.js')).run(dir, opts));
   program
     .command('check')

@@ -20,6 +20,7 @@ import { ReleaseCatalog } from './catalog.js';
 import { answerRequest, type CodebaseOf } from './omaha-service.js';
 import { sendFile } from './payload-files.js';
 import { RolloutStore } from './rollout-store.js';
+import { MachineLimit } from './machine-limit.js';
 
 export interface ServeOptions {
   /** The release repository folder. */
@@ -34,6 +35,8 @@ export interface ServeOptions {
   /** Keys the channel documents must be signed by (default: those repository.json lists). */
   trusted?: readonly PublicKey[];
   appIds?: readonly string[];
+  /** Most machines recorded (default DEFAULT_MAX_MACHINES); new ones past it get an error status. */
+  maxMachines?: number;
   log?: (line: string) => void;
 }
 
@@ -57,8 +60,9 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const repo = await ReleaseRepository.open(o.repository);
   const rollout = RolloutStore.open(o.state);
   const catalog = new ReleaseCatalog(repo, o.trusted ?? repo.config.keys);
+  const limit = new MachineLimit(rollout, o.maxMachines);
   const server = createServer((req, res) => {
-    handle(req, res, { repo, catalog, rollout, o }).catch((err: unknown) => {
+    handle(req, res, { repo, catalog, rollout, limit, o }).catch((err: unknown) => {
       o.log?.(`internal error: ${(err as Error).message}`);
       if (!res.headersSent) reply(res, 500, 'internal error\n');
       else res.destroy();
@@ -87,6 +91,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
 }
 
 interface Context {
+  limit: MachineLimit;
   repo: ReleaseRepository;
   catalog: ReleaseCatalog;
   rollout: RolloutStore;
@@ -136,7 +141,7 @@ async function omaha(req: IncomingMessage, res: ServerResponse, c: Context): Pro
   }
   const parsed = parseRequest(body);
   if ('unreadable' in parsed) return reply(res, 400, `not an Omaha request: ${parsed.unreadable}\n`);
-  const response = await answerRequest(parsed.request, codebasesFor(req, c.o), { catalog: c.catalog, rollout: c.rollout, ...(c.o.appIds ? { appIds: c.o.appIds } : {}), ...(c.o.log ? { log: c.o.log } : {}) });
+  const response = await answerRequest(parsed.request, codebasesFor(req, c.o), { catalog: c.catalog, rollout: c.rollout, limit: c.limit, ...(c.o.appIds ? { appIds: c.o.appIds } : {}), ...(c.o.log ? { log: c.o.log } : {}) });
   const xml = buildResponse(response);
   res.writeHead(200, { 'Content-Type': 'text/xml; charset=utf-8', 'Content-Length': Buffer.byteLength(xml), 'Cache-Control': 'no-store' });
   res.end(xml);

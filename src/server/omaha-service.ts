@@ -16,6 +16,7 @@ import { compareVersions } from '../format/version.js';
 import { checkReleaseVersion } from '../format/manifest.js';
 import type { PayloadEntry, ReleaseRecord } from '../release/documents.js';
 import type { ReleaseCatalog } from './catalog.js';
+import type { MachineLimit } from './machine-limit.js';
 import type { MachineCheck, RolloutStore } from './rollout-store.js';
 
 export interface ServiceOptions {
@@ -23,6 +24,8 @@ export interface ServiceOptions {
   rollout: RolloutStore;
   /** Omaha app ids served (compared case-insensitively; answered as the device spelled them). */
   appIds?: readonly string[];
+  /** Bounds the machines recorded (machine-limit.ts); none when absent. */
+  limit?: MachineLimit;
   /** Told of each grant, refusal and self-pause, one line each (untrusted text already escaped by the caller's printer). */
   log?: (line: string) => void;
   now?: () => Date;
@@ -87,6 +90,9 @@ async function answerApp(app: OmahaApp, codebases: CodebaseOf, o: ServiceOptions
     return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason } } : {}) };
   }
   if (!app.machineId) return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'no machineid: a machine needs an id to have a place in a rollout' } } : {}) };
+  if (o.limit && !o.limit.admits(app.machineId)) {
+    return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: `this server records at most ${o.limit.max} machines and has that many; ask its operator (serve --max-machines)` } } : {}) };
+  }
   const machine: MachineCheck = { machineId: app.machineId, group: where.group, channel: where.channel, version: app.version, bootId: app.bootId, ...(app.oem !== undefined ? { oem: app.oem } : {}) };
   o.rollout.group(where.group, where.channel); // exists before anything is recorded against it
   if (app.events.length > 0) {

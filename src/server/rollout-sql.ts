@@ -24,6 +24,7 @@ const SQL = {
       state = CASE WHEN machines.${IN_PROGRESS_SQL} AND machines.target = excluded.version THEN 'complete' ELSE machines.state END,
       state_at = CASE WHEN machines.${IN_PROGRESS_SQL} AND machines.target = excluded.version THEN excluded.last_seen ELSE machines.state_at END`,
   machine: 'SELECT * FROM machines WHERE id = :id',
+  machineCount: 'SELECT COUNT(*) AS n FROM machines',
   insertGroup: `INSERT INTO rollout_groups (name, channel, paused, pause_reason, open_percent, max_per_period, period_seconds, max_in_progress, update_timeout_seconds, failure_threshold)
     VALUES (:name, :channel, :paused, :pauseReason, :openPercent, :maxPerPeriod, :periodSeconds, :maxInProgress, :updateTimeoutSeconds, :failureThreshold)
     ON CONFLICT (name) DO NOTHING`,

@@ -342,6 +342,11 @@ export class RolloutStore {
     return this.#write(() => Number(this.#s.clearFailure.run({ id: machineId.toLowerCase() }).changes) > 0);
   }
 
+  /** How many machines the store knows (a full count: for occasional use, not per request). */
+  machineCount(): number {
+    return Number((this.#s.machineCount.get() as { n: number | bigint }).n);
+  }
+
   /** One machine as the store knows it, or undefined. */
   machine(machineId: string): MachineRow | undefined {
     checkName(machineId, 'machineId');

@@ -157,6 +157,21 @@ describe('fastpatch serve: hostile and unknown input gets Omaha error statuses, 
   });
 });
 
+describe('fastpatch serve: a bounded number of machines', () => {
+  it('records at most --max-machines: a new machine past it gets an error status, known ones are still answered', async () => {
+    const server = await startServer({ repository: repo, state: join(dir, 'limit.sqlite'), maxMachines: 3 });
+    try {
+      const known = [app(), app(), app()];
+      for (const a of known) expect((await check(server, a)).status).toBe('ok');
+      expect(await check(server, app())).toMatchObject({ status: 'error-internal', reason: expect.stringMatching(/at most 3 machines/) });
+      expect((await check(server, known[0]!)).status).toBe('ok');
+      expect(server.rollout.machineCount()).toBe(3);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('fastpatch serve: state survives a restart', () => {
   it('events and grants recorded before a restart are there after it', async () => {
     const state = join(dir, 'restart.sqlite');
