@@ -70,9 +70,10 @@ export async function answerRequest(request: OmahaRequest, codebases: CodebaseOf
 /** The group a track names: a group the operator made, else the channel of that name's own group. */
 function resolveGroup(app: OmahaApp, o: ServiceOptions): { group: string; channel: string } | undefined {
   const defined = o.rollout.findGroup(app.track);
-  if (defined && o.catalog.channels.includes(defined.channel)) return { group: defined.name, channel: defined.channel };
-  if (o.catalog.channels.includes(app.track)) return { group: app.track, channel: app.track };
-  return undefined;
+  if (defined) return o.catalog.channels.includes(defined.channel) ? { group: defined.name, channel: defined.channel } : undefined;
+  if (!o.catalog.channels.includes(app.track)) return undefined;
+  o.rollout.group(app.track, app.track); // a channel's own group, made on its first machine's check
+  return { group: app.track, channel: app.track };
 }
 
 async function answerApp(app: OmahaApp, codebases: CodebaseOf, o: ServiceOptions): Promise<OmahaAppResponse> {
@@ -94,28 +95,31 @@ async function answerApp(app: OmahaApp, codebases: CodebaseOf, o: ServiceOptions
     return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: `this server records at most ${o.limit.max} machines and has that many; ask its operator (serve --max-machines)` } } : {}) };
   }
   const machine: MachineCheck = { machineId: app.machineId, group: where.group, channel: where.channel, version: app.version, bootId: app.bootId, ...(app.oem !== undefined ? { oem: app.oem } : {}) };
-  o.rollout.group(where.group, where.channel); // exists before anything is recorded against it
   if (app.events.length > 0) {
     const { selfPaused } = o.rollout.recordEvents(machine, app.events);
     if (selfPaused) o.log?.(`group ${where.group} paused itself: ${selfPaused}`);
   }
-  if (app.ping || app.updateCheck) o.rollout.checkIn(machine);
-  if (!app.updateCheck) return { ...base, status: 'ok' };
-  return { ...base, status: 'ok', updateCheck: await decideUpdate(machine, codebases, o) };
+  if (!app.updateCheck) {
+    if (app.ping) o.rollout.checkIn(machine);
+    return { ...base, status: 'ok' };
+  }
+  const decided = await decideUpdate(machine, codebases, o);
+  // grant() checks the machine in within its own transaction; every answer that did not reach it does it here.
+  if (!decided.checkedIn) o.rollout.checkIn(machine);
+  return { ...base, status: 'ok', updateCheck: decided.answer };
 }
 
-async function decideUpdate(m: MachineCheck, codebases: CodebaseOf, o: ServiceOptions): Promise<NonNullable<OmahaAppResponse['updateCheck']>> {
+async function decideUpdate(m: MachineCheck, codebases: CodebaseOf, o: ServiceOptions): Promise<{ checkedIn: boolean; answer: NonNullable<OmahaAppResponse['updateCheck']> }> {
+  const no = (reason: string) => ({ checkedIn: false, answer: { status: 'noupdate' as const, reason } });
   const record = await o.catalog.channel(m.channel);
-  if (!record) return { status: 'noupdate', reason: `${m.channel} carries no release yet` };
+  if (!record) return no(`${m.channel} carries no release yet`);
   const release = record.release;
   const order = compareVersions(m.version, release.version);
-  if (order === 0) return { status: 'noupdate', reason: `${release.version} is the release of ${m.channel}` };
-  if (order > 0) {
-    return { status: 'noupdate', reason: `${m.channel} carries ${release.version}, older than the running ${m.version}: this machine stays where it is until ${m.channel} passes it (no downgrade)` };
-  }
+  if (order === 0) return no(`${release.version} is the release of ${m.channel}`);
+  if (order > 0) return no(`${m.channel} carries ${release.version}, older than the running ${m.version}: this machine stays where it is until ${m.channel} passes it (no downgrade)`);
   const verdict = o.rollout.grant(m, release.version);
-  if (!verdict.granted) return { status: 'noupdate', reason: `${release.version} is not yet offered to this machine: ${verdict.reason}` };
+  if (!verdict.granted) return { checkedIn: true, answer: { status: 'noupdate', reason: `${release.version} is not yet offered to this machine: ${verdict.reason}` } };
   const pkg = packageFor(release, m.version);
   o.log?.(`granted ${release.version} (${pkg.kind === 'delta' ? `delta from ${pkg.from}` : 'full'}) to ${m.machineId} in ${m.group}`);
-  return { status: 'ok', update: updateOf(release, pkg, codebases(pkg)) };
+  return { checkedIn: true, answer: { status: 'ok', update: updateOf(release, pkg, codebases(pkg)) } };
 }

@@ -185,7 +185,8 @@ export class RolloutStore {
   group(name: string, channel: string): GroupPolicy {
     checkName(name, 'group');
     checkName(channel, 'channel');
-    return this.#write(() => this.#ensureGroup(name, channel));
+    // Asked on every update check: a read when the group exists, a write transaction only to make it.
+    return this.#group(name) ?? this.#write(() => this.#ensureGroup(name, channel));
   }
 
   /** The group's policy, or undefined when there is no such group. */
