@@ -56,7 +56,8 @@ export const ERROR_CODES = {
   DOWNGRADE: EXIT.DOWNGRADE,
   /**
    * A release repository refused a change: a promotion from a channel that never carried the
-   * release, a channel moved backwards without --force, a version added twice with other bytes.
+   * release, a channel moved backwards without --force, a version added twice, an add to a
+   * channel other than the lowest.
    */
   RELEASE_REFUSED: EXIT.RELEASE_REFUSED,
 } as const;

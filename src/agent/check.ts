@@ -22,13 +22,13 @@ import { buildRequest, type OmahaEvent } from '../omaha/request.js';
 import { readUpdateCheck, type OmahaUpdate } from '../omaha/response.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
 import { escapeText } from '../text.js';
-import { readLayeredUpdateConfig } from '../update/config.js';
+import { readLayeredUpdateConfig, type UnknownReleasePolicy } from '../update/config.js';
 import { updateDisk, type UpdateResult } from '../update/update.js';
 import { readBootId, readMachineId } from './identity.js';
 import { postOmaha } from './omaha-client.js';
 import { agentRecordPath, readPending, writePending, type PendingUpdate } from './pending.js';
 import { runningRelease } from './running-release.js';
-import { errorCodeOf } from './error-codes.js';
+import { errorCodeOf, UPDATE_ENGINE_CODES } from './error-codes.js';
 
 export interface CheckOptions {
   /** Whole disk holding the A/B slots. */
@@ -43,6 +43,8 @@ export interface CheckOptions {
   imageConfig?: string;
   machineIdFile?: string;
   bootIdFile?: string;
+  /** When the running slot's release is unknown: refuse (the default) or allow, as `update`; default UNKNOWN_RELEASE= of update.conf. */
+  unknownRelease?: UnknownReleasePolicy;
   /** Slot status record (default: as `update` finds it). */
   statusPath?: string;
   /** The running slot, when the bootloader's choice is not it. */
@@ -80,6 +82,7 @@ interface Cycle {
   bootId: string;
   appId: string;
   version: string;
+  unknownRelease: UnknownReleasePolicy;
   reported: OmahaEvent[];
 }
 
@@ -93,10 +96,15 @@ export async function checkForUpdate(o: CheckOptions): Promise<CheckResult> {
   const machineId = await readMachineId(o.machineIdFile);
   const bootId = await readBootId(o.bootIdFile);
   const running = await runningRelease(o.disk, { ...(o.statusPath !== undefined ? { statusPath: o.statusPath } : {}), ...(o.running !== undefined ? { running: o.running } : {}) });
+  const unknownRelease = o.unknownRelease ?? config.unknownRelease ?? 'refuse';
+  if (running.version === undefined && unknownRelease !== 'allow') {
+    // As `update` refuses it, but before the server is asked: this is the device's setting, not a failed release.
+    throw new FastPatchError('DOWNGRADE', `the running slot ${escapeText(running.slot)} has no recorded release (${running.problem ?? `no entry in ${running.statusPath}`}), so no update can be checked for downgrade; set UNKNOWN_RELEASE=allow in update.conf (or --unknown-release allow) for a disk installed by other means`);
+  }
   const recordPath = agentRecordPath(running.statusPath);
   const { pending, problem } = await readPending(recordPath);
   if (problem) o.log?.(`note: agent record not used: ${problem}`);
-  const c: Cycle = { o, server, group, machineId, bootId, appId: o.appId ?? COREOS_APP_ID, version: running.version ?? '0.0.0', reported: [] };
+  const c: Cycle = { o, server, group, machineId, bootId, appId: o.appId ?? COREOS_APP_ID, version: running.version ?? '0.0.0', unknownRelease, reported: [] };
   const base = { server, group, machineId, running: { slot: running.slot, version: running.version }, reported: c.reported };
   if (pending && pending.bootId === bootId) {
     return { ...base, outcome: 'reboot-pending', reason: `${pending.to} is installed in the passive slot since ${pending.at}; it runs after a reboot` };
@@ -137,7 +145,15 @@ async function report(c: Cycle, event: OmahaEvent): Promise<void> {
 }
 
 async function install(c: Cycle, update: OmahaUpdate, recordPath: string, base: Omit<CheckResult, 'outcome'>): Promise<CheckResult> {
-  const url = new URL(update.package.name, update.codebases[0]!.endsWith('/') ? update.codebases[0] : `${update.codebases[0]}/`).href;
+  let url: string;
+  try {
+    url = new URL(update.package.name, update.codebases[0]!.endsWith('/') ? update.codebases[0] : `${update.codebases[0]}/`).href;
+  } catch {
+    const err = new FastPatchError('IO', `update server ${escapeText(c.server)} offered no usable URL (codebase "${escapeText(update.codebases[0]!.slice(0, 200))}", package "${escapeText(update.package.name.slice(0, 200))}")`);
+    await report(c, { type: EVENT_TYPE.UPDATE_COMPLETE, result: EVENT_RESULT.ERROR, errorCode: UPDATE_ENGINE_CODES.RESPONSE_INVALID });
+    throw err;
+  }
+  if (!/^https?:$/.test(new URL(url).protocol)) throw new FastPatchError('IO', `update server ${escapeText(c.server)} offered a payload at ${escapeText(url.slice(0, 200))}: only http(s) URLs are fetched`);
   const offered: { version: string; kind: 'delta' | 'full'; size: number; url: string } = { version: update.version, kind: update.isDelta ? 'delta' : 'full', size: update.package.size, url };
   c.o.log?.(`offered ${escapeText(update.version)} (${update.package.size} bytes) from ${escapeText(url)}`);
   try {
@@ -149,7 +165,7 @@ async function install(c: Cycle, update: OmahaUpdate, recordPath: string, base: 
     if (compareVersions(head.version, c.version) <= 0) throw new FastPatchError('DOWNGRADE', `the server offered release ${escapeText(head.version)}, not newer than the running ${c.version}`);
     await report(c, { type: EVENT_TYPE.UPDATE_DOWNLOAD_STARTED, result: EVENT_RESULT.SUCCESS });
     const result = await updateDisk(payload, {
-      disk: c.o.disk, trustedKeys: c.o.trustedKeys, resume: true,
+      disk: c.o.disk, trustedKeys: c.o.trustedKeys, resume: true, unknownRelease: c.unknownRelease,
       ...(c.o.statusPath !== undefined ? { statusPath: c.o.statusPath } : {}),
       ...(c.o.running !== undefined ? { running: c.o.running } : {}),
       ...(c.o.onProgress ? { onProgress: c.o.onProgress } : {}),

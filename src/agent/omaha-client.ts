@@ -34,10 +34,13 @@ export function postOmaha(url: string, body: string, timeoutMs = OMAHA_TIMEOUT_M
       });
       res.on('error', (err) => fail(err.message, err));
     });
-    req.setTimeout(timeoutMs, () => {
+    // A deadline for the whole exchange, not only for silence: a server that drips a byte every
+    // few seconds must not hold the device's cycle for days.
+    const deadline = setTimeout(() => {
       req.destroy();
-      fail(`no answer within ${timeoutMs / 1000} s`);
-    });
+      fail(`no whole answer within ${timeoutMs / 1000} s`);
+    }, timeoutMs);
+    req.once('close', () => clearTimeout(deadline));
     req.on('error', (err) => fail(err.message, err));
     req.end(body);
   });

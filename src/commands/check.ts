@@ -7,7 +7,7 @@ import { formatBytes, print, printError, printJson, progressLine } from './outpu
 
 export async function run(opts: {
   disk: string; pubkey: string[]; server?: string; group?: string; config?: string; imageConfig?: string;
-  machineIdFile?: string; bootIdFile?: string; status?: string; running?: string; appId?: string; json?: boolean;
+  machineIdFile?: string; bootIdFile?: string; status?: string; running?: string; appId?: string; unknownRelease?: 'allow' | 'refuse'; json?: boolean;
 } & HttpFlags): Promise<void> {
   tuneRuntime({ collections: true, optimizingCompiler: false }); // as `update`: flat peak memory (runtime/tune.ts)
   const trustedKeys = await loadTrustedKeys(opts.pubkey);
@@ -23,6 +23,7 @@ export async function run(opts: {
     ...(opts.status !== undefined ? { statusPath: opts.status } : {}),
     ...(opts.running !== undefined ? { running: opts.running } : {}),
     ...(opts.appId !== undefined ? { appId: opts.appId } : {}),
+    ...(opts.unknownRelease !== undefined ? { unknownRelease: opts.unknownRelease } : {}),
     onProgress: (p) => progress.update(p.imageBytesDone, p.targetSize),
     log: (line) => {
       progress.done();

@@ -34,6 +34,7 @@ export function addServiceCommands(program: Command): void {
     .option('--status <file>', 'slot status record (default as `update` finds it)')
     .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
     .option('--app-id <id>', 'Omaha app id (default the CoreOS one)')
+    .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown: refuse (default; or UNKNOWN_RELEASE= of update.conf) or allow").choices(['allow', 'refuse']))
     .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
     .option('--json', 'print the result as JSON')
     .action(async (opts) => (await import('./check.js')).run({ ...opts, verbose: program.opts().verbose }));

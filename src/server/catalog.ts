@@ -2,7 +2,8 @@
  * What the update service offers: each channel's release, read from the repository's signed
  * channel documents. Read again when a document changes (its size, mtime or inode), at most once a
  * second, so a promotion reaches devices within a second and an update check costs no file reads.
- * A document that fails its signature check is not served; the channel keeps what it had.
+ * A document that fails its signature check, or whose serial is lower than the one served (an
+ * older document put back), is not served; the channel keeps what it had.
  */
 import { promises as fsp } from 'node:fs';
 import type { PublicKey } from '../sign/keys.js';
@@ -49,7 +50,14 @@ export class ReleaseCatalog {
       const stamp = stats ? `${stats.ino}:${stats.size}:${stats.mtimeMs}` : 'none';
       if (this.loaded.get(name)?.stamp === stamp) continue;
       try {
-        this.loaded.set(name, { stamp, record: await this.repo.readChannel(name, this.trusted) });
+        const record = await this.repo.readChannel(name, this.trusted);
+        const before = this.loaded.get(name)?.record;
+        // Signed, but older than what this server already served (a stale mirror, a restored
+        // backup): taking it would move the channel backwards without anyone promoting.
+        if (before && (!record || record.serial < before.serial)) {
+          throw new Error(`channel document ${this.repo.channelPath(name)} has serial ${record?.serial ?? '(none)'}, older than the ${before.serial} served; not taken`);
+        }
+        this.loaded.set(name, { stamp, record });
         this.problems.delete(name);
       } catch (err) {
         // Keep serving what was read before; say what is wrong once per change of the file.

@@ -6,7 +6,9 @@
  *   GET|HEAD /repository.json, /channels/<name>.json, /releases/<version>.json
  *
  * The body of a request is read only up to MAX_REQUEST_BYTES; slow or idle peers are cut off by
- * the timeouts below, so a hostile client holds a socket for seconds, not forever. Nothing a peer
+ * the timeouts below (a request's headers within 10 s, all of it within 30 s, and no socket idle
+ * for a minute, a payload download included), so a hostile client holds a socket for a minute at
+ * most, and 10,000 sockets at once at most. Nothing a peer
  * sends can throw out of a handler: every failure is an HTTP status and one line.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -35,6 +37,8 @@ export interface ServeOptions {
   /** Keys the channel documents must be signed by (default: those repository.json lists). */
   trusted?: readonly PublicKey[];
   appIds?: readonly string[];
+  /** The socket timeouts, ms (defaults: 10 s of headers, 30 s a request, 60 s without progress). */
+  timeouts?: { headersMs?: number; requestMs?: number; idleMs?: number };
   /** Most machines recorded (default DEFAULT_MAX_MACHINES); new ones past it get an error status. */
   maxMachines?: number;
   log?: (line: string) => void;
@@ -69,10 +73,14 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     });
   });
   // A peer gets 10 s for its headers and 30 s for its whole request; idle keep-alives end in 5 s.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  server.headersTimeout = o.timeouts?.headersMs ?? 10_000;
+  server.requestTimeout = o.timeouts?.requestMs ?? 30_000;
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 64;
+  // A peer that stops reading a payload (or sending anything) for a minute loses its socket and
+  // the file handle behind it; at most 10,000 sockets at once, so no client can use up descriptors.
+  server.timeout = o.timeouts?.idleMs ?? 60_000;
+  server.maxConnections = 10_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());

@@ -1,12 +1,12 @@
 /**
- * A bound on the machines the service records: every new machine id is a row (and up to 100
- * events) on disk, and ids are whatever a peer sends, so without a bound one hostile client
+ * A bound on the machines the service records: every new machine id is a row (and up to 32
+ * events, EVENTS_KEPT_PER_MACHINE: a few KB at most) on disk, and ids are whatever a peer sends, so without a bound one hostile client
  * could fill the disk. Known machines are always answered; a new one past the limit is refused
  * with an error status until the operator raises it (`serve --max-machines`).
  */
 import type { RolloutStore } from './rollout-store.js';
 
-/** Default limit: far above one server's fleet at a 45-minute poll, far below a full disk. */
+/** Default limit: a few GB of state at most, and more machines than most fleets have. */
 export const DEFAULT_MAX_MACHINES = 1_000_000;
 /** How long a count is trusted (ms): counting is a full scan, done at most this often. */
 const RECOUNT_MS = 5000;

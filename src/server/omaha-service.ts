@@ -34,6 +34,9 @@ export interface ServiceOptions {
 /** Where the device downloads from: the folder URL that payload names are appended to. */
 export type CodebaseOf = (pkg: PayloadEntry) => string[];
 
+const TRACK_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const MACHINE_ID_RE = /^[A-Za-z0-9{}._-]{1,128}$/;
+
 const b64 = (hexDigest: string) => Buffer.from(hexDigest, 'hex').toString('base64');
 
 /** The package for a device on `from`: the delta from its release, else the full payload. */
@@ -62,9 +65,18 @@ export async function answerRequest(request: OmahaRequest, codebases: CodebaseOf
   for (const app of request.apps) {
     // Protocol 3.x only: an older client would misread the answer, so nothing of it is recorded.
     if (!/^3\.\d+$/.test(request.protocol)) apps.push({ appId: app.appId, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-unsupportedProtocol', reason: `protocol ${request.protocol || '(none)'}; this server speaks 3.0` } } : {}) });
-    else apps.push(await answerApp(app, codebases, o));
+    else apps.push(await answerApp(app, codebases, o).catch((err: unknown) => internalError(app, err, o)));
   }
   return { server: 'fastpatch', elapsedSeconds: elapsedToday(o.now?.() ?? new Date()), apps };
+}
+
+/**
+ * An app whose answer failed on the server's side (the state database busy past its timeout, a
+ * full disk): Omaha's internal error for that app, the others answered as usual.
+ */
+function internalError(app: OmahaApp, err: unknown, o: ServiceOptions): OmahaAppResponse {
+  o.log?.(`internal error answering ${app.machineId || 'a machine'}: ${(err as Error).message}`);
+  return { appId: app.appId, status: 'error-internal', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'the server could not answer; try again later' } } : {}) };
 }
 
 /** The group a track names: a group the operator made, else the channel of that name's own group. */
@@ -85,6 +97,10 @@ async function answerApp(app: OmahaApp, codebases: CodebaseOf, o: ServiceOptions
   } catch {
     return { ...base, status: 'error-invalidVersion', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'the version is not a release version' } } : {}) };
   }
+  // What the store keys and counts by must be a name, not any 256 characters: a track as
+  // update.conf's GROUP= allows, a machine id as update_engine (32 hex) or go-omaha (a UUID) send.
+  if (!TRACK_RE.test(app.track)) return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'the track must be 1-64 of A-Z a-z 0-9 . _ -' } } : {}) };
+  if (app.machineId && !MACHINE_ID_RE.test(app.machineId)) return { ...base, status: 'ok', ...(app.updateCheck ? { updateCheck: { status: 'error-internal', reason: 'the machineid must be 1-128 of A-Z a-z 0-9 { } . _ -' } } : {}) };
   const where = resolveGroup(app, o);
   if (!where) {
     const reason = `no channel or group "${app.track}" here; channels: ${o.catalog.channels.join(', ')}`;

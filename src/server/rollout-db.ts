@@ -74,6 +74,7 @@ CREATE TABLE grants (
   at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX grants_by_group ON grants (grp, at);
+CREATE UNIQUE INDEX grants_once ON grants (grp, machine_id, version);
 CREATE TABLE events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   machine_id TEXT NOT NULL,

@@ -148,6 +148,20 @@ export function isRollback(errorCode: number | undefined): boolean {
 }
 
 /**
+ * update_engine's codes (reference §1.4) that say the release itself cannot go on this machine: it
+ * booted back (44), the payload did not match its hash (10) or its signature (12), postinstall
+ * failed (5), the new slot failed its check (15). A machine that reports one is not offered that
+ * release again (until `rollout clear-failure`); any other failure (a download cut, 9; an HTTP
+ * error, 2000+; a generic 1) is counted as a failure too, but the machine may try again.
+ */
+const RELEASE_FAILURES = new Set([5, 10, 12, 15, ERROR_CODE_ROLLBACK]);
+
+/** Whether a failure's error code keeps the machine from being offered the release again. */
+export function blocksRetry(errorCode: number | undefined): boolean {
+  return errorCode !== undefined && RELEASE_FAILURES.has(errorCode & ERROR_FLAG_MASK);
+}
+
+/**
  * The state an event moves a machine to, as Nebraska does (reference §1.6): 13/1 downloading,
  * 14/1 downloaded, 3/1 installed (needs a reboot), 3/2 complete (rebooted into the target),
  * 3/0 with error code 44 rolled-back, any other 3/0 failed, 3/9 held. Undefined for any other

@@ -41,6 +41,7 @@ const SQL = {
     VALUES (:id, :at, :grp, :version, :target, :type, :result, :errorCode, :previousVersion)`,
   setState: 'UPDATE machines SET state = :state, state_at = :at WHERE id = :id',
   setFailed: 'UPDATE machines SET state = :state, state_at = :at, error_code = :errorCode, failed_version = target WHERE id = :id',
+  setFailedRetry: 'UPDATE machines SET state = :state, state_at = :at, error_code = :errorCode WHERE id = :id',
   clearFailure: "UPDATE machines SET failed_version = '' WHERE id = :id",
   // Keeps a machine's newest :keep events: a device cannot grow the file without bound.
   pruneEvents: `DELETE FROM events WHERE machine_id = :id
@@ -56,7 +57,9 @@ const SQL = {
   grantsInPeriod: 'SELECT count(*) AS n FROM (SELECT 1 FROM grants WHERE grp = :grp AND at > :since LIMIT :limit)',
   inProgress: `SELECT count(*) AS n FROM (SELECT 1 FROM machines WHERE grp = :grp AND ${IN_PROGRESS_SQL}
     AND granted_at > :since LIMIT :limit)`,
-  insertGrant: 'INSERT INTO grants (grp, machine_id, version, at) VALUES (:grp, :id, :version, :at)',
+  // One row per machine and release: a machine granted it again (after a timeout or a failure
+  // that allows a retry) moves its row to the new time, so the table is bounded by the fleet.
+  insertGrant: 'INSERT INTO grants (grp, machine_id, version, at) VALUES (:grp, :id, :version, :at) ON CONFLICT (grp, machine_id, version) DO UPDATE SET at = excluded.at',
   setGranted: "UPDATE machines SET state = 'granted', state_at = :at, target = :version, granted_at = :at WHERE id = :id",
   pruneGrants: 'DELETE FROM grants WHERE grp = :grp AND at <= :before',
   oldestGrantInPeriod: 'SELECT min(at) AS at FROM grants WHERE grp = :grp AND at > :since',

@@ -9,7 +9,7 @@ import { FastPatchError, ioError } from '../errors.js';
 import { openDatabase } from './rollout-db.js';
 import {
   checkName, checkPolicy, decideGrant, defaultPolicy, IN_PROGRESS_STATES, isRollback, MAX_NAME_CHARS, MAX_REASON_CHARS,
-  MAX_PERIOD_SECONDS, stateAfter, wavePlace, type GroupPolicy, type Refusal, type ReportedEvent,
+  MAX_PERIOD_SECONDS, blocksRetry, stateAfter, wavePlace, type GroupPolicy, type Refusal, type ReportedEvent,
 } from './rollout-policy.js';
 import {
   eventOf, machineOf, num, policyOf, policyParams, prepareStatements, text, type EventRow, type MachineRow, type Row, type Statements,
@@ -42,7 +42,7 @@ export type GrantAnswer = { granted: true } | { granted: false; code: Refusal['c
 /** Most events one recordEvents call takes (the Omaha parser's per-app bound). */
 export const MAX_EVENTS_PER_CALL = 16;
 /** Events kept per machine; older ones are deleted as new ones arrive. */
-export const EVENTS_KEPT_PER_MACHINE = 100;
+export const EVENTS_KEPT_PER_MACHINE = 32;
 /** Most events events() returns. */
 export const MAX_EVENTS_LISTED = 1000;
 // Machines named in a self-pause reason; the rest are counted ("and N more").
@@ -243,8 +243,10 @@ export class RolloutStore {
 
   /**
    * Checks the machine in and records each event (kept per machine with its time, group, version
-   * and the target it had been granted), moving its state as stateAfter() says; a failure or
-   * rollback also marks the target as failed for it (grant() refuses it that release). When these
+   * and the target it had been granted), moving its state as stateAfter() says (a 3/2 only from a
+   * machine that reports its target); a rollback or a failure of the release itself (blocksRetry)
+   * also marks the target as failed for it (grant() refuses it that release), while a transient
+   * failure (a download cut) leaves it free to be granted again. When these
    * events bring the group's failures + rollbacks of its current release to failureThreshold,
    * the group is paused in the same transaction and the reason returned as `selfPaused`.
    */
@@ -255,15 +257,22 @@ export class RolloutStore {
       this.#checkIn(c);
       const target = text(this.#s.machine.get({ id: c.id }) as Row, 'target');
       let failed = false;
+      // 3/2 means "rebooted into the release it was granted": from a machine that still reports
+      // another release it is recorded and changes nothing (else it would end its grant and be
+      // granted, and counted, again and again).
+      const movesTo = (e: ReportedEvent) => {
+        const state = stateAfter(e);
+        return state === 'complete' && c.version !== target ? undefined : state;
+      };
       for (const e of events) {
         this.#s.insertEvent.run({
           id: c.id, at: c.at, grp: c.group, version: c.version, target, type: e.type, result: e.result,
           errorCode: e.errorCode ?? null, previousVersion: e.previousVersion ?? null,
         });
-        const state = stateAfter(e);
+        const state = movesTo(e);
         if (state === 'failed' || state === 'rolled-back') {
           failed = true;
-          this.#s.setFailed.run({ id: c.id, state, at: c.at, errorCode: e.errorCode ?? null });
+          (blocksRetry(e.errorCode) ? this.#s.setFailed : this.#s.setFailedRetry).run({ id: c.id, state, at: c.at, errorCode: e.errorCode ?? null });
         } else if (state !== undefined) {
           this.#s.setState.run({ id: c.id, state, at: c.at });
         }

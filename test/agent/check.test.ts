@@ -3,11 +3,14 @@
 // 13/1, 14/1 and 3/1; after a reboot into the new slot it reports success (3/2), after a fall back
 // a rollback (3/0, code 44); a machine on a channel that is behind stays put and says why.
 import { promises as fsp } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  addRelease, checkForUpdate, createFlatcarDisk, formatPublicKey, installSlot, openPayload, promoteRelease, readDiskGpt, ReleaseRepository, sampleImage, startServer, type RunningServer,
+  addRelease, checkForUpdate, COREOS_APP_ID, createFlatcarDisk, formatPublicKey, installSlot, openPayload, promoteRelease, readDiskGpt, ReleaseRepository, sampleImage, startServer, type RunningServer,
 } from '../../dist/src/index.js';
+import { postOmaha } from '../../dist/src/agent/omaha-client.js';
 import { runCli } from '../helpers/cli.js';
 import { MiB, makeKeyPair, removeDir, tempDir } from '../helpers/payloads.js';
 
@@ -98,7 +101,8 @@ describe('fastpatch check', () => {
       expect(back.reported).toEqual([{ type: 3, result: 0, errorCode: 44, previousVersion: '1.0.0' }]);
       expect(s.rollout.machine(dev.machineId)).toMatchObject({ state: 'rolled-back' });
       // A machine that rolled back a release is not offered it again.
-      expect(back).toMatchObject({ outcome: 'no-update', reason: expect.stringMatching(/not yet offered|failed|rolled back/) });
+      expect(back).toMatchObject({ outcome: 'no-update', reason: expect.stringMatching(/failed or rolled back 1\.1\.0 \(code 44\): not offered it again/) });
+      expect(s.rollout.machine(dev.machineId)).toMatchObject({ failedVersion: '1.1.0' });
     });
   });
 
@@ -118,9 +122,12 @@ describe('fastpatch check', () => {
     const dev = await device();
     const other = makeKeyPair();
     await withServer(async (s) => {
+      const slotB = await readSlot(dev.disk, 'USR-B', 4 * MiB);
       const err = await checkForUpdate({ ...opts(dev, s), trustedKeys: [other.pub] }).then(() => undefined, (e: unknown) => e);
       expect(err).toMatchObject({ code: 'UNTRUSTED_KEY' });
-      expect(s.rollout.events(dev.machineId)[0]).toMatchObject({ type: 3, result: 0, errorCode: 12 });
+      // Refused on the payload's head: no download reported, nothing written.
+      expect(s.rollout.events(dev.machineId).map((e) => `${e.type}/${e.result}/${e.errorCode}`)).toEqual(['3/0/12']);
+      expect(Buffer.compare(await readSlot(dev.disk, 'USR-B', 4 * MiB), slotB)).toBe(0);
       const show = await runCli(['gpt', 'next', dev.disk, '--json']);
       expect(JSON.parse(show.stdout)).toMatchObject({ label: 'USR-A' });
     });
@@ -140,3 +147,60 @@ async function readSlot(disk: string, label: string, length: number): Promise<Bu
     await fh.close();
   }
 }
+
+describe('fastpatch check: what it meets besides a good server', () => {
+  it('a running release with no record stops before the server is asked, unless UNKNOWN_RELEASE=allow', async () => {
+    const dev = await device();
+    await fsp.rm(`${dev.disk}.status.json`);
+    await withServer(async (s) => {
+      const err = await checkForUpdate(opts(dev, s)).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'DOWNGRADE', message: expect.stringMatching(/no recorded release.*UNKNOWN_RELEASE=allow/) });
+      expect(s.rollout.machine(dev.machineId)).toBeUndefined();
+      await fsp.appendFile(join(dev.dir, 'update.conf'), 'UNKNOWN_RELEASE=allow\n');
+      const allowed = await checkForUpdate(opts(dev, s));
+      expect(allowed).toMatchObject({ outcome: 'updated', running: { version: undefined }, offered: { kind: 'full' } });
+    });
+  });
+
+  it('a server that offers no usable URL: one IO line and a 3/0 code 34 (response invalid); no internal error', async () => {
+    const dev = await device();
+    const events: string[] = [];
+    const fake = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        if (/<event /.test(body) && !/<updatecheck/.test(body)) events.push(/eventtype="(\d+)" eventresult="(\d+)" errorcode="(\d+)"/.exec(body)!.slice(1).join('/'));
+        res.writeHead(200, { 'Content-Type': 'text/xml' });
+        res.end(`<response protocol="3.0"><app appid="${COREOS_APP_ID}" status="ok"><updatecheck status="ok"><urls><url codebase="http://[bad"/></urls><manifest version="1.1.0"><packages><package name="x.fpay" size="10"/></packages><actions><action event="postinstall" sha256="AAAA"/></actions></manifest></updatecheck></app></response>`);
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}/v1/update/`;
+      const err = await checkForUpdate({ ...opts(dev, { url: 'x' } as RunningServer), server: url }).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'IO', message: expect.stringMatching(/offered no usable URL/) });
+      expect(events).toEqual(['3/0/34']);
+    } finally {
+      fake.close();
+    }
+  });
+
+  it('an answer dripped a byte at a time does not hold the device past its deadline', async () => {
+    const fake = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/xml' });
+      const timer = setInterval(() => res.write(' '), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    try {
+      const t0 = performance.now();
+      const err = await postOmaha(`http://127.0.0.1:${(fake.address() as AddressInfo).port}/v1/update/`, '<request/>', 600).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'IO', message: expect.stringMatching(/no whole answer within 0\.6 s/) });
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      fake.closeAllConnections();
+      fake.close();
+    }
+  });
+});
+
