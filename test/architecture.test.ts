@@ -25,32 +25,34 @@ function importsOf(path: string): string[] {
 const area = (path: string) => relative(join(root, 'src'), path).split('/')[0]!.replace(/\.js$/, '.ts');
 
 const forbidden: Record<string, string[]> = {
-  format: ['apply', 'generate', 'io', 'wasm', 'sign', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  format: ['apply', 'generate', 'io', 'wasm', 'sign', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   errors: ['*'],
   // sign/files.ts reads and writes key files through io/'s exclusive creation and capped reads.
-  sign: ['apply', 'generate', 'wasm', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
-  wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  sign: ['apply', 'generate', 'wasm', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
+  wasm: ['apply', 'generate', 'format', 'sign', 'io', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   // omaha/: the protocol's codecs, pure (the server and the device agent sit above it).
-  omaha: ['apply', 'generate', 'gpt', 'disk', 'update', 'io', 'wasm', 'sign', 'runtime', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  omaha: ['apply', 'generate', 'gpt', 'disk', 'update', 'io', 'wasm', 'sign', 'runtime', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   // runtime/: the process (worker threads, collections, V8 flags), below everything that uses it.
-  runtime: ['apply', 'generate', 'gpt', 'disk', 'update', 'format', 'sign', 'io', 'wasm', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
-  io: ['apply', 'generate', 'gpt', 'disk', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
-  apply: ['generate', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
-  generate: ['apply', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  runtime: ['apply', 'generate', 'gpt', 'disk', 'update', 'format', 'sign', 'io', 'wasm', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
+  io: ['apply', 'generate', 'gpt', 'disk', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
+  apply: ['generate', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
+  generate: ['apply', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   // gpt/ is pure beside format/: its codec, models and write order work on plain buffers.
-  gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'io', 'disk', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  gpt: ['apply', 'generate', 'wasm', 'sign', 'format', 'io', 'disk', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   // disk/ carries out gpt/'s plans on a real disk, through io/.
-  disk: ['apply', 'generate', 'sign', 'format', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
-  update: ['commands', 'cli.ts', 'demo', 'release', 'server', 'agent'],
+  disk: ['apply', 'generate', 'sign', 'format', 'update', 'commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
+  update: ['commands', 'cli.ts', 'demo', 'release', 'server', 'agent', 'fleet'],
   'hex.ts': ['*'],
   'bytes.ts': ['*'],
   'block.ts': ['*'],
   'text.ts': ['*'],
   // release/ publishes: generates payloads and writes documents; it never answers devices.
-  release: ['server', 'agent', 'commands', 'cli.ts', 'demo'],
+  release: ['server', 'agent', 'fleet', 'commands', 'cli.ts', 'demo'],
   // server/ and agent/ share only omaha/ (STYLE.md): the service never runs device code, nor the device service code.
-  server: ['agent', 'apply', 'generate', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
+  server: ['agent', 'fleet', 'apply', 'generate', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
   agent: ['server', 'release', 'generate', 'commands', 'cli.ts', 'demo'],
+  // fleet/: reboot coordination (the etcd semaphore, FleetLock, windows), below the agent.
+  fleet: ['agent', 'server', 'release', 'apply', 'generate', 'disk', 'update', 'commands', 'cli.ts', 'demo'],
 };
 
 describe('module boundaries', () => {
