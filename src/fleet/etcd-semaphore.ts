@@ -13,7 +13,7 @@ import { Etcd3, type IOptions } from 'etcd3';
 import { FastPatchError } from '../errors.js';
 import { escapeText } from '../text.js';
 import {
-  decodeSemaphore, encodeSemaphore, freshSemaphore, lock, semaphoreKey, setMax, unlock, type HolderRecord, type LockChange, type Semaphore,
+  decodeSemaphore, encodeSemaphore, freshSemaphore, lock, MAX_HOLDERS, semaphoreKey, setMax, unlock, type HolderRecord, type LockChange, type Semaphore,
 } from './semaphore.js';
 
 export interface EtcdOptions {
@@ -21,6 +21,24 @@ export interface EtcdOptions {
   endpoints: readonly string[];
   /** Deadline of each etcd call (ms, default 5000): a cluster without quorum answers no write. */
   callTimeoutMs?: number;
+  /**
+   * A client to share (from etcdClient) instead of one of its own: a server that serves many
+   * groups keeps one connection, not one per group. close() leaves a shared client open.
+   */
+  client?: Etcd3;
+  /** Slots of the value written when the key does not exist yet (default 1, as locksmith creates it); never applied to an existing key. */
+  freshSlots?: number;
+}
+
+/** A v3 client with FastPatch's deadlines: `callTimeoutMs` per call and to dial. Its owner closes it. */
+export function etcdClient(options: Pick<EtcdOptions, 'endpoints' | 'callTimeoutMs'>): Etcd3 {
+  const deadline = options.callTimeoutMs ?? 5000;
+  const o: IOptions = {
+    hosts: [...options.endpoints],
+    dialTimeout: deadline,
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + deadline }),
+  };
+  return new Etcd3(o);
 }
 
 /** The result of a change: the value after it, whether it wrote, or why it was refused. */
@@ -41,24 +59,23 @@ export function parseEndpoints(list: string): string[] {
 export class EtcdSemaphore {
   readonly key: string;
   private readonly client: Etcd3;
+  private readonly ownsClient: boolean;
+  private readonly freshSlots: number;
 
   /** A client for `group`'s semaphore (locksmith's default group when none). */
   constructor(options: EtcdOptions, readonly group?: string) {
     this.key = semaphoreKey(group);
-    const deadline = options.callTimeoutMs ?? 5000;
-    const o: IOptions = {
-      hosts: [...options.endpoints],
-      dialTimeout: deadline,
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + deadline }),
-    };
-    this.client = new Etcd3(o);
+    this.ownsClient = options.client === undefined;
+    this.client = options.client ?? etcdClient(options);
+    this.freshSlots = options.freshSlots ?? 1;
+    if (!Number.isSafeInteger(this.freshSlots) || this.freshSlots < 0 || this.freshSlots > MAX_HOLDERS) throw new RangeError(`freshSlots must be a whole number 0-${MAX_HOLDERS}`);
   }
 
-  /** The value and its mod revision ('0' when the key does not exist yet: a fresh one-slot semaphore). */
+  /** The value and its mod revision ('0' when the key does not exist yet: a fresh semaphore of `freshSlots`). */
   async read(): Promise<{ value: Semaphore; modRevision: string }> {
     const res = await this.call('read', () => this.client.get(this.key).exec());
     const kv = res.kvs[0];
-    if (!kv) return { value: freshSemaphore(), modRevision: '0' };
+    if (!kv) return { value: freshSemaphore(this.freshSlots), modRevision: '0' };
     const value = decodeSemaphore(kv.value.toString('utf8'));
     if ('invalid' in value) {
       throw new FastPatchError('IO', `the reboot semaphore at ${this.key} is not valid (${value.invalid}); fix it with etcdctl put ${this.key} '{"semaphore":1,"max":1,"holders":[]}'`);
@@ -116,8 +133,9 @@ export class EtcdSemaphore {
     }
   }
 
+  /** Closes its own client; a shared one (options.client) stays open for its owner. */
   close(): void {
-    this.client.close();
+    if (this.ownsClient) this.client.close();
   }
 
   private async call<T>(what: string, work: () => Promise<T>): Promise<T> {
