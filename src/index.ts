@@ -57,3 +57,6 @@ export { sendFile, type SendFileOptions } from './server/payload-files.js';
 export { checkForUpdate, type CheckOptions, type CheckResult, type CheckOutcome } from './agent/check.js';
 export { readMachineId, readBootId, MACHINE_ID_PATH, BOOT_ID_PATH } from './agent/identity.js';
 export { runningRelease, type RunningRelease } from './agent/running-release.js';
+export { semaphoreKey, freshSemaphore, encodeSemaphore, decodeSemaphore, type Semaphore, type HolderRecord, type HolderState } from './fleet/semaphore.js';
+export { EtcdSemaphore, etcdClient, parseEndpoints, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
+export { startFleetLock, parseClientParams, FLEETLOCK_ERRORS, FLEETLOCK_MAX_BODY, type FleetLockOptions, type RunningFleetLock, type FleetLockErrorKind, type ClientParams } from './fleet/fleetlock.js';
