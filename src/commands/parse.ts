@@ -5,6 +5,7 @@
  */
 import { Option } from 'commander';
 import { FastPatchError } from '../errors.js';
+import { escapeText } from '../text.js';
 
 /** A repeatable option's values, in order. */
 export const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -59,4 +60,12 @@ export function parsePercent(value: string, name: string): number {
   const n = /^\d{1,3}(\.\d{1,4})?%?$/.test(value) ? Number(value.replace('%', '')) : NaN;
   if (!(n >= 0 && n <= 100)) throw new FastPatchError('USAGE', `${name} expects a percentage from 0 to 100, got "${value}"`);
   return n;
+}
+
+/** --listen of the servers: `HOST:PORT`, `:PORT` or `PORT` (an IPv6 host in brackets; no host: every address). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:)?(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new FastPatchError('USAGE', `--listen expects HOST:PORT (e.g. 0.0.0.0:8080), got "${escapeText(value)}"`);
+  return { host: (m[1] ?? '0.0.0.0').replace(/^\[|\]$/g, ''), port };
 }

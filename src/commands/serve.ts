@@ -2,15 +2,8 @@ import { FastPatchError } from '../errors.js';
 import { startServer } from '../server/http-server.js';
 import { escapeText } from '../text.js';
 import { loadTrustedKeys } from './keys.js';
+import { parseListen } from './parse.js';
 import { print, printError } from './output.js';
-
-/** `HOST:PORT`, `:PORT` or `PORT` (an IPv6 host in brackets). */
-function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:)?(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new FastPatchError('USAGE', `--listen expects HOST:PORT (e.g. 0.0.0.0:8080), got "${escapeText(value)}"`);
-  return { host: (m[1] ?? '0.0.0.0').replace(/^\[|\]$/g, ''), port };
-}
 
 export async function run(dir: string, opts: { listen: string; state: string; baseUrl?: string; pubkey?: string[]; appId?: string[]; maxMachines?: number }): Promise<void> {
   const { host, port } = parseListen(opts.listen);
