@@ -11,6 +11,7 @@ import { Command, CommanderError, Help, Option } from 'commander';
 import { checkCommandLine, commandPath, commandTree } from './commands/command-line.js';
 import { EXAMPLES } from './commands/examples.js';
 import { addServiceCommands } from './commands/service-program.js';
+import { addFleetCommands } from './commands/fleet-program.js';
 import { collect, downloadOption, parseInteger, parseSectorSize, parseSize, parseTries } from './commands/parse.js';
 import { EXIT, FastPatchError } from './errors.js';
 import { removeTempFilesSync } from './io/safe-files.js';
@@ -172,6 +173,7 @@ gptCommand('boot-next', 'deprecated name of `gpt boot` (writes the tries update)
   .action(async (disk, opts) => (await import('./commands/gpt.js')).bootCommand(disk, { ...opts, deprecatedName: 'boot-next' }));
 
 addServiceCommands(program);
+addFleetCommands(program);
 
 for (const cmd of commandTree(program)) {
   const lines = EXAMPLES[commandPath(cmd)];

@@ -68,6 +68,11 @@ export const EXAMPLES: Record<string, string[]> = {
   'rollout pause': ["fastpatch rollout pause stable --reason 'NFS mounts fail on 1.3.0'"],
   'rollout resume': ['fastpatch rollout resume stable'],
   'rollout clear-failure': ['fastpatch rollout clear-failure 4b8c2d5e6f708192a3b4c5d6e7f80912'],
+  fleetlock: [
+    'fastpatch fleetlock --listen 0.0.0.0:3333 --etcd http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379',
+    '# a group of its own with 2 slots for the machines whose Zincati group is "workers"',
+    'fastpatch fleetlock --etcd http://127.0.0.1:2379 --group workers=2',
+  ],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',
