@@ -36,7 +36,7 @@ export { slotForInstall, slotDevice, type SlotTarget, type SlotDevice, type Slot
 export { prioritize, setNext, markGood, grubNext, vbootNext, getSlotBits, isBootable, formatSlotBits, FLATCAR_USR_TYPE, CHROMEOS_KERNEL_TYPE, PARTITION_TYPES, type BootDecision, type GptEntry, type GptReadResult } from './gpt/index.js';
 export { installSlot, type InstallOptions, type InstallResult } from './update/install.js';
 export { updateDisk, type UpdateOptions, type UpdateResult, type NextBoot } from './update/update.js';
-export { readUpdateConfig, readLayeredUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, IMAGE_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, type UpdateConfig, type UnknownReleasePolicy } from './update/config.js';
+export { readUpdateConfig, readLayeredUpdateConfig, parseUpdateConfig, DEFAULT_UPDATE_CONFIG, IMAGE_UPDATE_CONFIG, UNKNOWN_RELEASE_POLICIES, REBOOT_STRATEGIES, type UpdateConfig, type UnknownReleasePolicy, type RebootStrategy } from './update/config.js';
 export { statusPathFor, readStatus, recordSlotImage, probeStatusWritable, type SlotStatus, type SlotRecord, type StatusState } from './update/status.js';
 export { RUNNING_HOW, findRunningSlot, type RunningSlot } from './update/running.js';
 export { slotToMarkGood, rollbackSlots, twoSlots, nextBoot, slotName, type SlotPolicyOptions } from './update/slot-policy.js';

@@ -47,14 +47,8 @@ export type SemaphoreResult = { value: Semaphore; changed: boolean; refused?: un
 /** Compare-and-swap attempts before a change gives up (each loses only to another writer's success). */
 const CAS_ATTEMPTS = 8;
 
-/** Parses `http://a:2379,http://b:2379` (ETCD_ENDPOINTS, --etcd). Throws FastPatchError('USAGE'). */
-export function parseEndpoints(list: string): string[] {
-  const endpoints = list.split(',').map((e) => e.trim()).filter((e) => e !== '');
-  if (endpoints.length === 0 || endpoints.length > 16 || endpoints.some((e) => !/^https?:\/\/[A-Za-z0-9.[\]:-]{1,300}\/?$/.test(e))) {
-    throw new FastPatchError('USAGE', `etcd endpoints must be 1-16 http(s)://host:port URLs, comma-separated; got "${escapeText(list.slice(0, 200))}"`);
-  }
-  return endpoints;
-}
+/** The endpoint parser lives in endpoints.ts (no etcd client loaded); re-exported for callers of this module. */
+export { parseEndpoints } from './endpoints.js';
 
 export class EtcdSemaphore {
   readonly key: string;

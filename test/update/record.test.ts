@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseUpdateConfig, readStatus, readUpdateConfig, statusPathFor } from '../../dist/src/index.js';
+import { parseUpdateConfig, readLayeredUpdateConfig, readStatus, readUpdateConfig, statusPathFor } from '../../dist/src/index.js';
 import { probeStatusWritable, writeStatus } from '../../dist/src/update/status.js';
 import { MiB, removeDir, rootOrWarn, tempDir, withLoopDevice } from '../helpers/payloads.js';
 
@@ -178,6 +178,55 @@ describe('update settings (update.conf)', () => {
     expect(await readUpdateConfig(file)).toEqual({ path: file, unknownRelease: 'allow', notes: [] });
     const fallback = await readUpdateConfig();
     expect(fallback.path === undefined || fallback.path === '/etc/fastpatch/update.conf').toBe(true);
+  });
+});
+
+describe('the agent\'s settings in update.conf (reboot strategy, window, etcd, health check)', () => {
+  it('reads each key; the LOCKSMITHD_ window name wins over the unprefixed one in a file', () => {
+    const text = [
+      'REBOOT_STRATEGY=etcd-lock',
+      'REBOOT_WINDOW_START=01:00',
+      'LOCKSMITHD_REBOOT_WINDOW_START="Thu 23:00"',
+      'REBOOT_WINDOW_START=05:00',
+      'REBOOT_WINDOW_LENGTH=1h30m',
+      'ETCD_ENDPOINTS=http://10.0.0.1:2379, http://10.0.0.2:2379',
+      "HEALTH_CHECK='systemctl is-active --quiet kubelet && curl -fsS http://127.0.0.1:10248/healthz'",
+      'HEALTH_GRACE=120',
+      'REBOOT_COMMAND=/usr/bin/systemctl reboot --no-wall',
+    ].join('\n');
+    expect(parseUpdateConfig(text, 'u.conf')).toEqual({
+      rebootStrategy: 'etcd-lock', rebootWindowStart: 'Thu 23:00', rebootWindowLength: '1h30m',
+      etcdEndpoints: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'],
+      healthCheck: 'systemctl is-active --quiet kubelet && curl -fsS http://127.0.0.1:10248/healthz', healthGrace: 120,
+      rebootCommand: '/usr/bin/systemctl reboot --no-wall', notes: [],
+    });
+    expect(parseUpdateConfig('REBOOT_STRATEGY=off', 'u.conf').rebootStrategy).toBe('off');
+  });
+
+  it.each([
+    ['a strategy locksmith never had', 'REBOOT_STRATEGY=drain', /line 1: REBOOT_STRATEGY must be best-effort, etcd-lock, reboot, off, got "drain"/],
+    ['a bad window start', 'LOCKSMITHD_REBOOT_WINDOW_START=Thursday 02:00', /line 1: a reboot window start must be HH:MM/],
+    ['a bad window length', 'REBOOT_WINDOW_LENGTH=1 hour', /line 1: a reboot window length must be a Go duration/],
+    ['a negative length', 'REBOOT_WINDOW_LENGTH=-30m', /must not be negative/],
+    ['an endpoint that is no URL', 'ETCD_ENDPOINTS=10.0.0.1:2379', /line 1: ETCD_ENDPOINTS: etcd endpoints must be 1-16 http\(s\):\/\/host:port URLs/],
+    ['no endpoints', 'ETCD_ENDPOINTS=,', /ETCD_ENDPOINTS/],
+    ['a grace that is no number', 'HEALTH_GRACE=1m', /HEALTH_GRACE must be whole seconds/],
+    ['an empty health check', 'HEALTH_CHECK=', /HEALTH_CHECK must be a command line/],
+    ['a reboot command with a control character', 'REBOOT_COMMAND=reboot\u0007', /REBOOT_COMMAND must be a command line/],
+  ])('refuses %s (USAGE), naming the line', (_name, text, message) => {
+    expect(() => parseUpdateConfig(text, 'u.conf')).toThrow(message);
+  });
+
+  it('layered: the machine moves the image\'s window key by key; a window needs both keys after layering', async () => {
+    const image = join(dir, 'image-window.conf');
+    const machine = join(dir, 'machine-window.conf');
+    await fsp.writeFile(image, 'REBOOT_WINDOW_START=02:00\nREBOOT_WINDOW_LENGTH=1h\nREBOOT_STRATEGY=reboot\n', { mode: 0o644 });
+    await fsp.writeFile(machine, 'LOCKSMITHD_REBOOT_WINDOW_START=Sat 03:00\nETCD_ENDPOINTS=http://127.0.0.1:2379\n', { mode: 0o644 });
+    expect(await readLayeredUpdateConfig({ image, machine })).toMatchObject({
+      rebootStrategy: 'reboot', rebootWindowStart: 'Sat 03:00', rebootWindowLength: '1h', etcdEndpoints: ['http://127.0.0.1:2379'],
+    });
+    await fsp.writeFile(image, 'REBOOT_STRATEGY=reboot\n', { mode: 0o644 });
+    await expect(readLayeredUpdateConfig({ image, machine })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/machine-window\.conf: a reboot window needs both .*only the start is set/) });
   });
 });
 
