@@ -58,5 +58,10 @@ export { checkForUpdate, type CheckOptions, type CheckResult, type CheckOutcome 
 export { readMachineId, readBootId, MACHINE_ID_PATH, BOOT_ID_PATH } from './agent/identity.js';
 export { runningRelease, type RunningRelease } from './agent/running-release.js';
 export { semaphoreKey, freshSemaphore, encodeSemaphore, decodeSemaphore, type Semaphore, type HolderRecord, type HolderState } from './fleet/semaphore.js';
-export { EtcdSemaphore, etcdClient, parseEndpoints, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
+export { EtcdSemaphore, etcdClient, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
 export { startFleetLock, parseClientParams, FLEETLOCK_ERRORS, FLEETLOCK_MAX_BODY, type FleetLockOptions, type RunningFleetLock, type FleetLockErrorKind, type ClientParams } from './fleet/fleetlock.js';
+export { runAgent, type AgentOptions, type AgentResult } from './agent/daemon.js';
+export type { BootSummary, HealthSummary } from './agent/finish.js';
+export { UPDATE_ENGINE_SCHEDULE, type CheckSchedule } from './agent/schedule.js';
+export { parseRebootWindow, inWindow, nextWindowStart, describeWindow, type RebootWindow } from './fleet/window.js';
+export { parseEndpoints } from './fleet/endpoints.js';
