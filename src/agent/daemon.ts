@@ -55,8 +55,14 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       result.reboot = { done: true, why: boot.summary.state === 'unhealthy' ? 'the new release failed its health check: rolled back' : 'rolled back', at: ctx.w.now().toISOString() };
       return result;
     }
-    if (o.once) return await act(ctx, result, boot.check ?? (await checkForUpdate(ctx.check)));
-    return await loop(ctx, result, boot.check);
+    try {
+      if (o.once) return await act(ctx, result, boot.check ?? (await checkForUpdate(ctx.check)));
+      return await loop(ctx, result, boot.check);
+    } catch (err) {
+      if (!o.signal?.aborted) throw err;
+      result.reboot = { done: false, why: 'stopped (signal) before a reboot' }; // e.g. while waiting for the window or a slot
+      return result;
+    }
   } finally {
     ctx.sem?.close();
   }
@@ -97,6 +103,7 @@ async function loop(ctx: AgentContext, result: AgentResult, first: CheckResult |
       if (ctx.o.signal?.aborted) return result; // stopped while sleeping
       throw err;
     }
+    if (ctx.o.signal?.aborted) return result;
     if (ctx.releaseOwed) await releaseSlot(ctx);
     let check: CheckResult;
     try {

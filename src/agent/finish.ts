@@ -67,9 +67,14 @@ async function confirm(ctx: AgentContext, pending: PendingUpdate, reboot: (why: 
   if (health.healthy) {
     const markedGood = await markRunningGood(ctx);
     ctx.w.log(`${pending.to} is healthy: marked ${markedGood} good`);
-    const check = await checkForUpdate(ctx.check); // reports 3/2 with the previous version
+    // Reports 3/2 with the previous version. A server that does not answer must not keep the slot:
+    // the machine is healthy; the record stays, so the next check reports it.
+    const check = await checkForUpdate(ctx.check).catch((err: unknown) => {
+      ctx.w.log(`success not reported yet (the next check reports it): ${escapeText((err as Error).message)}`);
+      return undefined;
+    });
     const lockReleased = released(await releaseSlot(ctx));
-    return { summary: { state: 'confirmed', release: pending.to, health, markedGood, reported: check.reported, ...lockReleased }, check, rebooted: false };
+    return { summary: { state: 'confirmed', release: pending.to, health, markedGood, reported: check?.reported ?? [], ...lockReleased }, ...(check ? { check } : {}), rebooted: false };
   }
   const rb = await rollbackSlots(ctx.check.disk, ctx.check.running !== undefined ? { running: ctx.check.running } : {});
   // The record now says where the machine is going: back to the old release.

@@ -276,6 +276,23 @@ describe('fastpatch agent without etcd', () => {
   });
 });
 
+describe('the daemon loop', () => {
+  it('checks on the schedule, keeps an update under off, and stops on its signal between steps', async () => {
+    const dev = await device('REBOOT_STRATEGY=off\n');
+    await withServer(async (s) => {
+      const { m, hooks } = machine();
+      const stop = new AbortController();
+      m.onSleep = () => {
+        if (m.sleeps.length === 2) stop.abort();
+      };
+      const r = await runAgent(opts(dev, s, hooks, { once: false, signal: stop.signal }));
+      expect(m.sleeps).toEqual([7 * 60_000, 45 * 60_000]);
+      expect(r).toMatchObject({ check: { outcome: 'updated' }, strategy: { chosen: 'off' }, reboot: { done: false } });
+      expect(m.reboots).toEqual([]);
+    });
+  });
+});
+
 describe('the check schedule (update_engine\'s)', () => {
   it('first check 7 min ± 5, then 45 min ± 5; failures double the wait up to 4 h', async () => {
     const { firstCheckDelay, nextCheckDelay, lockRetryDelay } = await import('../../dist/src/agent/schedule.js');
