@@ -73,6 +73,12 @@ export const EXAMPLES: Record<string, string[]> = {
     '# a group of its own with 2 slots for the machines whose Zincati group is "workers"',
     'fastpatch fleetlock --etcd http://127.0.0.1:2379 --group workers=2',
   ],
+  agent: [
+    '# settings from /etc/fastpatch/update.conf (GROUP, SERVER, REBOOT_STRATEGY, ETCD_ENDPOINTS, the window)',
+    'fastpatch agent --disk /dev/sda --pubkey /usr/share/fastpatch/release.key.pub',
+    '# one pass, taking turns through etcd, rebooting only on Thursdays 04:00-05:00',
+    "fastpatch agent --once --disk /dev/sda --pubkey release.key.pub --strategy etcd-lock --etcd http://10.0.0.1:2379 --window-start 'Thu 04:00' --window-length 1h --json",
+  ],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',

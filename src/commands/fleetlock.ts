@@ -4,7 +4,7 @@
  * semaphore (docs/FLEET.md, "FleetLock"). A daemon: it runs until SIGTERM or SIGINT, then exits 0.
  */
 import { FastPatchError } from '../errors.js';
-import { parseEndpoints } from '../fleet/etcd-semaphore.js';
+import { parseEndpoints } from '../fleet/endpoints.js';
 import { startFleetLock } from '../fleet/fleetlock.js';
 import { escapeText } from '../text.js';
 import { readLayeredUpdateConfig } from '../update/config.js';
