@@ -84,9 +84,11 @@ export function decodeSemaphore(text: string): Semaphore | { invalid: string } {
   const raw = o['records'];
   if (raw !== undefined && (typeof raw !== 'object' || raw === null || Array.isArray(raw))) return { invalid: 'records must be an object' };
   for (const id of holders as string[]) {
-    const r = (raw as Record<string, unknown> | undefined)?.[id];
+    // Ids are data: only own properties are read ("toString" is no record), and a holder named
+    // "__proto__" gets a property of that name, not a new prototype for `records`.
+    const r = raw !== undefined && Object.hasOwn(raw, id) ? (raw as Record<string, unknown>)[id] : undefined;
     const rec = recordOf(r);
-    if (rec) records[id] = rec;
+    if (rec) Object.defineProperty(records, id, { value: rec, enumerable: true, writable: true, configurable: true });
   }
   const unique = [...new Set(holders as string[])].sort();
   return { semaphore: max - unique.length, max, holders: unique, records };
