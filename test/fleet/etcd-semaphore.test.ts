@@ -116,8 +116,8 @@ function checkHistory(cluster: EtcdCluster, key: string, max: number): { values:
 }
 
 interface Contention {
-  /** Times (ms since the epoch) of every successful acquire. */
-  acquiredAt: number[];
+  /** Every acquire that got a slot: when its last call started and when it answered (ms since the epoch). */
+  acquired: { start: number; end: number }[];
   errors: number;
 }
 
@@ -127,7 +127,7 @@ interface Contention {
  * are caught, waited out and retried; an acquire or release whose answer was lost is safe to repeat.
  */
 async function contend(endpoints: string[], machines: number, rounds: number, until = 0): Promise<Contention> {
-  const result: Contention = { acquiredAt: [], errors: 0 };
+  const result: Contention = { acquired: [], errors: 0 };
   const retry = async <T>(work: () => Promise<T>): Promise<T> => {
     for (;;) {
       try {
@@ -145,11 +145,17 @@ async function contend(endpoints: string[], machines: number, rounds: number, un
     try {
       for (let round = 0; round < rounds || Date.now() < until; round++) {
         for (;;) {
-          const r = await retry(() => sem.acquire(id, rec(new Date().toISOString())));
-          if (!r.refused) break;
+          let start = 0;
+          const r = await retry(() => {
+            start = Date.now();
+            return sem.acquire(id, rec(new Date().toISOString()));
+          });
+          if (!r.refused) {
+            result.acquired.push({ start, end: Date.now() });
+            break;
+          }
           await sleep(10 + Math.random() * 40);
         }
-        result.acquiredAt.push(Date.now());
         await sleep(20 + Math.random() * 80);
         await retry(() => sem.release(id));
       }
@@ -171,7 +177,7 @@ describe.skipIf(missing)('EtcdSemaphore against a real etcd 3.4', () => {
       const run = await contend(cluster.endpoints, 10, 3);
       const h = checkHistory(cluster, DEFAULT_KEY, 2);
       console.log(`10 machines x 3 turns on 2 slots: ${((Date.now() - started) / 1000).toFixed(1)} s, ${h.values} values in etcd's history, peak ${h.peak} holders, ${run.errors} IO errors`);
-      expect(run.acquiredAt).toHaveLength(30);
+      expect(run.acquired).toHaveLength(30);
       expect(h.peak).toBe(2);
       expect([...h.holders].sort()).toEqual(Array.from({ length: 10 }, (_, i) => `machine-${String(i).padStart(2, '0')}`));
       expect(h.values).toBeGreaterThanOrEqual(61); // setMax, then 30 acquires and 30 releases, each its own revision
@@ -179,6 +185,134 @@ describe.skipIf(missing)('EtcdSemaphore against a real etcd 3.4', () => {
       expect(Object.keys(now).slice(0, 3)).toEqual(['semaphore', 'max', 'holders']);
       expect(now).toMatchObject({ semaphore: 2, max: 2, holders: [] });
     } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('killing the leader mid-run: acquires succeed again once a new leader is elected; no slot lost or doubled', async () => {
+    const cluster = await startEtcd(3);
+    try {
+      const setup = new EtcdSemaphore({ endpoints: cluster.endpoints });
+      await setup.setMax(2);
+      const started = Date.now();
+      const running = contend(cluster.endpoints, 10, 3, started + 9000);
+      await sleep(2000);
+      const leader = cluster.leader();
+      expect(leader).toBeDefined();
+      const killedAt = Date.now();
+      await leader!.kill('SIGKILL');
+      await sleep(3000);
+      leader!.start();
+      const run = await running;
+      const after = run.acquired.filter((a) => a.start >= killedAt).sort((a, b) => a.end - b.end);
+      expect(after.length).toBeGreaterThan(0);
+      const recovery = after[0]!.end - killedAt;
+      const h = checkHistory(cluster, DEFAULT_KEY, 2);
+      console.log(`leader ${leader!.name} killed at ${((killedAt - started) / 1000).toFixed(1)} s: first acquire started after it answered in ${(recovery / 1000).toFixed(2)} s; ${run.acquired.length} turns, ${h.values} values in etcd's history, peak ${h.peak} holders, ${run.errors} IO errors caught and retried`);
+      // An election takes 1-2 election timeouts (1 s here); a call stuck on the dead member waits out its 2 s deadline.
+      expect(recovery).toBeLessThan(8000);
+      expect(h.peak).toBe(2);
+      expect(h.holders.size).toBe(10);
+      const end = await setup.read();
+      expect(end.value).toMatchObject({ semaphore: 2, max: 2, holders: [] });
+      setup.close();
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('an operator\'s release with `since` is a CAS on the record: a machine that took its slot again keeps it', async () => {
+    const cluster = await startEtcd(1);
+    const sem = new EtcdSemaphore({ endpoints: cluster.endpoints });
+    try {
+      await sem.acquire('m1', rec('2026-01-01T00:00:00.000Z'));
+      const seen = (await sem.read()).value.records['m1']!.since; // what the operator's status showed
+      await sem.release('m1');
+      await sem.acquire('m1', rec('2026-01-01T01:00:00.000Z')); // the machine came back and took it again
+      const before = cluster.etcdctl('get', DEFAULT_KEY, '-w', 'json');
+      const refused = await sem.release('m1', seen);
+      expect(refused.refused).toMatch(/m1 took its slot again at 2026-01-01T01:00:00.000Z, not 2026-01-01T00:00:00.000Z; nothing freed/);
+      expect(refused.changed).toBe(false);
+      expect(cluster.etcdctl('get', DEFAULT_KEY, '-w', 'json')).toBe(before); // nothing written
+      expect(await sem.release('m1', '2026-01-01T01:00:00.000Z')).toMatchObject({ changed: true, value: { holders: [], semaphore: 1 } });
+      expect(JSON.parse(cluster.etcdctl('get', DEFAULT_KEY, '--print-value-only'))).toMatchObject({ semaphore: 1, max: 1, holders: [] });
+    } finally {
+      sem.close();
+      await cluster.stop();
+    }
+  });
+
+  it('an operator\'s etcdctl put between a read and a write: the CAS fails, the writer reads again and respects the hand-fixed value', async () => {
+    const cluster = await startEtcd(1);
+    const sem = new EtcdSemaphore({ endpoints: cluster.endpoints });
+    try {
+      await sem.setMax(2);
+      let reads = 0;
+      const r = await sem.update((s) => {
+        // Between this read and the write: the operator shrinks the group to one slot, held by a stuck machine.
+        if (reads++ === 0) cluster.etcdctl('put', DEFAULT_KEY, '{"semaphore":0,"max":1,"holders":["stuck"]}');
+        return lock(s, 'writer');
+      });
+      expect(reads).toBe(2);
+      expect(r).toMatchObject({ changed: false, refused: 'all 1 slot is held (stuck)' });
+      expect(JSON.parse(cluster.etcdctl('get', DEFAULT_KEY, '--print-value-only'))).toEqual({ semaphore: 0, max: 1, holders: ['stuck'] });
+    } finally {
+      sem.close();
+      await cluster.stop();
+    }
+  });
+
+  it('a value that is not JSON: acquire fails with IO, one line naming the key and the fix', async () => {
+    const cluster = await startEtcd(1);
+    const sem = new EtcdSemaphore({ endpoints: cluster.endpoints });
+    try {
+      cluster.etcdctl('put', DEFAULT_KEY, 'held by bob, back monday');
+      const err = await sem.acquire('m1').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FastPatchError);
+      expect(err).toMatchObject({ code: 'IO' });
+      const message = (err as Error).message;
+      expect(message).not.toContain('\n');
+      expect(message).toContain(DEFAULT_KEY);
+      expect(message).toMatch(/not JSON.*fix it with etcdctl put/);
+      expect(cluster.etcdctl('get', DEFAULT_KEY, '--print-value-only').trim()).toBe('held by bob, back monday'); // left for the operator
+    } finally {
+      sem.close();
+      await cluster.stop();
+    }
+  });
+
+  it('quorum lost (2 of 3 killed): acquire fails with IO within its deadline, no hang; with them back it works again', async () => {
+    const cluster = await startEtcd(3);
+    const callTimeoutMs = 2000;
+    const sem = new EtcdSemaphore({ endpoints: cluster.endpoints, callTimeoutMs });
+    try {
+      expect(await sem.acquire('m1')).toMatchObject({ changed: true });
+      await sem.release('m1');
+      const [a, b] = cluster.members;
+      await a!.kill('SIGKILL');
+      await b!.kill('SIGKILL');
+      const t0 = Date.now();
+      const err = await sem.acquire('m2').catch((e: unknown) => e);
+      const took = Date.now() - t0;
+      console.log(`quorum lost: acquire failed after ${(took / 1000).toFixed(2)} s (call deadline ${callTimeoutMs / 1000} s): ${(err as Error).message}`);
+      expect(err).toBeInstanceOf(FastPatchError);
+      expect(err).toMatchObject({ code: 'IO' });
+      expect(took).toBeLessThan(callTimeoutMs + 1500);
+      a!.start();
+      b!.start();
+      const t1 = Date.now();
+      for (;;) {
+        const r = await sem.acquire('m2').catch(() => undefined);
+        if (r) {
+          expect(r).toMatchObject({ changed: true, value: { holders: ['m2'] } });
+          break;
+        }
+        expect(Date.now() - t1).toBeLessThan(30_000);
+        await sleep(200);
+      }
+      console.log(`quorum back: first acquire ${((Date.now() - t1) / 1000).toFixed(2)} s after the restart`);
+    } finally {
+      sem.close();
       await cluster.stop();
     }
   });
