@@ -19,6 +19,7 @@ export const EXIT = {
   DISK: 9,
   DOWNGRADE: 10,
   RELEASE_REFUSED: 11,
+  LOCK_REFUSED: 12,
 } as const;
 
 /** Stable error codes, each mapped to the exit code of its class. */
@@ -60,6 +61,11 @@ export const ERROR_CODES = {
    * channel other than the lowest.
    */
   RELEASE_REFUSED: EXIT.RELEASE_REFUSED,
+  /**
+   * The reboot semaphore refused a change: no slot free for `lock acquire`, or `lock release
+   * --since` of a holder that took its slot again since. A state, not a fault: wait, or look first.
+   */
+  LOCK_REFUSED: EXIT.LOCK_REFUSED,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
