@@ -55,12 +55,10 @@ export { RolloutStore, type MachineCheck, type GrantAnswer, type GroupStatus, ty
 export { wavePlace, defaultPolicy, checkPolicy, type GroupPolicy } from './server/rollout-policy.js';
 export { sendFile, type SendFileOptions } from './server/payload-files.js';
 export { checkForUpdate, type CheckOptions, type CheckResult, type CheckOutcome } from './agent/check.js';
-export { EtcdSemaphore, parseEndpoints, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
+export { EtcdSemaphore, etcdClient, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
 export { semaphoreKey, decodeSemaphore, encodeSemaphore, freshSemaphore, lock, unlock, setMax, MAX_HOLDERS, MAX_ID_CHARS, type Semaphore, type HolderRecord, type HolderState, type LockChange } from './fleet/semaphore.js';
 export { readMachineId, readBootId, MACHINE_ID_PATH, BOOT_ID_PATH } from './agent/identity.js';
 export { runningRelease, type RunningRelease } from './agent/running-release.js';
-export { semaphoreKey, freshSemaphore, encodeSemaphore, decodeSemaphore, type Semaphore, type HolderRecord, type HolderState } from './fleet/semaphore.js';
-export { EtcdSemaphore, etcdClient, type EtcdOptions, type SemaphoreResult } from './fleet/etcd-semaphore.js';
 export { startFleetLock, parseClientParams, FLEETLOCK_ERRORS, FLEETLOCK_MAX_BODY, type FleetLockOptions, type RunningFleetLock, type FleetLockErrorKind, type ClientParams } from './fleet/fleetlock.js';
 export { runAgent, type AgentOptions, type AgentResult } from './agent/daemon.js';
 export type { BootSummary, HealthSummary } from './agent/finish.js';

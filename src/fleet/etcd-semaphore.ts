@@ -19,7 +19,7 @@ import {
 export interface EtcdOptions {
   /** Client URLs, e.g. http://10.0.0.1:2379. */
   endpoints: readonly string[];
-  /** Deadline of each etcd call (ms, default 5000): a cluster without quorum answers no write. */
+  /** Deadline of each etcd call, its client's retries on other members included (ms, default 5000): a cluster without quorum answers no write. */
   callTimeoutMs?: number;
   /**
    * A client to share (from etcdClient) instead of one of its own: a server that serves many
@@ -55,6 +55,7 @@ export class EtcdSemaphore {
   private readonly client: Etcd3;
   private readonly ownsClient: boolean;
   private readonly freshSlots: number;
+  private readonly deadlineMs: number;
 
   /** A client for `group`'s semaphore (locksmith's default group when none). */
   constructor(options: EtcdOptions, readonly group?: string) {
@@ -63,11 +64,12 @@ export class EtcdSemaphore {
     this.client = options.client ?? etcdClient(options);
     this.freshSlots = options.freshSlots ?? 1;
     if (!Number.isSafeInteger(this.freshSlots) || this.freshSlots < 0 || this.freshSlots > MAX_HOLDERS) throw new RangeError(`freshSlots must be a whole number 0-${MAX_HOLDERS}`);
+    this.deadlineMs = options.callTimeoutMs ?? 5000;
   }
 
   /** The value and its mod revision ('0' when the key does not exist yet: a fresh semaphore of `freshSlots`). */
   async read(): Promise<{ value: Semaphore; modRevision: string }> {
-    const res = await this.call('read', () => this.client.get(this.key).exec());
+    const res = await this.call('read', () => this.client.get(this.key).options(this.callOptions()).exec());
     const kv = res.kvs[0];
     if (!kv) return { value: freshSemaphore(this.freshSlots), modRevision: '0' };
     const value = decodeSemaphore(kv.value.toString('utf8'));
@@ -86,7 +88,7 @@ export class EtcdSemaphore {
       if (!next.changed) return { value, changed: false };
       const put = this.client.put(this.key).value(encodeSemaphore(next.value));
       const txn = modRevision === '0' ? this.client.if(this.key, 'Create', '==', 0) : this.client.if(this.key, 'Mod', '==', modRevision);
-      const { succeeded } = await this.call('write', () => txn.then(put).commit());
+      const { succeeded } = await this.call('write', () => txn.then(put).options(this.callOptions()).commit());
       if (succeeded) return { value: next.value, changed: true };
       if (attempt >= CAS_ATTEMPTS) {
         throw new FastPatchError('IO', `the reboot semaphore at ${this.key} changed under ${CAS_ATTEMPTS} attempts in a row; try again`);
@@ -120,7 +122,7 @@ export class EtcdSemaphore {
   /** Whether a quorum answers a linearizable read now (best-effort's question). */
   async reachable(): Promise<boolean> {
     try {
-      await this.client.get(this.key).exec();
+      await this.client.get(this.key).options(this.callOptions()).exec();
       return true;
     } catch {
       return false;
@@ -132,12 +134,25 @@ export class EtcdSemaphore {
     if (this.ownsClient) this.client.close();
   }
 
+  /**
+   * One absolute deadline for a call and all of etcd3's retries of it on other members: a retry
+   * after a dead member's quick refusal still fits, but a member without quorum cannot make each
+   * retry wait a whole deadline again (measured: 2 s became 4 s and more).
+   */
+  private callOptions(): { deadline: Date } {
+    return { deadline: new Date(Date.now() + this.deadlineMs) };
+  }
+
   private async call<T>(what: string, work: () => Promise<T>): Promise<T> {
+    const started = Date.now();
     try {
       return await work();
     } catch (err) {
       if (err instanceof FastPatchError) throw err;
-      throw new FastPatchError('IO', `etcd ${what} of ${this.key}: ${escapeText((err as Error).message.split('\n')[0] ?? String(err))}`, { cause: err });
+      const detail = escapeText((err as Error).message.split('\n')[0] ?? String(err));
+      // The last retry's message ("waiting for name resolution") hides the cause: say what a spent deadline means.
+      const spent = Date.now() - started >= this.deadlineMs - 50 ? `no answer within ${this.deadlineMs / 1000} s (a cluster without quorum answers nothing; check etcdctl endpoint health): ` : '';
+      throw new FastPatchError('IO', `etcd ${what} of ${this.key}: ${spent}${detail}`, { cause: err });
     }
   }
 }

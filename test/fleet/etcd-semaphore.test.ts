@@ -298,6 +298,16 @@ describe.skipIf(missing)('EtcdSemaphore against a real etcd 3.4', () => {
       expect(err).toBeInstanceOf(FastPatchError);
       expect(err).toMatchObject({ code: 'IO' });
       expect(took).toBeLessThan(callTimeoutMs + 1500);
+      // The member left alive, alone: it accepts the connection but answers nothing without quorum,
+      // so every retry of the client would wait a whole deadline again, unless the deadline covers them all.
+      const alone = new EtcdSemaphore({ endpoints: [cluster.members[2]!.clientUrl], callTimeoutMs });
+      const t2 = Date.now();
+      const err2 = await alone.acquire('m3').catch((e: unknown) => e);
+      const took2 = Date.now() - t2;
+      alone.close();
+      console.log(`quorum lost, the live member alone: acquire failed after ${(took2 / 1000).toFixed(2)} s: ${(err2 as Error).message}`);
+      expect(err2).toMatchObject({ code: 'IO', message: expect.stringMatching(/no answer within 2 s \(a cluster without quorum answers nothing; check etcdctl endpoint health\): .*DEADLINE_EXCEEDED/) });
+      expect(took2).toBeLessThan(callTimeoutMs + 1500);
       a!.start();
       b!.start();
       const t1 = Date.now();
