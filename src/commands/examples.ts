@@ -79,6 +79,15 @@ export const EXAMPLES: Record<string, string[]> = {
     '# one pass, taking turns through etcd, rebooting only on Thursdays 04:00-05:00',
     "fastpatch agent --once --disk /dev/sda --pubkey release.key.pub --strategy etcd-lock --etcd http://10.0.0.1:2379 --window-start 'Thu 04:00' --window-length 1h --json",
   ],
+  lock: [
+    'fastpatch lock status --etcd http://10.0.0.1:2379',
+    '# a holder that never came back: free its slot, only if it has not taken it again since',
+    "fastpatch lock release 4b8c2d5e6f708192a3b4c5d6e7f80912 --since 2026-12-05T04:12:09.000Z --etcd http://10.0.0.1:2379",
+  ],
+  'lock status': ['fastpatch lock status --etcd http://10.0.0.1:2379', 'fastpatch lock status --group workers --json'],
+  'lock acquire': ['fastpatch lock acquire                      # this machine, as locksmithctl lock'],
+  'lock release': ['fastpatch lock release 4b8c2d5e6f708192a3b4c5d6e7f80912 --since 2026-12-05T04:12:09.000Z'],
+  'lock set-max': ['fastpatch lock set-max 2 --etcd http://10.0.0.1:2379'],
   keygen: ['fastpatch keygen --out release.key          # writes release.key (secret) and release.key.pub'],
   generate: [
     '# a full payload',

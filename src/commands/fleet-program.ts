@@ -8,6 +8,7 @@ import { collect, downloadOption, parseInteger } from './parse.js';
 /** Adds the fleet commands to `program`. */
 export function addFleetCommands(program: Command): void {
   addAgentCommand(program);
+  addLockCommands(program);
   program
     .command('fleetlock')
     .description('a FleetLock v1 server (Zincati, Fedora CoreOS) on the same etcd reboot semaphore as `lock` and the agent')
@@ -47,4 +48,23 @@ function addAgentCommand(program: Command): void {
     .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
     .option('--json', 'print the result as JSON when the agent returns')
     .action(async (opts) => (await import('./agent.js')).run({ ...opts, verbose: program.opts().verbose }));
+}
+
+/** `lock status|acquire|release|set-max`: what locksmithctl does, on locksmith's key through etcd's v3 API. */
+function addLockCommands(program: Command): void {
+  const lock = program.command('lock').description("the reboot semaphore in etcd, as locksmithctl shows and changes it: status, acquire, release, set-max");
+  const common = (c: Command) => c
+    .option('--etcd <urls>', 'etcd client URLs, comma-separated (default: ETCD_ENDPOINTS of update.conf, else http://127.0.0.1:2379)')
+    .option('--group <name>', "the semaphore's group (default: locksmith's default key)")
+    .option('--machine-id-file <file>', 'the id used when none is given (default /etc/machine-id)')
+    .option('--json', 'print the result as JSON');
+  common(lock.command('status').description('free slots, max, and each holder with its release, since when and what it is doing'))
+    .action(async (opts) => (await import('./lock.js')).status(opts));
+  common(lock.command('acquire').description('take a slot for ID (default: this machine), as `locksmithctl lock`').argument('[id]', 'machine id'))
+    .action(async (id, opts) => (await import('./lock.js')).acquire(id, opts));
+  common(lock.command('release').description("free ID's slot (default: this machine), as `locksmithctl unlock`").argument('[id]', 'machine id'))
+    .option('--since <time>', "free it only if the holder's record still says it took the slot then (from `lock status`): never a slot it took again")
+    .action(async (id, opts) => (await import('./lock.js')).release(id, opts));
+  common(lock.command('set-max').description('set the number of slots; holders keep theirs').argument('<n>', 'slots'))
+    .action(async (n, opts) => (await import('./lock.js')).setMax(parseInteger(n, 'set-max N'), opts));
 }

@@ -6,7 +6,8 @@
  */
 import { readMachineId } from '../agent/identity.js';
 import { FastPatchError } from '../errors.js';
-import { EtcdSemaphore, parseEndpoints, type SemaphoreResult } from '../fleet/etcd-semaphore.js';
+import { EtcdSemaphore, type SemaphoreResult } from '../fleet/etcd-semaphore.js';
+import { parseEndpoints } from '../fleet/endpoints.js';
 import { lock, MAX_ID_CHARS, setMax as setSemaphoreMax, type HolderRecord, type Semaphore } from '../fleet/semaphore.js';
 import { readLayeredUpdateConfig } from '../update/config.js';
 import { print, printJson } from './output.js';
