@@ -80,7 +80,7 @@ const GROUP_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * FastPatchError: 'IO' (missing, unreadable, not a regular file, over 64 KiB), 'USAGE' (a bad
  * line or value; a file owned by another user than root or you, or writable by group or others).
  */
-export async function readUpdateConfig(path?: string, fallback: string = DEFAULT_UPDATE_CONFIG): Promise<UpdateConfig> {
+export async function readUpdateConfig(path?: string, fallback: string = DEFAULT_UPDATE_CONFIG, flag = '--config'): Promise<UpdateConfig> {
   const file = path ?? fallback;
   let bytes: Buffer;
   try {
@@ -93,7 +93,7 @@ export async function readUpdateConfig(path?: string, fallback: string = DEFAULT
     const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
     if (path === undefined && cause?.code === 'ENOENT') return { path: undefined, notes: [] };
     if (path !== undefined && cause?.code === 'ENOENT') {
-      throw new FastPatchError('IO', `update config ${path} (--config) does not exist; give an existing file, or leave --config out to use ${fallback} when present`, { cause });
+      throw new FastPatchError('IO', `update config ${path} (${flag}) does not exist; give an existing file, or leave ${flag} out to use ${fallback} when present`, { cause });
     }
     throw err;
   }
@@ -195,7 +195,7 @@ const LAYERED_KEYS = ['unknownRelease', 'group', 'server', 'rebootStrategy', 're
  * caller named must exist. Throws as readUpdateConfig.
  */
 export async function readLayeredUpdateConfig(paths: { machine?: string; image?: string } = {}): Promise<UpdateConfig & { paths: string[] }> {
-  const image = await readUpdateConfig(paths.image, IMAGE_UPDATE_CONFIG);
+  const image = await readUpdateConfig(paths.image, IMAGE_UPDATE_CONFIG, '--image-config');
   const machine = await readUpdateConfig(paths.machine);
   const merged: UpdateConfig & { paths: string[] } = { path: machine.path ?? image.path, paths: [image.path, machine.path].filter((p): p is string => p !== undefined), notes: [...image.notes, ...machine.notes] };
   for (const key of LAYERED_KEYS) {
