@@ -1,13 +1,15 @@
 /**
  * The demo's release story: a repository gets releases 1 and 2 on alpha, 2 is promoted to beta
  * (after a refused jump straight to stable), `fastpatch serve` answers on loopback, and a device
- * on beta (GROUP=beta in its update.conf) checks, installs the delta into its passive slot, boots
- * it, and reports the success on its next check, which the server records.
+ * on beta (GROUP=beta in its update.conf) runs its agent: it installs the delta into its passive
+ * slot and reboots (REBOOT_STRATEGY=reboot); after the boot the agent's health check passes, it
+ * marks the slot good and reports the success, which the server records.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { checkForUpdate, type CheckOptions } from '../agent/check.js';
+import type { CheckOptions } from '../agent/check.js';
+import { runAgent } from '../agent/daemon.js';
 import { FastPatchError } from '../errors.js';
 import { addRelease } from '../release/add.js';
 import { promoteRelease } from '../release/promote.js';
@@ -17,7 +19,6 @@ import { openPayload } from '../io/payload-source.js';
 import { installSlot } from '../update/install.js';
 import { changeSlots, createFlatcarDisk, readDiskGpt } from '../disk/transaction.js';
 import { grubNext } from '../gpt/boot-model.js';
-import { markGood } from '../gpt/prioritize.js';
 import { isUsed } from '../gpt/table.js';
 import type { PrivateKey, PublicKey } from '../sign/keys.js';
 import { sampleImage } from './sample.js';
@@ -60,16 +61,19 @@ export async function releaseStory(dir: string, key: PrivateKey, trustedKeys: Pu
   try {
     log(`serve: Omaha at ${server.url}v1/update/`);
     const device = await prepareDevice(dir, repo, trustedKeys, `${server.url}v1/update/`);
-    const first = await checkForUpdate(device.options());
-    const installed = `${first.update?.apply.version ?? 'nothing'} (${first.offered?.kind ?? '-'}) into ${first.update?.updated.label ?? '-'}`;
-    log(`check (device on beta, release 1.0.0): offered ${first.offered?.version}, installed ${installed}; reported download started, finished, installed`);
-    await bootNext(device.disk, device.bootIdFile);
-    const second = await checkForUpdate({ ...device.options(), running: 'USR-B' });
-    const sent = second.reported.map((e) => `${e.type}/${e.result}`).join(', ') || 'nothing';
+    // The device's agent, one pass at a time, REBOOT_STRATEGY=reboot: its reboot is GRUB's boot model run on the disk.
+    const agent = { ...device.options(), once: true, strategy: 'reboot' as const, window: null, healthCheck: 'test "$FASTPATCH_RELEASE" = 2.0.0', healthGraceSeconds: 0, reboot: () => bootNext(device.disk, device.bootIdFile) };
+    const first = await runAgent(agent);
+    const offered = first.check && !('error' in first.check) ? first.check.offered : undefined;
+    const installed = `${offered?.version ?? 'nothing'} (${offered?.kind ?? '-'})`;
+    log(`agent --once (device on beta, release 1.0.0, REBOOT_STRATEGY=reboot): installed ${installed} into the passive slot, reported download started, finished, installed; rebooted: ${first.reboot.done}`);
+    const second = await runAgent({ ...agent, running: 'USR-B' });
+    const boot = second.boot;
+    const sent = boot.state === 'confirmed' ? (boot.reported ?? []).map((e) => `${e.type}/${e.result}`).join(', ') || 'nothing' : 'nothing';
     const machine = server.rollout.machine(device.machineId);
-    log(`reboot into USR-B, marked good; check: reported ${sent} (running ${second.running.version}); the server has the machine as ${machine?.state}`);
+    log(`agent --once after the reboot into USR-B: health check passed, ${boot.state === 'confirmed' ? `marked ${boot.markedGood} good` : boot.state}, reported ${sent}; the server has the machine as ${machine?.state}`);
     log(`release status: ${server.rollout.status('beta')[0]?.summary ?? '(no group)'}`);
-    const ok = stableRefused.startsWith('RELEASE_REFUSED') && first.update?.apply.version === '2.0.0' && first.offered?.kind === 'delta' && sent === '3/2' && machine?.state === 'complete';
+    const ok = stableRefused.startsWith('RELEASE_REFUSED') && offered?.version === '2.0.0' && offered.kind === 'delta' && first.reboot.done && sent === '3/2' && machine?.state === 'complete';
     return { stableRefused, installed, reported: sent, machineState: machine?.state ?? 'unknown', ok };
   } finally {
     await server.close();
@@ -93,12 +97,11 @@ async function prepareDevice(dir: string, repo: string, trustedKeys: PublicKey[]
   return { disk, machineId, bootIdFile: files.boot, options };
 }
 
-/** A boot as GRUB makes it (its tries update written), the booted slot marked good, and a new boot id. */
+/** A boot as GRUB makes it (its tries update written) and a new boot id: the agent's health check then decides. */
 async function bootNext(disk: string, bootIdFile: string): Promise<void> {
   const used = (await readDiskGpt(disk)).table!.entries.filter(isUsed);
   const decision = grubNext(used);
   if (!decision.bootable) throw new Error(`demo: nothing bootable: ${decision.reason}`);
   if (decision.written) await changeSlots(disk, () => decision.entries, { allowUnbootable: true });
-  await changeSlots(disk, (e) => markGood(e, decision.index));
   await writeFile(bootIdFile, `${randomUUID()}\n`);
 }
