@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { EtcdSemaphore, startFleetLock, type RunningFleetLock } from '../../dist/src/index.js';
 import { etcdMissing, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 
@@ -110,6 +111,10 @@ describe.skipIf(missing !== undefined)('fastpatch fleetlock on a real etcd', () 
     const sem = new EtcdSemaphore({ endpoints: etcd.endpoints });
     try {
       expect((await sem.read()).value.holders).toEqual(['node-a']);
+      // The operator's view: `fastpatch lock status` names the FleetLock holder and its age.
+      const status = await runCli(['lock', 'status', '--etcd', etcd.endpoints.join(','), '--json']);
+      expect(status.code, status.stderr).toBe(0);
+      expect(JSON.parse(status.stdout)).toMatchObject({ max: 1, holders: [expect.objectContaining({ id: 'node-a' })] });
 
       const b = await fleetCurl(s, 'pre-reboot', params('node-b'));
       expect(b.status).toBe(500);
