@@ -20,7 +20,7 @@ export interface AgentOptions extends CheckOptions {
   window?: RebootWindow | null;
   /** Default ETCD_ENDPOINTS of update.conf (etcd-lock without any: locksmith's http://127.0.0.1:2379). */
   etcdEndpoints?: string[];
-  /** The semaphore's group; default the update group (GROUP of update.conf). */
+  /** The semaphore's group; default LOCKSMITHD_GROUP of update.conf, else locksmith's default key (not GROUP: machines on any channel share one semaphore). */
   lockGroup?: string;
   /** Deadline of each etcd call (ms, default 5000). */
   etcdTimeoutMs?: number;

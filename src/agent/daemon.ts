@@ -77,7 +77,7 @@ async function settings(o: AgentOptions): Promise<AgentContext> {
   const graceSeconds = o.healthGraceSeconds ?? config.healthGrace ?? 60;
   const healthCheck = o.healthCheck === null ? undefined : (o.healthCheck ?? config.healthCheck);
   return {
-    o, check: { ...o, log }, strategy, window, endpoints, lockGroup: o.lockGroup ?? o.group ?? config.group,
+    o, check: { ...o, log }, strategy, window, endpoints, lockGroup: o.lockGroup ?? config.lockGroup,
     machineId: await readMachineId(o.machineIdFile), healthCheck, graceMs: graceSeconds * 1000,
     healthTimeoutMs: (o.healthTimeoutSeconds ?? 300) * 1000, rebootCommand: o.rebootCommand ?? config.rebootCommand ?? 'systemctl reboot',
     schedule: { ...UPDATE_ENGINE_SCHEDULE, ...o.schedule }, random: o.random ?? Math.random, sem: undefined, releaseOwed: false,

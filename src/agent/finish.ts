@@ -49,13 +49,19 @@ export async function finishBoot(ctx: AgentContext, reboot: (why: string) => Pro
     return { summary: { state: 'reboot-pending', pending }, rebooted: false };
   }
   if (running.version === pending.to) return confirm(ctx, pending, reboot);
-  const check = await checkForUpdate(o); // reports the rollback (3/0, 44), or nothing for a release installed by other means
+  // The slot first: the report below may wait on an unreachable service, or download a new offer.
   const lockReleased = released(await releaseSlot(ctx));
+  // Reports the rollback (3/0, 44), or nothing for a release installed by other means; a service
+  // that does not answer now hears it at the next check (the record stays until one is answered).
+  const check = await checkForUpdate(o).catch((err: unknown) => {
+    ctx.w.log(`rollback not reported yet (the next check reports it): ${escapeText((err as Error).message)}`);
+    return undefined;
+  });
   if (running.version === pending.from) {
     ctx.w.log(`running ${pending.from} again, not ${pending.to}: reported the rollback`);
-    return { summary: { state: 'fell-back', release: pending.to, running: running.version, reported: check.reported, ...lockReleased }, check, rebooted: false };
+    return { summary: { state: 'fell-back', release: pending.to, running: running.version, reported: check?.reported ?? [], ...lockReleased }, ...(check ? { check } : {}), rebooted: false };
   }
-  return { summary: { state: 'steady', ...lockReleased }, check, rebooted: false };
+  return { summary: { state: 'steady', ...lockReleased }, ...(check ? { check } : {}), rebooted: false };
 }
 
 const released = (r: boolean | undefined) => (r === undefined ? {} : { lockReleased: r });
@@ -67,13 +73,14 @@ async function confirm(ctx: AgentContext, pending: PendingUpdate, reboot: (why: 
   if (health.healthy) {
     const markedGood = await markRunningGood(ctx);
     ctx.w.log(`${pending.to} is healthy: marked ${markedGood} good`);
-    // Reports 3/2 with the previous version. A server that does not answer must not keep the slot:
-    // the machine is healthy; the record stays, so the next check reports it.
+    // The slot first: the machine is healthy, and the report below may wait on the service or
+    // download the next offer. Then 3/2 with the previous version; a server that does not answer
+    // must not keep the slot either: the record stays, so the next check reports it.
+    const lockReleased = released(await releaseSlot(ctx));
     const check = await checkForUpdate(ctx.check).catch((err: unknown) => {
       ctx.w.log(`success not reported yet (the next check reports it): ${escapeText((err as Error).message)}`);
       return undefined;
     });
-    const lockReleased = released(await releaseSlot(ctx));
     return { summary: { state: 'confirmed', release: pending.to, health, markedGood, reported: check?.reported ?? [], ...lockReleased }, ...(check ? { check } : {}), rebooted: false };
   }
   const rb = await rollbackSlots(ctx.check.disk, ctx.check.running !== undefined ? { running: ctx.check.running } : {});

@@ -60,9 +60,15 @@ export function runShell(command: string, timeoutMs: number, env: Record<string,
       clearTimeout(timer);
       resolve({ code: null, timedOut, output: `${output}${err.message}`, ms: Date.now() - t0 });
     });
-    child.on('close', (code) => {
+    // On 'exit', not 'close': a check that leaves a child holding its output open (`daemon & exit
+    // 0`) has still answered; the pipes get a moment to drain, then are let go.
+    child.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, timedOut, output, ms: Date.now() - t0 });
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        resolve({ code, timedOut, output, ms: Date.now() - t0 });
+      }, 50);
     });
   });
 }

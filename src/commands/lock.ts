@@ -1,7 +1,7 @@
 /**
  * `fastpatch lock`: the operator's view of the reboot semaphore, as `locksmithctl` gives it
- * (status, lock, unlock, set-max), on locksmith's key, so an operator's habits and `etcdctl get`
- * carry over. Beyond locksmithctl: each holder's FastPatch record (release, since, state) and a
+ * (status, lock, unlock, set-max), on locksmith's key in etcd's v3 store, so an operator's habits
+ * and `etcdctl get` carry over (locksmithctl itself speaks only v2, a separate store). Beyond locksmithctl: each holder's FastPatch record (release, since, state) and a
  * release guarded by `--since`, so freeing a stuck machine cannot free the slot it took again.
  */
 import { readMachineId } from '../agent/identity.js';
@@ -36,6 +36,8 @@ async function endpointsFor(opts: LockOptions): Promise<string[]> {
 
 /** Runs `work` on a client of the group's semaphore, closed whatever happens (an open gRPC channel keeps the process alive). */
 async function withSemaphore<T>(opts: LockOptions, work: (sem: EtcdSemaphore) => Promise<T>): Promise<T> {
+  // The group: --group, else LOCKSMITHD_GROUP of update.conf (the one the agent uses), else the default key.
+  opts.group ??= (await readLayeredUpdateConfig()).lockGroup;
   const sem = new EtcdSemaphore({ endpoints: await endpointsFor(opts) }, opts.group);
   try {
     return await work(sem);
@@ -45,8 +47,16 @@ async function withSemaphore<T>(opts: LockOptions, work: (sem: EtcdSemaphore) =>
 }
 
 /** `--group G` for the hints, so a copied command acts on the same group. */
+/**
+ * A word as a shell reads it back: plain ids as they are, anything else single-quoted. An id is
+ * whatever a FleetLock client sent; a printed command must not run what it smuggled in.
+ */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9._:@%+=,\/-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 function groupFlag(opts: LockOptions): string {
-  return opts.group !== undefined && opts.group !== '' && opts.group !== 'default' ? ` --group ${opts.group}` : '';
+  return opts.group !== undefined && opts.group !== '' && opts.group !== 'default' ? ` --group ${shellWord(opts.group)}` : '';
 }
 
 /** The id a subcommand acts for: the one given, else this machine's (as locksmithctl's). */
@@ -109,8 +119,8 @@ export async function status(opts: LockOptions): Promise<void> {
   for (const h of holders) print(`${h.id.padEnd(width)}  ${describeRecord(h.record, now)}`);
   print('');
   const stuck = holders.find((h) => h.record) ?? holders[0]!;
-  const guard = stuck.record ? ` --since ${stuck.record.since}` : '';
-  print(`a holder frees its slot itself once it has booted and confirmed; to free a machine that will not come back: fastpatch lock release ${stuck.id}${guard}${groupFlag(opts)}`);
+  const guard = stuck.record ? ` --since ${shellWord(stuck.record.since)}` : '';
+  print(`a holder frees its slot itself once it has booted and confirmed; to free a machine that will not come back: fastpatch lock release ${shellWord(stuck.id)}${guard}${groupFlag(opts)}`);
 }
 
 /** `lock acquire [ID]`: takes a slot for ID (this machine by default), as `locksmithctl lock`. Throws LOCK_REFUSED when none is free. */
@@ -126,7 +136,7 @@ export async function acquire(id: string | undefined, opts: LockOptions): Promis
   if (opts.json) return printJson(resultJson(holder, r));
   const since = r.value.records[holder]?.since;
   print(`${holder} holds a slot${r.changed ? '' : ' (it held one already; nothing changed)'}: Available ${r.value.semaphore} of ${r.value.max}`);
-  print(`free it with: fastpatch lock release ${holder}${since !== undefined ? ` --since ${since}` : ''}${groupFlag(opts)}`);
+  print(`free it with: fastpatch lock release ${shellWord(holder)}${since !== undefined ? ` --since ${since}` : ''}${groupFlag(opts)}`);
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * locksmith's reboot window (../shared/reference/fleet-updates.md §2.6): a start, `HH:MM` for a
  * daily window or `Day HH:MM` (Sun..Sat, any case) for a weekly one, and a length as a Go
- * duration (`1h`, `1h30m`, `90m`), non-negative and shorter than the period. Times are the
+ * duration (`1h`, `1h30m`, `90m`), positive and shorter than the period. Times are the
  * machine's local wall clock, as locksmith's; a time is inside the window when it is before the
  * end of the latest occurrence that has started, so a window that crosses midnight (or Saturday
  * into Sunday) covers the small hours after it.
@@ -79,6 +79,7 @@ export function parseRebootWindow(start: string | undefined, length: string | un
   const s = parseWindowStart(start);
   const lengthMs = parseGoDuration(length);
   const period = s.day === undefined ? DAY_MS : 7 * DAY_MS;
+  if (lengthMs === 0) throw new FastPatchError('USAGE', `a reboot window of length 0 never opens: the machine would never reboot; give a length such as 1h, or no window`);
   if (lengthMs >= period) {
     throw new FastPatchError('USAGE', `a ${s.day === undefined ? 'daily' : 'weekly'} reboot window must be shorter than ${s.day === undefined ? '24h' : '168h (a week)'}, got ${escapeText(length.slice(0, 40))}`);
   }

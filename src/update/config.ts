@@ -24,6 +24,7 @@
  *                                 healthy (default none: healthy once the agent runs).
  *   HEALTH_GRACE=seconds          wait before the health check (default 60).
  *   REBOOT_COMMAND=command        how `agent` reboots (default `systemctl reboot`).
+ *   LOCKSMITHD_GROUP=name         the reboot semaphore's group (default: locksmith's default key).
  *
  * As on CoreOS, the image's defaults sit in /usr/share/fastpatch/update.conf and the machine's own
  * settings in /etc/fastpatch/update.conf, which wins key by key (readLayeredUpdateConfig).
@@ -59,6 +60,8 @@ export interface UpdateConfig {
   rebootWindowStart?: string;
   rebootWindowLength?: string;
   etcdEndpoints?: string[];
+  /** LOCKSMITHD_GROUP: the reboot semaphore's group (default: locksmith's default key). */
+  lockGroup?: string;
   /** A command line for /bin/sh -c; exit 0 means the new release is healthy. */
   healthCheck?: string;
   /** Seconds to wait after boot before the health check. */
@@ -173,6 +176,11 @@ function agentSetting(out: Omit<UpdateConfig, 'path'>, key: string, value: strin
     // Run by /bin/sh -c: any shell text, but one line of bounded size with no control characters.
     if (value === '' || value.length > MAX_COMMAND_CHARS || /[\u0000-\u001f\u007f]/.test(value)) throw bad(`a command line of 1-${MAX_COMMAND_CHARS} characters`);
     out[key === 'HEALTH_CHECK' ? 'healthCheck' : 'rebootCommand'] = value;
+  } else if (key === 'LOCKSMITHD_GROUP') {
+    // The reboot semaphore's group (locksmithd's -group): not GROUP, the channel, so every machine
+    // of a cluster shares one semaphore whatever channel it follows.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) throw bad('1-64 of A-Z a-z 0-9 . _ -');
+    out.lockGroup = value;
   } else if (key === 'HEALTH_GRACE') {
     if (!/^\d{1,6}$/.test(value)) throw bad('whole seconds, 0-999999');
     out.healthGrace = Number(value);
@@ -187,7 +195,7 @@ function unquote(value: string): string {
   return m ? (m[1] ?? m[2] ?? '') : value;
 }
 
-const LAYERED_KEYS = ['unknownRelease', 'group', 'server', 'rebootStrategy', 'rebootWindowStart', 'rebootWindowLength', 'etcdEndpoints', 'healthCheck', 'healthGrace', 'rebootCommand'] as const;
+const LAYERED_KEYS = ['unknownRelease', 'group', 'server', 'rebootStrategy', 'rebootWindowStart', 'rebootWindowLength', 'etcdEndpoints', 'lockGroup', 'healthCheck', 'healthGrace', 'rebootCommand'] as const;
 
 /**
  * The settings as CoreOS layers them: `image` (default IMAGE_UPDATE_CONFIG) first, then `machine`

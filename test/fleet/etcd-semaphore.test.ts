@@ -118,7 +118,22 @@ function checkHistory(cluster: EtcdCluster, key: string, max: number): { values:
 interface Contention {
   /** Every acquire that got a slot: when its last call started and when it answered (ms since the epoch). */
   acquired: { start: number; end: number }[];
+  /** What each client believed: from the answer that gave it a slot to the release it then sent. */
+  holds: { from: number; to: number }[];
   errors: number;
+}
+
+/**
+ * The most client-side holds that overlap at one instant. etcd's history alone cannot show a
+ * broken compare-and-swap (a lost write overwrites a holder, it never adds one past max); two
+ * clients both believing they hold the last slot can.
+ */
+function maxOverlap(holds: readonly { from: number; to: number }[]): number {
+  const edges = holds.flatMap((h) => [[h.from, 1], [h.to, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let peak = 0;
+  for (const [, d] of edges) peak = Math.max(peak, (now += d));
+  return peak;
 }
 
 /**
@@ -127,7 +142,7 @@ interface Contention {
  * are caught, waited out and retried; an acquire or release whose answer was lost is safe to repeat.
  */
 async function contend(endpoints: string[], machines: number, rounds: number, until = 0): Promise<Contention> {
-  const result: Contention = { acquired: [], errors: 0 };
+  const result: Contention = { acquired: [], holds: [], errors: 0 };
   const retry = async <T>(work: () => Promise<T>): Promise<T> => {
     for (;;) {
       try {
@@ -156,7 +171,9 @@ async function contend(endpoints: string[], machines: number, rounds: number, un
           }
           await sleep(10 + Math.random() * 40);
         }
+        const from = Date.now();
         await sleep(20 + Math.random() * 80);
+        result.holds.push({ from, to: Date.now() });
         await retry(() => sem.release(id));
       }
     } finally {
@@ -178,6 +195,8 @@ describe.skipIf(missing)('EtcdSemaphore against a real etcd 3.4', () => {
       const h = checkHistory(cluster, DEFAULT_KEY, 2);
       console.log(`10 machines x 3 turns on 2 slots: ${((Date.now() - started) / 1000).toFixed(1)} s, ${h.values} values in etcd's history, peak ${h.peak} holders, ${run.errors} IO errors`);
       expect(run.acquired).toHaveLength(30);
+      expect(maxOverlap(run.holds)).toBeLessThanOrEqual(2);
+      expect(maxOverlap(run.holds)).toBe(2); // contention really happened: both slots were in use at once
       expect(h.peak).toBe(2);
       expect([...h.holders].sort()).toEqual(Array.from({ length: 10 }, (_, i) => `machine-${String(i).padStart(2, '0')}`));
       expect(h.values).toBeGreaterThanOrEqual(61); // setMax, then 30 acquires and 30 releases, each its own revision
@@ -204,6 +223,7 @@ describe.skipIf(missing)('EtcdSemaphore against a real etcd 3.4', () => {
       await sleep(3000);
       leader!.start();
       const run = await running;
+      expect(maxOverlap(run.holds), "two clients believed they held the same slot").toBeLessThanOrEqual(2);
       const after = run.acquired.filter((a) => a.start >= killedAt).sort((a, b) => a.end - b.end);
       expect(after.length).toBeGreaterThan(0);
       const recovery = after[0]!.end - killedAt;

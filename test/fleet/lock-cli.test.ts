@@ -116,7 +116,7 @@ describe.skipIf(missing)('fastpatch lock against a real etcd 3.4', () => {
     const key = 'coreos.com/updateengine/rebootlock/groups/a+b%2Fc/semaphore';
     const r = await runLock('acquire', ['m9', { ...opts, group: 'a b/c' }]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("--group a b/c");
+    expect(r.stdout).toContain("--group 'a b/c'"); // quoted: the hint is a command to paste
     expect(value(key)).toMatchObject({ semaphore: 0, max: 1, holders: ['m9'] });
     const json = JSON.parse((await runLock('release', ['m9', { ...opts, group: 'a b/c', json: true }])).stdout);
     expect(json).toMatchObject({ id: 'm9', changed: true, available: 1, max: 1, holders: [], record: null });
