@@ -15,7 +15,7 @@
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { HolderRecord } from '../fleet/semaphore.js';
-import { parseRebootWindow, describeWindow, type RebootWindow } from '../fleet/window.js';
+import { parseRebootWindow, describeWindow, inWindow, type RebootWindow } from '../fleet/window.js';
 import { escapeText } from '../text.js';
 import { readLayeredUpdateConfig, type RebootStrategy } from '../update/config.js';
 import { checkForUpdate, type CheckResult } from './check.js';
@@ -142,6 +142,9 @@ async function act(ctx: AgentContext, result: AgentResult, check: CheckResult): 
   let lock: AgentResult['reboot']['lock'];
   if (choice.chosen === 'etcd-lock') {
     const sem = semaphoreOf(ctx, 'etcd-lock')!;
+    // A slot kept from earlier in this boot (the agent restarted after taking it) must not be
+    // held while this machine waits for its window: others inside theirs would wait on it.
+    if (ctx.window && !inWindow(ctx.window, ctx.w.now())) await releaseSlot(ctx);
     let record: HolderRecord | undefined;
     const made = () => (record = { release: to, from: pending?.from ?? check.running.version ?? 'unknown', since: ctx.w.now().toISOString(), state: 'rebooting' });
     const got = await acquireInWindow(sem, ctx.machineId, made, ctx.window, ctx.w, ctx.o.signal);

@@ -32,7 +32,7 @@ export interface FleetLockOptions {
   port?: number;
   /**
    * Slots per group, written only when the group's key is first created (as Airlock's init: an
-   * existing key keeps its max; `fastpatch lock set-max` changes it). Unlisted groups get 1.
+   * existing key keeps its max; `fastpatch lock set-max` changes it). Unlisted groups are served only once their key exists (an operator made it); others get unknown_group.
    */
   groups?: Record<string, number>;
   /** Deadline of each etcd call (ms, default 3000, Airlock's transaction_timeout_ms). */
@@ -61,6 +61,7 @@ export const FLEETLOCK_MAX_BODY = 8 * 1024;
  */
 export const FLEETLOCK_ERRORS = {
   invalid_client_identity: 400,
+  unknown_group: 400,
   failed_lock: 500,
   failed_unlock: 500,
   failed_sem_init: 500,
@@ -169,6 +170,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, c: Context): Pr
   // Built per request on the shared client: nothing about a group is kept between requests.
   const semaphore = new EtcdSemaphore({ endpoints: [], client: c.client, ...(slots !== undefined ? { freshSlots: slots } : {}) }, client.group);
   const who = `${escapeText(client.id)} (group ${client.group})`;
+  // Any client may name any group; only the default, the configured ones and those an operator
+  // made (`fastpatch lock set-max N --group G`) are served, so no client can fill etcd with keys.
+  if (client.group !== 'default' && slots === undefined && !(await exists(semaphore))) {
+    return sendError(req, res, 'unknown_group', `no reboot semaphore for group ${client.group}: serve it with --group ${client.group}=SLOTS, or make it with fastpatch lock set-max N --group ${client.group}`);
+  }
   const outcome = await change(semaphore, op, client.id);
   if ('kind' in outcome) {
     c.log(`${op === 'lock' ? 'pre-reboot' : 'steady-state'} of ${who}: ${outcome.kind}: ${escapeText(outcome.value)}`);
@@ -180,6 +186,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, c: Context): Pr
 }
 
 type Outcome = { changed: boolean } | { kind: FleetLockErrorKind; value: string };
+
+/** Whether the group's key exists (an unreadable etcd counts as yes: change() then says what is wrong). */
+async function exists(semaphore: EtcdSemaphore): Promise<boolean> {
+  try {
+    return (await semaphore.read()).modRevision !== '0';
+  } catch {
+    return true;
+  }
+}
 
 /** Takes or frees `id`'s slot; every failure becomes a kind (never a throw), within REQUEST_DEADLINE_MS. */
 async function change(semaphore: EtcdSemaphore, op: 'lock' | 'unlock', id: string): Promise<Outcome> {

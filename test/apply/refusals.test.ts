@@ -183,7 +183,8 @@ describe('(b) every single-byte change in the head', () => {
     const failures: string[] = [];
     let tried = 0;
     for (let at = start(); at < end(); at += step) {
-      const { err, untouched } = await refuse(flipped(small.payload, at, mask), { trustedKeys: [A.pub] });
+      // One decode worker: the refusals come from the head, and each apply starts its workers (time, not coverage).
+      const { err, untouched } = await refuse(flipped(small.payload, at, mask), { trustedKeys: [A.pub], decodeWorkers: 1 });
       tried++;
       const got = outcome(err);
       if (!allowed.test(got)) failures.push(`byte ${at}: ${got}`);
@@ -264,7 +265,8 @@ describe('(d) truncation', () => {
     const mtime = (await fsp.stat(path)).mtimeMs;
     const failures: string[] = [];
     for (let cut = 0; cut < head; cut++) {
-      const err = await rejectionOf(applyBytes(built.payload.subarray(0, cut), { trustedKeys: [A.pub], target: path }, cut % 2 === 0 ? 'whole' : 13));
+      // One decode worker: a cut head never reaches a decode, and each apply starts its workers (time, not coverage).
+      const err = await rejectionOf(applyBytes(built.payload.subarray(0, cut), { trustedKeys: [A.pub], target: path, decodeWorkers: 1 }, cut % 2 === 0 ? 'whole' : 13));
       if (outcome(err) !== 'TRUNCATED_PAYLOAD/5') failures.push(`cut ${cut}: ${outcome(err)}`);
       if ((await fsp.stat(path)).mtimeMs !== mtime) failures.push(`cut ${cut}: target modified`);
     }

@@ -157,7 +157,12 @@ describe.skipIf(missing !== undefined)('fastpatch fleetlock on a real etcd', () 
     etcd.etcdctl('put', 'coreos.com/updateengine/rebootlock/groups/db/semaphore', '{"semaphore":5,"max":5,"holders":null}');
     expect((await fleetCurl(s, 'pre-reboot', params('d1', 'db'))).status).toBe(200);
     expect(etcdValue(etcd, 'coreos.com/updateengine/rebootlock/groups/db/semaphore')).toMatchObject({ semaphore: 4, max: 5, holders: ['d1'] });
-    // An unconfigured group gets locksmith's one slot.
+    // An unconfigured group that no operator made is refused, and no key is written for it.
+    const unknown = await fleetCurl(s, 'pre-reboot', params('x1', 'edge.eu-1'));
+    expect([unknown.status, unknown.json?.kind]).toEqual([400, 'unknown_group']);
+    expect(etcd.etcdctl('get', 'coreos.com/updateengine/rebootlock/groups/edge.eu-1/semaphore', '--print-value-only').trim()).toBe('');
+    // Once an operator makes it, it is served.
+    etcd.etcdctl('put', 'coreos.com/updateengine/rebootlock/groups/edge.eu-1/semaphore', '{"semaphore":1,"max":1,"holders":[]}');
     expect((await fleetCurl(s, 'pre-reboot', params('x1', 'edge.eu-1'))).status).toBe(200);
     expect(etcdValue(etcd, 'coreos.com/updateengine/rebootlock/groups/edge.eu-1/semaphore')).toMatchObject({ max: 1, holders: ['x1'] });
   });
