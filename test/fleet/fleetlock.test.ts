@@ -275,7 +275,7 @@ describe.skipIf(missing !== undefined)('fastpatch fleetlock on a real etcd', () 
     }
     let back: Answer | undefined;
     for (let i = 0; i < 60 && back?.status !== 200; i++) {
-      back = await fleetCurl(s, 'pre-reboot', params('node-z', 'after-outage'));
+      back = await fleetCurl(s, 'pre-reboot', params('node-z', 'db'));
       if (back.status !== 200) await new Promise((r) => setTimeout(r, 500));
     }
     expect(back?.status).toBe(200);
