@@ -33,6 +33,15 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Every member process still running: killed if this process exits first (a test that timed out never reaches its finally). */
+const live = new Set<ChildProcess>();
+/** Their data folders, removed then too (etcd preallocates 62 MB of WAL per member). */
+const folders = new Set<string>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+  for (const dir of folders) rmSync(dir, { recursive: true, force: true });
+});
+
 export interface EtcdMember {
   name: string;
   clientUrl: string;
@@ -56,6 +65,7 @@ export interface EtcdCluster {
 /** Starts `size` members (1 or 3) and waits until the cluster answers writes. */
 export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'fastpatch-etcd-'));
+  folders.add(dir);
   const ports = await Promise.all(Array.from({ length: size * 2 }, freePort));
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peer = (i: number) => `http://127.0.0.1:${ports[size + i]}`;
@@ -73,7 +83,10 @@ export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
     const member: EtcdMember = {
       name, clientUrl, process: undefined,
       start() {
-        member.process = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] });
+        const p = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] });
+        live.add(p);
+        p.once('exit', () => live.delete(p));
+        member.process = p;
       },
       async kill(signal: NodeJS.Signals = 'SIGKILL') {
         const p = member.process;
@@ -106,6 +119,7 @@ export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
     async stop() {
       await Promise.all(members.map((m) => m.kill('SIGKILL')));
       rmSync(dir, { recursive: true, force: true });
+      folders.delete(dir);
     },
   };
   const deadline = Date.now() + 20_000;
