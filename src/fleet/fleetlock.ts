@@ -15,8 +15,8 @@
  * 30 s, no socket idle for a minute), and no etcd call may hold an answer past REQUEST_DEADLINE_MS:
  * nothing a peer sends, and no state of etcd, can throw out of a handler or hold a socket forever.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { listenBounded, type SocketTimeouts } from '../io/http-listen.js';
 import type { Etcd3 } from 'etcd3';
 import { FastPatchError } from '../errors.js';
 import { escapeText } from '../text.js';
@@ -38,7 +38,7 @@ export interface FleetLockOptions {
   /** Deadline of each etcd call (ms, default 3000, Airlock's transaction_timeout_ms). */
   callTimeoutMs?: number;
   /** The socket timeouts, ms (defaults: 10 s of headers, 30 s a request, 60 s without progress). */
-  timeouts?: { headersMs?: number; requestMs?: number; idleMs?: number };
+  timeouts?: SocketTimeouts;
   /** One line per failure and per slot taken or freed. */
   log?: (line: string) => void;
 }
@@ -82,36 +82,19 @@ const REQUEST_DEADLINE_MS = 20_000;
 export async function startFleetLock(o: FleetLockOptions): Promise<RunningFleetLock> {
   const groups = checkGroups(o.groups ?? {});
   const client = etcdClient({ endpoints: o.endpoints, callTimeoutMs: o.callTimeoutMs ?? 3000 });
-  const server = createServer((req, res) => {
+  const bounded = await listenBounded((req, res) => {
     handle(req, res, { client, groups, log: o.log ?? (() => {}) }).catch((err: unknown) => {
       o.log?.(`internal error: ${escapeText((err as Error).message)}`);
       if (!res.headersSent) sendError(req, res, 'failed_lock', 'internal error');
       else res.destroy();
     });
-  });
-  server.headersTimeout = o.timeouts?.headersMs ?? 10_000;
-  server.requestTimeout = o.timeouts?.requestMs ?? 30_000;
-  server.keepAliveTimeout = 5_000;
-  server.maxHeadersCount = 64;
-  server.timeout = o.timeouts?.idleMs ?? 60_000;
-  server.maxConnections = 10_000;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
-    });
-  } catch (err) {
+  }, { host: o.host ?? '127.0.0.1', port: o.port ?? 0, timeouts: o.timeouts }).catch((err: unknown) => {
     client.close();
     throw err;
-  }
-  const port = (server.address() as AddressInfo).port;
-  const host = o.host ?? '127.0.0.1';
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+  });
+  const { url, port, server } = bounded;
   const close = async () => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await bounded.close();
     client.close();
   };
   return { url, port, server, close };

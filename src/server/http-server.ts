@@ -6,13 +6,11 @@
  *   GET|HEAD /repository.json, /channels/<name>.json, /releases/<version>.json
  *
  * The body of a request is read only up to MAX_REQUEST_BYTES; slow or idle peers are cut off by
- * the timeouts below (a request's headers within 10 s, all of it within 30 s, and no socket idle
- * for a minute, a payload download included), so a hostile client holds a socket for a minute at
- * most, and 10,000 sockets at once at most. Nothing a peer
+ * listenBounded's timeouts (io/http-listen.ts). Nothing a peer
  * sends can throw out of a handler: every failure is an HTTP status and one line.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { listenBounded, type SocketTimeouts } from '../io/http-listen.js';
 import { join } from 'node:path';
 import { MAX_REQUEST_BYTES, parseRequest } from '../omaha/request.js';
 import { buildResponse } from '../omaha/response.js';
@@ -38,7 +36,7 @@ export interface ServeOptions {
   trusted?: readonly PublicKey[];
   appIds?: readonly string[];
   /** The socket timeouts, ms (defaults: 10 s of headers, 30 s a request, 60 s without progress). */
-  timeouts?: { headersMs?: number; requestMs?: number; idleMs?: number };
+  timeouts?: SocketTimeouts;
   /** Most machines recorded (default DEFAULT_MAX_MACHINES); new ones past it get an error status. */
   maxMachines?: number;
   log?: (line: string) => void;
@@ -65,34 +63,19 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const rollout = RolloutStore.open(o.state);
   const catalog = new ReleaseCatalog(repo, o.trusted ?? repo.config.keys);
   const limit = new MachineLimit(rollout, o.maxMachines);
-  const server = createServer((req, res) => {
+  const bounded = await listenBounded((req, res) => {
     handle(req, res, { repo, catalog, rollout, limit, o }).catch((err: unknown) => {
       o.log?.(`internal error: ${(err as Error).message}`);
       if (!res.headersSent) reply(res, 500, 'internal error\n');
       else res.destroy();
     });
+  }, { host: o.host ?? '127.0.0.1', port: o.port ?? 0, timeouts: o.timeouts }).catch((err: unknown) => {
+    rollout.close();
+    throw err;
   });
-  // A peer gets 10 s for its headers and 30 s for its whole request; idle keep-alives end in 5 s.
-  server.headersTimeout = o.timeouts?.headersMs ?? 10_000;
-  server.requestTimeout = o.timeouts?.requestMs ?? 30_000;
-  server.keepAliveTimeout = 5_000;
-  server.maxHeadersCount = 64;
-  // A peer that stops reading a payload (or sending anything) for a minute loses its socket and
-  // the file handle behind it; at most 10,000 sockets at once, so no client can use up descriptors.
-  server.timeout = o.timeouts?.idleMs ?? 60_000;
-  server.maxConnections = 10_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = o.host ?? '127.0.0.1';
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+  const { url, port, server } = bounded;
   const close = async () => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await bounded.close();
     rollout.close();
   };
   return { url, port, rollout, catalog, server, close };
