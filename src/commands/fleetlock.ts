@@ -9,7 +9,7 @@ import { startFleetLock } from '../fleet/fleetlock.js';
 import { escapeText } from '../text.js';
 import { readLayeredUpdateConfig } from '../update/config.js';
 import { parseInteger, parseListen } from './parse.js';
-import { print, printError } from './output.js';
+import { print, printError, untilStopped } from './output.js';
 
 /** Where etcd answers when neither --etcd nor update.conf says (locksmith's default). */
 const DEFAULT_ETCD = 'http://127.0.0.1:2379';
@@ -43,12 +43,7 @@ export async function run(opts: { listen: string; etcd?: string; group?: string[
   const server = await startFleetLock({ endpoints, host, port, groups, log });
   print(`FleetLock at ${server.url} (POST v1/pre-reboot, v1/steady-state) on etcd ${endpoints.join(',')}`);
   // A daemon's stop is not an interruption: every slot change is already in etcd.
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.removeAllListeners(signal);
-      process.once(signal, () => resolve());
-    }
-  });
+  await untilStopped();
   await server.close();
   print('stopped');
 }

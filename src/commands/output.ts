@@ -127,3 +127,16 @@ export function progressLine(label: string, stream: NodeJS.WriteStream = process
     },
   };
 }
+
+/**
+ * Resolves at SIGINT or SIGTERM, replacing the CLI's interruption handlers: a daemon's stop
+ * (`serve`, `fleetlock`) is not an interruption, so it closes and exits 0.
+ */
+export function untilStopped(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.removeAllListeners(signal);
+      process.once(signal, () => resolve());
+    }
+  });
+}

@@ -3,7 +3,7 @@ import { startServer } from '../server/http-server.js';
 import { escapeText } from '../text.js';
 import { loadTrustedKeys } from './keys.js';
 import { parseListen } from './parse.js';
-import { print, printError } from './output.js';
+import { print, printError, untilStopped } from './output.js';
 
 export async function run(dir: string, opts: { listen: string; state: string; baseUrl?: string; pubkey?: string[]; appId?: string[]; maxMachines?: number }): Promise<void> {
   const { host, port } = parseListen(opts.listen);
@@ -19,12 +19,7 @@ export async function run(dir: string, opts: { listen: string; state: string; ba
   });
   print(`serving ${escapeText(dir)}: Omaha at ${server.url}v1/update/, payloads at ${server.url}payloads/; state in ${escapeText(opts.state)}`);
   // A daemon's stop is not an interruption: close, and exit 0 (every change is already committed).
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.removeAllListeners(signal);
-      process.once(signal, () => resolve());
-    }
-  });
+  await untilStopped();
   await server.close();
   print('stopped');
 }
