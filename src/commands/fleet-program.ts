@@ -3,7 +3,7 @@
  * service-program.ts is; each action lazy-loads its module.
  */
 import { Option, type Command } from 'commander';
-import { collect, downloadOption, parseInteger } from './parse.js';
+import { addDeviceOptions, collect, parseInteger } from './parse.js';
 
 /** Adds the fleet commands to `program`. */
 export function addFleetCommands(program: Command): void {
@@ -20,32 +20,18 @@ export function addFleetCommands(program: Command): void {
 
 /** `agent`: the device daemon. Its settings are update.conf's (README, "update.conf"); flags override them. */
 function addAgentCommand(program: Command): void {
-  program
-    .command('agent')
+  addDeviceOptions(program.command('agent'))
     .description('the device daemon: finish the last update (health check, mark good, report, free the reboot slot), check on schedule, install, reboot by strategy')
-    .requiredOption('--disk <disk>', 'whole disk holding the A/B slots (image file or block device)')
-    .requiredOption('--pubkey <file>', 'trusted public key (repeatable)', collect)
     .option('--once', 'one pass (finish, one check, act), then exit')
     .addOption(new Option('--strategy <strategy>', 'REBOOT_STRATEGY').choices(['best-effort', 'etcd-lock', 'reboot', 'off']))
     .option('--window-start <when>', "LOCKSMITHD_REBOOT_WINDOW_START: 'HH:MM' daily or 'Thu 04:00' weekly, local time")
     .option('--window-length <duration>', 'LOCKSMITHD_REBOOT_WINDOW_LENGTH, e.g. 1h or 1h30m')
     .option('--etcd <urls>', 'ETCD_ENDPOINTS: etcd client URLs, comma-separated')
-    .option('--lock-group <name>', 'the reboot semaphore group (default: GROUP)')
+    .option('--lock-group <name>', "LOCKSMITHD_GROUP: the reboot semaphore's group (default: locksmith's default key)")
     .option('--health-check <command>', 'HEALTH_CHECK: a command (sh -c) that exits 0 when the new slot is healthy')
     .addOption(new Option('--health-grace <seconds>', 'HEALTH_GRACE: seconds after boot before the health check (default 60)').argParser((v) => parseInteger(v, '--health-grace')))
     .addOption(new Option('--health-timeout <seconds>', 'the health check is killed after this (default 300)').argParser((v) => parseInteger(v, '--health-timeout')))
     .option('--reboot-command <command>', "REBOOT_COMMAND (default 'systemctl reboot')")
-    .option('--server <url>', 'Omaha endpoint (default: SERVER= of update.conf)')
-    .option('--group <name>', 'channel or group (default: GROUP= of update.conf, else stable)')
-    .option('--config <file>', "the machine's update.conf (default /etc/fastpatch/update.conf when present)")
-    .option('--image-config <file>', "the image's defaults (default /usr/share/fastpatch/update.conf when present)")
-    .option('--machine-id-file <file>', 'machine id (default /etc/machine-id)')
-    .option('--boot-id-file <file>', 'boot id (default /proc/sys/kernel/random/boot_id)')
-    .option('--status <file>', 'slot status record (default as `update` finds it)')
-    .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
-    .option('--app-id <id>', 'Omaha app id (default the CoreOS one)')
-    .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown: refuse (default) or allow").choices(['allow', 'refuse']))
-    .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
     .option('--json', 'print the result as JSON when the agent returns')
     .action(async (opts) => (await import('./agent.js')).run({ ...opts, verbose: program.opts().verbose }));
 }

@@ -3,7 +3,7 @@
  * each turns a bad value into FastPatchError('USAGE') naming the option, so it reads like every
  * other error. Light on purpose: cli.ts loads it before any library module.
  */
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { FastPatchError } from '../errors.js';
 import { escapeText } from '../text.js';
 
@@ -68,4 +68,22 @@ export function parseListen(value: string): { host: string; port: number } {
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new FastPatchError('USAGE', `--listen expects HOST:PORT (e.g. 0.0.0.0:8080), got "${escapeText(value)}"`);
   return { host: (m[1] ?? '0.0.0.0').replace(/^\[|\]$/g, ''), port };
+}
+
+/** The options of a device's update cycle, `check`'s and `agent`'s alike: the disk, the keys, update.conf's overrides, downloads. */
+export function addDeviceOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--disk <disk>', 'whole disk holding the A/B slots (image file or block device)')
+    .requiredOption('--pubkey <file>', 'trusted public key (repeatable)', collect)
+    .option('--server <url>', 'Omaha endpoint (default: SERVER= of update.conf)')
+    .option('--group <name>', 'channel or group (default: GROUP= of update.conf, else stable)')
+    .option('--config <file>', "the machine's update.conf (default /etc/fastpatch/update.conf when present)")
+    .option('--image-config <file>', "the image's defaults (default /usr/share/fastpatch/update.conf when present)")
+    .option('--machine-id-file <file>', 'machine id (default /etc/machine-id)')
+    .option('--boot-id-file <file>', 'boot id (default /proc/sys/kernel/random/boot_id)')
+    .option('--status <file>', 'slot status record (default as `update` finds it)')
+    .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
+    .option('--app-id <id>', 'Omaha app id (default the CoreOS one)')
+    .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown: refuse (default; or UNKNOWN_RELEASE= of update.conf) or allow").choices(['allow', 'refuse']))
+    .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'));
 }

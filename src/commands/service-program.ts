@@ -3,7 +3,7 @@
  * cli.ts so that file stays readable; each action lazy-loads its module, as cli.ts does.
  */
 import { Option, type Command } from 'commander';
-import { collect, downloadOption, parseDuration, parseInteger, parsePercent } from './parse.js';
+import { addDeviceOptions, collect, parseDuration, parseInteger, parsePercent } from './parse.js';
 
 /** Adds `release init|add|promote|list`, `serve` and `check` to `program`. */
 export function addServiceCommands(program: Command): void {
@@ -20,22 +20,9 @@ export function addServiceCommands(program: Command): void {
     .option('--app-id <id>', 'Omaha app id to serve (repeatable; default the CoreOS one)', collect)
     .addOption(new Option('--max-machines <n>', 'most machines recorded; new ones past it get an error status (default 1000000)').argParser((v) => parseInteger(v, '--max-machines')))
     .action(async (dir, opts) => (await import('./serve.js')).run(dir, opts));
-  program
+  addDeviceOptions(program
     .command('check')
-    .description('one update cycle of a device: ask the update service, install an offered payload into the passive slot, report each step')
-    .requiredOption('--disk <disk>', 'whole disk holding the A/B slots (image file or block device)')
-    .requiredOption('--pubkey <file>', 'trusted public key (repeatable)', collect)
-    .option('--server <url>', 'Omaha endpoint (default: SERVER= of update.conf)')
-    .option('--group <name>', 'channel or group (default: GROUP= of update.conf, else stable)')
-    .option('--config <file>', "the machine's update.conf (default /etc/fastpatch/update.conf when present)")
-    .option('--image-config <file>', "the image's defaults (default /usr/share/fastpatch/update.conf when present)")
-    .option('--machine-id-file <file>', 'machine id (default /etc/machine-id)')
-    .option('--boot-id-file <file>', 'boot id (default /proc/sys/kernel/random/boot_id)')
-    .option('--status <file>', 'slot status record (default as `update` finds it)')
-    .option('--running <slot>', 'the slot running now (default: the one the bootloader boots)')
-    .option('--app-id <id>', 'Omaha app id (default the CoreOS one)')
-    .addOption(new Option('--unknown-release <choice>', "when the running slot's release is unknown: refuse (default; or UNKNOWN_RELEASE= of update.conf) or allow").choices(['allow', 'refuse']))
-    .addOption(downloadOption('retries')).addOption(downloadOption('timeout')).addOption(downloadOption('min-rate'))
+    .description('one update cycle of a device: ask the update service, install an offered payload into the passive slot, report each step'))
     .option('--json', 'print the result as JSON')
     .action(async (opts) => (await import('./check.js')).run({ ...opts, verbose: program.opts().verbose }));
 }
